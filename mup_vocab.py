@@ -1,0 +1,359 @@
+"""SP / muP / large-vocabulary (LV) parametrizations and the sqrt(width) embedding-LR rule.
+
+Paper: Soufiane Hayou, Liyuan Liu, "Optimal Embedding Learning Rate in LLMs: The Effect of Vocabulary Size",
+arXiv:2506.15025 (2025). Background tables: Tensor Programs V (TP5, Yang et al., arXiv:2203.03466) and
+microsoft/mup. Paper card: shared/papers/mup_vocab.md (section numbers below refer to it).
+
+The claim (abstract): muP lets the width n grow with the input dimension fixed, but an LLM's input dimension is
+the vocabulary size m, usually m >> n. When m grows with n ("large-vocabulary regime") the optimal ratio
+embedding-LR / hidden-LR scales as Theta(sqrt(n)), not Theta(n) as muP predicts.
+
+What is implemented (Adam/AdamW; w = width / base_width; eta = the base LR tuned at base_width):
+
+    ratio(n) = lr_emb(n) / lr_hidden(n) = w**alpha,   alpha = 0 (sp), 1 (mup), 1/2 (lv)     (card Sec. 3)
+
+    class            | sp                    | mup                         | lv (card Sec. 3, variant (i))
+    -----------------+-----------------------+-----------------------------+-------------------------------
+    embedding LR     | eta                   | eta                         | eta / sqrt(w)
+    hidden LR        | eta                   | eta / w                     | eta / w
+    readout LR       | eta                   | eta       (TP5 Table 8)     | eta
+    vector LR        | eta                   | eta                         | eta
+    embedding init   | N(0, emb_std^2)       | N(0, emb_std^2)             | N(0, emb_std^2)
+    hidden init      | N(0, s^2 / fan_in)    | N(0, s^2 / fan_in)          | N(0, s^2 / fan_in)
+    readout init     | N(0, s^2 / fan_in)    | N(0, s^2 * w / fan_in)      | same as mup     (= const in n)
+    readout mult.    | 1                     | output_mult / w             | output_mult / w
+    weight decay     | wd * eta / lr_group on every matrix (so lr*wd = eta*wd, invariant in w), 0 on vectors
+
+  (s = init_scale, default 1.) At n = base_width every regime gives the same LRs, inits and multipliers. The
+  effective readout scale std * multiplier is ~ 1/n under mup/lv (TP5 Table 3's "output init var 1/n^2") and
+  ~ 1/sqrt(n) under sp. The readout multiplier is applied to the readout *input* (nanoGPT-mup style), which for
+  a bias-free readout equals multiplying the logits.
+
+Contract for a model (train.py's GPT follows it):
+  * embeddings are nn.Embedding modules (token `wte`, positional if any); the readout is `model.lm_head`
+    (or pass `readout=`), possibly weight-tied to `wte`; every other >= 2-D parameter is a hidden matrix whose
+    fan_in is shape[1] (nn.Linear layout (out, in)); 1-D parameters (RMSNorm gains, biases) are vectors.
+  * call `mult = init_parametrization(model, regime, width, base_width)` once after construction, then
+    `torch.optim.AdamW(param_groups(model, lr, regime, width, base_width, weight_decay), betas=...)`.
+  * the forward pass must compute `logits = lm_head(x * mult)` (or `F.linear(x * mult, wte.weight)` when tied).
+    If the model defines a float attribute `readout_multiplier`, init_parametrization sets it to `mult`.
+  * LR schedules must rescale every group relatively: `g["lr"] = g["lr_scale"] * lr_at_step(t)`; each group
+    carries `lr_scale` (its LR divided by the base LR) and `name` in {"embedding","hidden","readout","vector"}.
+  * attention: with a fixed head dim D (heads grow with width) 1/sqrt(D) is fine; if D grows with width muP asks
+    for 1/D (card Sec. 4).
+
+Tied embedding/readout (card Sec. 6, pitfall 2): the tied matrix goes in the "embedding" group once, so it gets
+the embedding LR (eta for sp/mup -- where it coincides with the readout LR -- and eta/sqrt(w) for lv, the rule
+this file is about). It is initialized by the readout rule (std s/sqrt(base_width) under mup/lv, constant in n as
+TP5 Table 8 asks of both an input and an output layer; s/sqrt(width) under sp): an N(0, 1) matrix used as readout
+would give logits of size sqrt(base_width).
+
+Deviations from the paper:
+  * The paper's own per-layer LV table, base width, base LR and toy settings are not retrievable (card Sec. 8);
+    the lv regime here is the card's derived "variant (i)": muP everywhere except embedding LR eta/sqrt(w).
+    Its constant is chosen so that lv == mup at n = base_width.
+  * No SGD tables; Adam/AdamW only. The paper's theory uses SignSGD as a proxy for Adam.
+  * The toy experiment (`--lv-experiment`) is this project's miniature of the paper's setting (card Sec. 7.8)
+    with a fixed hidden/readout LR and a 1-D sweep of the embedding LR, not the paper's protocol.
+
+Run:
+    python mup_vocab.py                   # LR / init table for widths 64..1024 under each regime (seconds)
+    python mup_vocab.py --coord           # coordinate check of a tiny transformer, slope per module (~1 min)
+    python mup_vocab.py --lv-experiment   # toy embedding->readout model, fits the emb-LR exponent (~5 min)
+    pytest tests/test_mup_vocab.py -q
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------------------------------------------
+# Regime tables
+# ----------------------------------------------------------------------------------------------------------------
+
+REGIMES = ("sp", "mup", "lv")
+GROUP_NAMES = ("embedding", "hidden", "readout", "vector")
+
+
+def _check_regime(regime, width, base_width):
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    for name, v in (("width", width), ("base_width", base_width)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be a positive int, got {type(v).__name__}")
+        if v <= 0:
+            raise ValueError(f"{name} must be a positive int, got {v}")
+    return float(width) / float(base_width)  # w, float64
+
+
+def lr_multipliers(regime: str, width: int, base_width: int) -> dict:
+    """Per-class LR multipliers (group LR = base LR * multiplier), in float64.
+
+    Returns {"embedding", "hidden", "readout", "vector"} -> float. ratio embedding/hidden = 1, w, sqrt(w)."""
+    w = _check_regime(regime, width, base_width)
+    if regime == "sp":
+        return {"embedding": 1.0, "hidden": 1.0, "readout": 1.0, "vector": 1.0}
+    emb = 1.0 if regime == "mup" else 1.0 / math.sqrt(w)  # lv: eta / sqrt(w)  (card Sec. 3, variant (i))
+    return {"embedding": emb, "hidden": 1.0 / w, "readout": 1.0, "vector": 1.0}
+
+
+def readout_multiplier(regime: str, width: int, base_width: int, output_mult: float = 1.0) -> float:
+    """Forward multiplier applied to the readout input: 1 (sp), output_mult / w (mup, lv; TP5 Table 8)."""
+    w = _check_regime(regime, width, base_width)
+    return 1.0 if regime == "sp" else float(output_mult) / w
+
+
+def init_stds(regime: str, width: int, base_width: int, fan_in: int, init_scale: float = 1.0,
+              emb_std: float = 1.0) -> dict:
+    """Init std per class for a matrix with the given fan_in (the width-like input dimension)."""
+    w = _check_regime(regime, width, base_width)
+    if fan_in <= 0:
+        raise ValueError(f"fan_in must be positive, got {fan_in}")
+    hidden = init_scale / math.sqrt(fan_in)                      # var 1/fan_in in every regime
+    readout = hidden if regime == "sp" else init_scale * math.sqrt(w / fan_in)  # mup/lv: const in n
+    return {"embedding": float(emb_std), "hidden": hidden, "readout": readout}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parameter classification, optimizer groups, initialization
+# ----------------------------------------------------------------------------------------------------------------
+
+def _readout_weight(model, readout):
+    if readout is None:
+        readout = getattr(model, "lm_head", None)
+        if readout is None:
+            raise ValueError("readout: model has no attribute 'lm_head'; pass readout=<nn.Module or nn.Parameter>")
+    if isinstance(readout, nn.Parameter):
+        return readout, None
+    if isinstance(readout, nn.Module) and isinstance(getattr(readout, "weight", None), nn.Parameter):
+        b = getattr(readout, "bias", None)
+        return readout.weight, b if isinstance(b, nn.Parameter) else None
+    raise TypeError(f"readout must be an nn.Module with a .weight Parameter or an nn.Parameter, "
+                    f"got {type(readout).__name__}")
+
+
+def classify_parameters(model: nn.Module, readout=None) -> dict:
+    """Map each distinct parameter to (class, name). Classes: embedding, hidden, readout, vector.
+
+    nn.Embedding weights are embeddings (a readout tied to one stays an embedding); the readout weight is the
+    readout; other tensors with ndim >= 2 are hidden; ndim <= 1 are vectors (gains, biases, readout bias)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    rw, _ = _readout_weight(model, readout)
+    emb_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    out = {}
+    for name, p in model.named_parameters():  # named_parameters() yields a shared tensor once
+        if id(p) in emb_ids:
+            cls = "embedding"
+        elif p is rw:
+            cls = "readout"
+        elif p.ndim >= 2:
+            cls = "hidden"
+        else:
+            cls = "vector"
+        out[id(p)] = (cls, name, p)
+    if id(rw) not in out:
+        raise ValueError("readout: its weight is not a parameter of model")
+    return out
+
+
+def is_tied(model: nn.Module, readout=None) -> bool:
+    rw, _ = _readout_weight(model, readout)
+    return any(isinstance(m, nn.Embedding) and m.weight is rw for m in model.modules())
+
+
+def param_groups(model: nn.Module, lr: float, regime: str, width: int, base_width: int,
+                 weight_decay: float = 0.0, readout=None) -> list:
+    """Optimizer parameter groups for Adam/AdamW under `regime`.
+
+    Every parameter appears in exactly one group (a tied embedding/readout once, in "embedding"). Group LR =
+    lr * lr_multipliers(...)[class]. Matrices (embedding, hidden, readout) get weight_decay * lr / group_lr, so
+    that torch AdamW's per-step shrink lr_group * wd = lr * weight_decay is the same for every matrix and every
+    width (mup's coupled-wd default); vectors get no decay. Each group carries "name" and "lr_scale".
+    Empty classes are omitted.
+    """
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive float, got {lr!r}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a float >= 0, got {weight_decay!r}")
+    mult = lr_multipliers(regime, width, base_width)
+    buckets = {k: [] for k in GROUP_NAMES}
+    names = {k: [] for k in GROUP_NAMES}
+    for cls, name, p in classify_parameters(model, readout).values():
+        if p.requires_grad:
+            buckets[cls].append(p)
+            names[cls].append(name)
+    groups = []
+    for cls in GROUP_NAMES:
+        if not buckets[cls]:
+            continue
+        glr = float(lr) * mult[cls]
+        wd = 0.0 if cls == "vector" else float(weight_decay) * float(lr) / glr
+        groups.append({"params": buckets[cls], "lr": glr, "weight_decay": wd, "name": cls,
+                       "lr_scale": mult[cls], "param_names": names[cls]})
+    return groups
+
+
+@torch.no_grad()
+def init_parametrization(model: nn.Module, regime: str, width: int, base_width: int, readout=None,
+                         init_scale: float = 1.0, emb_std: float = 1.0, output_mult: float = 1.0,
+                         readout_zero_init: bool = False) -> float:
+    """Re-initialize `model` in place for `regime` and return the readout multiplier.
+
+    embeddings ~ N(0, emb_std^2); hidden ~ N(0, init_scale^2 / fan_in); readout ~ N(0, init_scale^2 / fan_in)
+    (sp) or N(0, init_scale^2 * w / fan_in) (mup, lv), or exactly 0 with readout_zero_init; a tied matrix follows
+    the readout rule; 1-D parameters whose name ends in "bias" are zeroed, other 1-D parameters (norm gains) are
+    left as constructed. If `model.readout_multiplier` exists it is set to the returned value.
+    The caller's RNG (torch.manual_seed) determines the draw.
+    """
+    _check_regime(regime, width, base_width)
+    rw, rb = _readout_weight(model, readout)
+    tied = is_tied(model, readout)
+    if readout_zero_init and tied:
+        raise ValueError("readout_zero_init=True would zero a tied embedding; untie lm_head or pass False")
+    for cls, name, p in classify_parameters(model, readout).values():
+        if cls == "vector":
+            if name.endswith("bias"):
+                p.zero_()
+            continue
+        fan_in = int(np.prod(p.shape[1:]))
+        stds = init_stds(regime, width, base_width, fan_in, init_scale, emb_std)
+        if p is rw:  # readout (tied or not)
+            if readout_zero_init:
+                p.zero_()
+            else:
+                p.normal_(0.0, stds["readout"])
+        else:
+            p.normal_(0.0, stds[cls])
+    mult = readout_multiplier(regime, width, base_width, output_mult)
+    if isinstance(getattr(model, "readout_multiplier", None), (int, float)):
+        model.readout_multiplier = mult
+    return mult
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A tiny GPT following the contract above (used by the coordinate check and the tests)
+# ----------------------------------------------------------------------------------------------------------------
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class TinyBlock(nn.Module):
+    def __init__(self, width, head_dim):
+        super().__init__()
+        self.h, self.d = width // head_dim, head_dim
+        self.norm1, self.norm2 = RMSNorm(width), RMSNorm(width)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.proj = nn.Linear(width, width, bias=False)
+        self.attn_logits = nn.Identity()  # only so the coordinate check sees q.k / sqrt(D)
+        self.fc = nn.Linear(width, 4 * width, bias=False)
+        self.fc_out = nn.Linear(4 * width, width, bias=False)
+
+    def forward(self, x):  # x (B, T, n)
+        B, T, n = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.h, self.d).unbind(2)  # each (B, T, H, D)
+        # fixed head dim D: heads grow with width, so 1/sqrt(D) does not change with width (card Sec. 4)
+        s = self.attn_logits(torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(self.d))  # (B, H, T, T)
+        s = s.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+        y = torch.einsum("bhts,bshd->bthd", s.softmax(-1), v).reshape(B, T, n)
+        x = x + self.proj(y)
+        return x + self.fc_out(F.gelu(self.fc(self.norm2(x))))
+
+
+class TinyGPT(nn.Module):
+    """wte -> n_layer x (attention + MLP, pre-RMSNorm) -> RMSNorm -> lm_head(x * readout_multiplier)."""
+
+    def __init__(self, vocab_size, width, n_layer=2, head_dim=16, tied=False):
+        super().__init__()
+        if width % head_dim:
+            raise ValueError(f"width must be a multiple of head_dim={head_dim}, got {width}")
+        self.wte = nn.Embedding(vocab_size, width)
+        self.blocks = nn.ModuleList(TinyBlock(width, head_dim) for _ in range(n_layer))
+        self.norm_f = RMSNorm(width)
+        self.lm_head = nn.Linear(width, vocab_size, bias=False)
+        if tied:
+            self.lm_head.weight = self.wte.weight
+        self.readout_multiplier = 1.0  # set by init_parametrization
+
+    def forward(self, idx):  # idx (B, T) -> logits (B, T, V)
+        x = self.wte(idx)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.lm_head(self.norm_f(x) * self.readout_multiplier)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Coordinate check (card Sec. 4 and 7.6; mup.coord_check's method)
+# ----------------------------------------------------------------------------------------------------------------
+
+def coord_check(make_model, widths, steps=3, lr=1e-2, regime="mup", base_width=None, batch=None, seeds=(0,),
+                betas=(0.9, 0.95), readout_zero_init=False, vocab_size=64, seq_len=16, batch_size=4):
+    """Train each width `steps` Adam steps on one fixed batch; record mean |output| of every leaf module.
+
+    Args: make_model(width) -> nn.Module following the contract (readout `lm_head`); widths: increasing ints;
+      regime: "sp" | "mup" | "lv"; base_width: defaults to widths[0]; batch: LongTensor (B, T+1) of token ids
+      (default: random tokens from `vocab_size`, fixed by seed 1234). Loss = next-token cross-entropy.
+    Returns: {module_name: ndarray (len(widths), steps + 1)}: entry [i, t] is mean |output| during the forward
+      pass after t updates, averaged over seeds (t = 0 is the initialization).
+    """
+    widths = list(widths)
+    if len(widths) < 2 or any(b <= a for a, b in zip(widths, widths[1:])):
+        raise ValueError(f"widths must be >= 2 increasing ints, got {widths}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    base_width = widths[0] if base_width is None else base_width
+    if batch is None:
+        batch = torch.randint(0, vocab_size, (batch_size, seq_len + 1), generator=torch.Generator().manual_seed(1234))
+    stats = {}
+    for i, n in enumerate(widths):
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = make_model(n)
+            init_parametrization(model, regime, n, base_width, readout_zero_init=readout_zero_init)
+            opt = torch.optim.Adam(param_groups(model, lr, regime, n, base_width), betas=betas)
+            record, hooks = {}, []
+            for name, mod in model.named_modules():
+                if name and not list(mod.children()):
+                    hooks.append(mod.register_forward_hook(
+                        lambda m, a, out, name=name: record.__setitem__(name, out.detach().abs().mean().item())))
+            for t in range(steps + 1):
+                logits = model(batch[:, :-1])
+                for name, v in record.items():
+                    stats.setdefault(name, np.zeros((len(widths), steps + 1)))[i, t] += v / len(seeds)
+                if t == steps:
+                    break
+                loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            for h in hooks:
+                h.remove()
+    return stats
+
+
+def fit_slope(x, y) -> float:
+    """Least-squares slope of log(y) against log(x)."""
+    lx, ly = np.log(np.asarray(x, dtype=np.float64)), np.log(np.asarray(y, dtype=np.float64))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def coord_slopes(stats: dict, widths) -> dict:
+    """{module: ndarray (steps + 1,)} log-log slope of mean |output| against width, per step (nan where 0)."""
+    out = {}
+    for name, a in stats.items():
+        out[name] = np.array([fit_slope(widths, a[:, t]) if np.all(a[:, t] > 0) else float("nan")
+                              for t in range(a.shape[1])])
+    return out
