@@ -1,0 +1,673 @@
+"""RAttention: sliding-window attention + Residual Linear Attention (RLA), with constant-memory decode.
+
+Paper: "RATTENTION: Towards the Minimal Sliding Window Size in Local-Global Attention Models",
+Wang, Lan, Wang, Pang (Apple), arXiv:2506.15545 (v1, 18 Jun 2025). Reference code: apple/axlearn,
+`axlearn/common/rattention/` (JAX / TPU Pallas). Paper card: ../shared/papers/rattention.md.
+
+Layout: q (B, T, H, D), k/v (B, T, H_kv, D) with H % H_kv == 0 (GQA). 0-indexed positions t; `window` = w.
+
+What is implemented (equation numbers from the paper)
+- SWA (§2.1):  o_t^swa = Σ_{i=max(0,t−w)}^{t} exp(q_t·k_i) v_i / Σ_{same i} exp(q_t·k_i)      (w+1 keys)
+  with q, k = qknorm(RoPE(·)) and the 1/√D scale (RoPE θ = 5e5; qk-norm after RoPE, as the reference code).
+- RLA, Eq. (4):  S_t = S_{t−1} + φ(k_t)ᵀ v_t,  o_t^rla = φ(q_t) S_{t−w−1},  S_{≤−1} = 0,
+  i.e. o_t^rla = Σ_{i ≤ t−w−1} (φ(q_t)·φ(k_i)) v_i — no denominator, no decay, RAW q/k (no RoPE, no norm, no 1/√D).
+  SWA and RLA cover disjoint key sets whose union is the causal prefix [0, t].
+- Feature map (§3.1, ref `FeatureMap.SOFTMAX`): φ(x) = [softmax(x), softmax(−x)] over D, in fp32 (d' = 2D).
+- Chunkwise form, Eqs. (2)-(3) on the shifted sequence (k, v delayed by w+1 with zeros):
+  S_[n+1] = S_[n] + φ(K_[n])ᵀ V_[n],  O_[n] = φ(Q_[n]) S_[n] + ((φ(Q_[n]) φ(K_[n])ᵀ) ⊙ M) V_[n]  (M inclusive-causal).
+- Combination (§3.2): o_t = RMS_swa(o_t^swa) + RMS_rla(o_t^rla), per-head RMSNorm over D (scale [H, D],
+  eps 1e-8, fp32), then the output projection. Global layers (§3.3): full causal attention, NoPE, qk-norm.
+- Decode: a ring buffer of the last w+1 RAW k/v (slot = position mod (w+1)) plus an fp32 state S per kv head;
+  the token leaving the window is folded into S before the readout. Cache size is independent of position.
+
+Fast paths
+- CPU/PyTorch: blocked SWA (each block of queries sees only its w+Bq keys: O(T·w) time and memory) and chunked
+  RLA (exclusive cumsum of per-chunk states; O(T·C·D + T·D²)).
+- Triton (CUDA, or CPU under TRITON_INTERPRET=1): a flash-style SWA kernel that visits only the key blocks inside
+  the window (forward + two backward kernels), and a chunked RLA kernel with φ fused, an fp32 on-chip state, and
+  the w+1 shift done by offset loads (any window/chunk alignment). Its backward recomputes the chunk states
+  (dq kernel: forward scan; dk/dv kernel: reverse scan of dS) instead of storing them.
+
+Deviations from the paper
+- Left padding / per-row `start` instead of packed documents: positions < start[b] never enter the window, the
+  RLA state or any cache (the reference code lets RLA leak across packed documents; we have no packing).
+- The RLA state is stored per kv head (exact with h0 = 0; G× less memory than the reference's per-q-head state).
+- Options off by default in the reference and absent from the paper (learned h0 "meta tokens", learned qk scales
+  before φ) are not implemented. No TPU "interleaved state saving" search; chunk size is a plain argument.
+- The Triton kernels compute in fp32 (inputs are upcast on chip, tl.dot in IEEE fp32): simple and exact rather
+  than fastest; one program holds a full (D × D) state tile per half, which is meant for D ≤ 128.
+- Global layers use qk-norm + 1/√D like the local ones ("other attention hyperparameters shared") and no
+  branch RMSNorm.
+
+Run
+  python rattention.py            # demo: masks of both branches for a short sequence; decode == forward
+  python rattention.py --bench    # CPU timing and cache-size table (H=4, D=64, w=512)
+  python rattention.py --compare  # full vs SWA-w vs RAttention-w tiny LMs on associative recall beyond w
+  pytest tests/test_rattention.py -q
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+try:  # importing this file must never fail on a machine without Triton
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except Exception:  # pragma: no cover - depends on the environment
+    triton, tl, HAS_TRITON = None, None, False
+
+# Force a path: None = auto (Triton for CUDA tensors, PyTorch otherwise) | "reference" | "torch" | "triton".
+IMPL = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small helpers and argument checks
+# ----------------------------------------------------------------------------------------------------------------
+
+def _fp(dtype):
+    """Compute dtype: at least fp32 (fp64 stays fp64, so references can run in fp64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _check_qkv(q, k, v):
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, T, H, D), got {tuple(x.shape)}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape (B, T, H_kv, D), got {tuple(k.shape)} and {tuple(v.shape)}")
+    B, T, H, D = q.shape
+    if k.shape[0] != B or k.shape[1] != T or k.shape[3] != D:
+        raise ValueError(f"k/v must have shape (B={B}, T={T}, H_kv, D={D}), got {tuple(k.shape)}")
+    if H % k.shape[2] != 0:
+        raise ValueError(f"number of q heads H={H} must be a multiple of kv heads H_kv={k.shape[2]}")
+
+
+def _check_window(window, minimum=0):
+    if not isinstance(window, int) or isinstance(window, bool):
+        raise TypeError(f"window must be an int, got {type(window).__name__}")
+    if window < minimum:
+        raise ValueError(f"window must be >= {minimum} (the window covers window+1 keys), got {window}")
+
+
+def _check_start(start, B, T, device):
+    """start (B,) int: first valid (non-padding) position of each row, in [0, T]. None = all valid."""
+    if start is None:
+        return None
+    if not isinstance(start, torch.Tensor):
+        start = torch.as_tensor(start)
+    if start.shape != (B,) or start.dtype.is_floating_point:
+        raise ValueError(f"start must be an integer tensor of shape (B={B},), got {tuple(start.shape)} {start.dtype}")
+    if bool((start < 0).any()) or bool((start > T).any()):
+        raise ValueError(f"start values must lie in [0, T={T}], got {start.tolist()}")
+    return start.to(device=device, dtype=torch.long)
+
+
+def _valid_mask(start, B, T, device):
+    """(B, T) bool: position t of row b is a real token (t >= start[b])."""
+    t = torch.arange(T, device=device)
+    if start is None:
+        return torch.ones(B, T, dtype=torch.bool, device=device)
+    return t[None, :] >= start[:, None]
+
+
+def _impl(x):
+    if IMPL is not None:
+        if IMPL not in ("reference", "torch", "triton"):
+            raise ValueError(f"IMPL must be None, 'reference', 'torch' or 'triton', got {IMPL!r}")
+        return IMPL
+    return "triton" if (HAS_TRITON and x.is_cuda) else "torch"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# References: literal fp32 (or fp64) forms
+# ----------------------------------------------------------------------------------------------------------------
+
+def feature_map(x):
+    """φ(x) = concat(softmax(x), softmax(−x)) over the last dim, in fp32 (fp64 stays fp64). (..., D) -> (..., 2D).
+
+    Hedgehog-style map as in the reference (`FeatureMap.SOFTMAX`): two separate softmaxes, so each half sums to 1
+    and φ(q)·φ(k) ∈ (0, 2]. No learned projection, no temperature.
+    """
+    x = x.to(_fp(x.dtype))
+    return torch.cat([torch.softmax(x, dim=-1), torch.softmax(-x, dim=-1)], dim=-1)
+
+
+def swa_mask(T, window, device=None):
+    """(T, T) bool, [t, i] = query t attends key i: 0 <= t − i <= window (window+1 keys, current one included)."""
+    d = torch.arange(T, device=device)[:, None] - torch.arange(T, device=device)[None, :]
+    return (d >= 0) & (d <= window)
+
+
+def rla_mask(T, window, device=None):
+    """(T, T) bool, [t, i] = key i is in query t's RLA sum: i <= t − window − 1 (exactly the keys SWA dropped)."""
+    d = torch.arange(T, device=device)[:, None] - torch.arange(T, device=device)[None, :]
+    return d >= window + 1
+
+
+def _repeat_kv(x, G):
+    return x if G == 1 else x.repeat_interleave(G, dim=2)  # (B, T, H_kv, D) -> (B, T, H_kv·G, D), head h <- h // G
+
+
+def sliding_window_attention_reference(q, k, v, window, scale=None, start=None):
+    """Literal masked softmax attention over the w+1 keys t−w … t (and i >= start[b]). Returns (B, T, H, D).
+
+    Rows with no valid key (padding, t < start[b]) return 0.
+    """
+    _check_qkv(q, k, v)
+    _check_window(window)
+    B, T, H, D = q.shape
+    start = _check_start(start, B, T, q.device)
+    scale = D ** -0.5 if scale is None else scale
+    dt = _fp(q.dtype)
+    G = H // k.shape[2]
+    qf, kf, vf = q.to(dt), _repeat_kv(k, G).to(dt), _repeat_kv(v, G).to(dt)
+    s = torch.einsum("bthd,bihd->bhti", qf, kf) * scale  # (B, H, T, T)
+    m = swa_mask(T, window, q.device)[None, None] & _valid_mask(start, B, T, q.device)[:, None, None, :]
+    p = torch.softmax(s.masked_fill(~m, torch.finfo(dt).min), dim=-1) * m  # rows with no key -> all 0
+    return torch.einsum("bhti,bihd->bthd", p, vf).to(q.dtype)
+
+
+def residual_linear_attention_reference(q, k, v, window, chunk_size=64, start=None):
+    """Literal quadratic form  o_t = Σ_{i <= t−window−1, i >= start} (φ(q_t)·φ(k_i)) v_i.  Returns (B, T, H, D).
+
+    `chunk_size` is accepted for signature parity and ignored. window = −1 gives inclusive (plain) linear attention.
+    """
+    _check_qkv(q, k, v)
+    _check_window(window, minimum=-1)
+    B, T, H, D = q.shape
+    start = _check_start(start, B, T, q.device)
+    G = H // k.shape[2]
+    fq, fk = feature_map(q), feature_map(_repeat_kv(k, G))  # (B, T, H, 2D)
+    vf = _repeat_kv(v, G).to(fq.dtype)
+    a = torch.einsum("bthk,bihk->bhti", fq, fk)  # φ(q_t)·φ(k_i), (B, H, T, T)
+    m = rla_mask(T, window, q.device)[None, None] & _valid_mask(start, B, T, q.device)[:, None, None, :]
+    return torch.einsum("bhti,bihd->bthd", a * m, vf).to(q.dtype)
+
+
+def residual_linear_attention_recurrent(q, k, v, window, chunk_size=64, start=None):
+    """Eq. (4) written as the recurrence: S_t = S_{t−1} + φ(k_t)ᵀ v_t,  o_t = φ(q_t) S_{t−w−1}.  (B, T, H, D)."""
+    _check_qkv(q, k, v)
+    _check_window(window, minimum=-1)
+    B, T, H, D = q.shape
+    start = _check_start(start, B, T, q.device)
+    G = H // k.shape[2]
+    fq, fk = feature_map(q), feature_map(k)  # (B, T, H, 2D), (B, T, H_kv, 2D)
+    vf = (v.to(fq.dtype) * _valid_mask(start, B, T, q.device)[:, :, None, None])
+    S = fq.new_zeros(B, k.shape[2], 2 * D, D)  # state per kv head
+    out = []
+    s = window + 1
+    for t in range(T):
+        if t - s >= 0:  # token t−w−1 leaves the window: fold it into the state
+            S = S + torch.einsum("bhk,bhd->bhkd", fk[:, t - s], vf[:, t - s])
+        out.append(torch.einsum("bhk,bhkd->bhd", fq[:, t], S.repeat_interleave(G, dim=1)))  # q-head h reads S[h // G]
+    return torch.stack(out, dim=1).to(q.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Efficient PyTorch paths (CPU)
+# ----------------------------------------------------------------------------------------------------------------
+
+def _swa_block(window):
+    # queries per block; each block reads block+window keys, so keep the block ~w/4 (<= 25% overhead), in [16, 128].
+    return int(max(16, min(128, 1 << max(0, (window + 1).bit_length() - 2))))
+
+
+def sliding_window_attention_torch(q, k, v, window, scale=None, start=None):
+    """Blocked SWA: queries in blocks of Bq, each block attends only its Bq+w candidate keys. O(T·w) time/memory."""
+    _check_qkv(q, k, v)
+    _check_window(window)
+    B, T, H, D = q.shape
+    Hkv = k.shape[2]
+    G = H // Hkv
+    start = _check_start(start, B, T, q.device)
+    scale = D ** -0.5 if scale is None else scale
+    w = min(window, T - 1)  # a window past the sequence start changes nothing
+    Bq = _swa_block(w)
+    nb = -(-T // Bq)
+    Tp = nb * Bq
+    L = Bq + w  # keys seen by one query block: [n·Bq − w, n·Bq + Bq)
+    dt = _fp(q.dtype)
+    qb = F.pad(q.to(dt), (0, 0, 0, 0, 0, Tp - T)).view(B, nb, Bq, Hkv, G, D)
+    kb = F.pad(k.to(dt), (0, 0, 0, 0, w, Tp - T)).unfold(1, L, Bq)  # (B, nb, H_kv, D, L)
+    vb = F.pad(v.to(dt), (0, 0, 0, 0, w, Tp - T)).unfold(1, L, Bq)  # (B, nb, H_kv, D, L)
+    s = torch.einsum("bnqhgd,bnhdl->bnhgql", qb, kb) * scale  # (B, nb, H_kv, G, Bq, L)
+    a = torch.arange(Bq, device=q.device)[:, None]
+    j = torch.arange(L, device=q.device)[None, :]
+    band = (j >= a) & (j <= a + w)  # t − i = a + w − j ∈ [0, w]
+    i_abs = torch.arange(nb, device=q.device)[:, None] * Bq - w + torch.arange(L, device=q.device)[None, :]  # (nb, L)
+    lo = torch.zeros(B, dtype=torch.long, device=q.device) if start is None else start
+    keyok = i_abs[None] >= lo[:, None, None]  # (B, nb, L): key exists (i >= 0) and is not padding
+    m = band[None, None] & keyok[:, :, None, :]  # (B, nb, Bq, L)
+    m = m[:, :, None, None]  # (B, nb, 1, 1, Bq, L)
+    p = torch.softmax(s.masked_fill(~m, torch.finfo(dt).min), dim=-1) * m
+    o = torch.einsum("bnhgql,bnhdl->bnqhgd", p, vb).reshape(B, Tp, H, D)[:, :T]
+    return o.to(q.dtype)
+
+
+def _linear_attention_chunked(fq, fk, v, C):
+    """Inclusive-causal, unnormalized linear attention, chunked (Eqs. 2-3).
+
+    fq (B, T, H_kv, G, K), fk (B, T, H_kv, K), v (B, T, H_kv, D) -> (B, T, H_kv, G, D). States at chunk boundaries.
+    """
+    B, T, Hkv, G, K = fq.shape
+    D = v.shape[-1]
+    N = -(-T // C)
+    pad = N * C - T
+    Q = F.pad(fq, (0, 0, 0, 0, 0, 0, 0, pad)).view(B, N, C, Hkv, G, K)
+    Kc = F.pad(fk, (0, 0, 0, 0, 0, pad)).view(B, N, C, Hkv, K)
+    V = F.pad(v, (0, 0, 0, 0, 0, pad)).view(B, N, C, Hkv, D)
+    dS = torch.einsum("bnchk,bnchd->bnhkd", Kc, V)  # φ(K_[n])ᵀ V_[n], (B, N, H_kv, K, D)
+    S = torch.cat([torch.zeros_like(dS[:, :1]), torch.cumsum(dS, dim=1)[:, :-1]], dim=1)  # state entering chunk n
+    inter = torch.einsum("bnchgk,bnhkd->bnchgd", Q, S)  # φ(Q_[n]) S_[n]
+    A = torch.einsum("bnchgk,bnjhk->bnhgcj", Q, Kc)  # (B, N, H_kv, G, C, C)
+    M = torch.ones(C, C, dtype=torch.bool, device=fq.device).tril()
+    intra = torch.einsum("bnhgcj,bnjhd->bnchgd", A * M, V)  # ((φQ φKᵀ) ⊙ M) V
+    return (inter + intra).reshape(B, N * C, Hkv, G, D)[:, :T]
+
+
+def residual_linear_attention_torch(q, k, v, window, chunk_size=64, start=None):
+    """Chunked RLA. The w+1 shift is a slice: o[t] for t >= s = LA_inclusive(q[s:], k[:T−s], v[:T−s]), o[:s] = 0."""
+    _check_qkv(q, k, v)
+    _check_window(window, minimum=-1)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    B, T, H, D = q.shape
+    Hkv = k.shape[2]
+    G = H // Hkv
+    start = _check_start(start, B, T, q.device)
+    s = window + 1
+    dt = _fp(q.dtype)
+    out = q.new_zeros(B, T, H, D, dtype=dt)
+    if s < T:
+        vf = v.to(dt)
+        if start is not None:  # padding never enters the state: φ(k)ᵀ·0 = 0
+            vf = vf * _valid_mask(start, B, T, q.device)[:, :, None, None]
+        fq = feature_map(q[:, s:]).view(B, T - s, Hkv, G, 2 * D)
+        fk = feature_map(k[:, : T - s])
+        o = _linear_attention_chunked(fq, fk, vf[:, : T - s], chunk_size)
+        out = torch.cat([out[:, :s], o.reshape(B, T - s, H, D)], dim=1)
+    return out.to(q.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Triton kernels (checked on CPU under TRITON_INTERPRET=1)
+# ----------------------------------------------------------------------------------------------------------------
+
+#@@TRITON@@
+def sliding_window_attention_triton(q, k, v, window, scale=None, start=None):  # replaced in the next commit
+    raise NotImplementedError("the Triton SWA kernel is not written yet")
+
+
+def residual_linear_attention_triton(q, k, v, window, chunk_size=64, start=None):  # replaced in the next commit
+    raise NotImplementedError("the Triton RLA kernel is not written yet")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public dispatchers
+# ----------------------------------------------------------------------------------------------------------------
+
+def sliding_window_attention(q, k, v, window, scale=None, start=None):
+    """Causal SWA: query t attends keys t−window … t (window+1 keys) and i >= start[b].
+
+    Args: q (B, T, H, D); k, v (B, T, H_kv, D); window int >= 0; scale (default 1/√D); start (B,) int or None.
+    Returns (B, T, H, D) in q's dtype; padded query rows (t < start[b]) are 0.
+    """
+    impl = _impl(q)
+    if impl == "reference":
+        return sliding_window_attention_reference(q, k, v, window, scale, start)
+    if impl == "triton":
+        return sliding_window_attention_triton(q, k, v, window, scale, start)
+    return sliding_window_attention_torch(q, k, v, window, scale, start)
+
+
+def residual_linear_attention(q, k, v, window, chunk_size=64, start=None):
+    """RLA: o_t = Σ_{i <= t−window−1, i >= start[b]} (φ(q_t)·φ(k_i)) v_i with raw q/k. No denominator.
+
+    Args: q (B, T, H, D); k, v (B, T, H_kv, D); window int >= −1; chunk_size int; start (B,) int or None.
+    Returns (B, T, H, D) in q's dtype (computed in fp32).
+    """
+    impl = _impl(q)
+    if impl == "reference":
+        return residual_linear_attention_reference(q, k, v, window, chunk_size, start)
+    if impl == "triton":
+        return residual_linear_attention_triton(q, k, v, window, chunk_size, start)
+    return residual_linear_attention_torch(q, k, v, window, chunk_size, start)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# nn.Modules: local RAttention layer and global attention layer, with decode caches
+# ----------------------------------------------------------------------------------------------------------------
+
+def _rms(x, weight, eps):
+    """RMSNorm over the last dim in fp32; weight broadcasts (e.g. (D,) or (H, D))."""
+    xf = x.to(_fp(x.dtype))
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.to(xf.dtype)).to(x.dtype)
+
+
+def _rope(x, pos, base):
+    """Rotary embedding (half-split) of x (B, T, H, D) at integer positions pos (B, T)."""
+    D = x.shape[-1]
+    half = D // 2
+    dt = _fp(x.dtype)
+    inv = base ** (-torch.arange(half, device=x.device, dtype=dt) / half)
+    ang = pos.to(dt)[..., None] * inv  # (B, T, D/2)
+    cos, sin = ang.cos()[:, :, None, :], ang.sin()[:, :, None, :]
+    x1, x2 = x[..., :half].to(dt), x[..., half:].to(dt)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
+def _positions(B, T, start, device):
+    """(B, T) RoPE positions counted from each row's first real token (padding gets 0)."""
+    t = torch.arange(T, device=device)[None, :].expand(B, T)
+    return t if start is None else (t - start[:, None]).clamp_min(0)
+
+
+@dataclass
+class LocalCache:
+    """Decode cache of one RAttention layer. Size never depends on position.
+
+    k, v:  (B, w+1, H_kv, D) ring of RAW keys/values; the token at relative position p sits in slot p mod (w+1).
+    state: (B, H_kv, 2D, D) fp32, S = Σ_{p <= n−w−2} φ(k_p)ᵀ v_p (tokens that left the window).
+    n:     (B,) long, real tokens seen so far per row (slots j < n are filled).
+    """
+    k: torch.Tensor
+    v: torch.Tensor
+    state: torch.Tensor
+    n: torch.Tensor
+
+    def nbytes(self):
+        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.state, self.n))
+
+
+@dataclass
+class GlobalCache:
+    """Decode cache of one GlobalAttention layer: ordinary KV cache, row b's n[b] real tokens left-aligned.
+
+    k, v: (B, capacity, H_kv, D) (capacity doubles when full); n: (B,) long.
+    """
+    k: torch.Tensor
+    v: torch.Tensor
+    n: torch.Tensor
+
+    def nbytes(self):
+        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.n))
+
+
+class _AttentionBase(nn.Module):
+    def __init__(self, d_model, n_heads, n_kv_heads=None, head_dim=None, qk_norm_eps=1e-6):
+        super().__init__()
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        head_dim = d_model // n_heads if head_dim is None else head_dim
+        for name, val in (("d_model", d_model), ("n_heads", n_heads), ("n_kv_heads", n_kv_heads), ("head_dim", head_dim)):
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} must be a multiple of n_kv_heads={n_kv_heads}")
+        self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = d_model, n_heads, n_kv_heads, head_dim
+        self.qk_norm_eps = qk_norm_eps
+        self.q_proj = nn.Linear(d_model, n_heads * head_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * head_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * head_dim, bias=False)
+        self.o_proj = nn.Linear(n_heads * head_dim, d_model, bias=False)
+        self.q_norm = nn.Parameter(torch.ones(head_dim))  # qk-norm scales (ref: ScaleQuery/ScaleKey norm)
+        self.k_norm = nn.Parameter(torch.ones(head_dim))
+
+    def _check_x(self, x, name="x"):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"{name} must have shape (B, T, d_model={self.d_model}), got {tuple(x.shape)}")
+
+    def _qkv(self, x):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)  # (B, T, H, D)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, H_kv, D)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, H_kv, D)
+        return q, k, v
+
+    def _qk_norm(self, x, w):
+        return _rms(x, w, self.qk_norm_eps)
+
+
+class RAttention(_AttentionBase):
+    """Local RAttention layer: o_proj(RMS_swa(SWA_w(q̂, k̂, v)) + RMS_rla(RLA_w(q, k, v))).
+
+    RAttention(d_model, n_heads, n_kv_heads=None, head_dim=None, window=512, rope_base=5e5, chunk_size=64)
+      d_model     model width; x is (B, T, d_model)
+      n_heads     query heads H;  n_kv_heads: kv heads H_kv (GQA, H % H_kv == 0; default H)
+      head_dim    D (default d_model // n_heads; must be even for RoPE)
+      window      w: SWA sees the w+1 keys t−w … t, RLA the keys i <= t−w−1
+      rope_base   RoPE θ of the SWA branch (paper: 5e5)
+      chunk_size  RLA chunk size C (a power of two >= 16 for the Triton path)
+    forward(x, start=None) -> (B, T, d_model); start (B,) = first real position of each left-padded row.
+    Decode: cache = layer.new_cache(B); y, cache = layer.prefill(x, cache, start); y_t = layer.decode(x_t, cache).
+    """
+
+    def __init__(self, d_model, n_heads, n_kv_heads=None, head_dim=None, window=512, rope_base=500000.0,
+                 chunk_size=64, norm_eps=1e-8, qk_norm_eps=1e-6):
+        super().__init__(d_model, n_heads, n_kv_heads, head_dim, qk_norm_eps)
+        _check_window(window)
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+        self.window, self.rope_base, self.chunk_size, self.norm_eps = window, rope_base, chunk_size, norm_eps
+        self.swa_norm = nn.Parameter(torch.ones(n_heads, self.head_dim))  # GroupRMSNorm scales [H, D]
+        self.rla_norm = nn.Parameter(torch.ones(n_heads, self.head_dim))
+
+    def _swa_qk(self, q, k, qpos, kpos):
+        qs = self._qk_norm(_rope(q, qpos, self.rope_base), self.q_norm)  # qk-norm after RoPE (ref)
+        ks = self._qk_norm(_rope(k, kpos, self.rope_base), self.k_norm)
+        return qs, ks
+
+    def _combine(self, o_swa, o_rla):
+        o = _rms(o_swa, self.swa_norm, self.norm_eps) + _rms(o_rla, self.rla_norm, self.norm_eps)  # (B, T, H, D)
+        return self.o_proj(o.flatten(2))
+
+    def forward(self, x, start=None):
+        """x (B, T, d_model), start (B,) int or None -> (B, T, d_model). Padded positions output 0."""
+        self._check_x(x)
+        B, T, _ = x.shape
+        start = _check_start(start, B, T, x.device)
+        q, k, v = self._qkv(x)
+        pos = _positions(B, T, start, x.device)
+        qs, ks = self._swa_qk(q, k, pos, pos)
+        o_swa = sliding_window_attention(qs, ks, v, self.window, self.head_dim ** -0.5, start)
+        o_rla = residual_linear_attention(q, k, v, self.window, self.chunk_size, start)  # raw q, k
+        return self._combine(o_swa, o_rla)
+
+    # ---- decode -----------------------------------------------------------------------------------------------
+    def new_cache(self, batch_size, device=None, dtype=None):
+        """Empty LocalCache for `batch_size` rows (ring of w+1 raw k/v + fp32 state per kv head)."""
+        p = self.q_proj.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        W1, Hkv, D = self.window + 1, self.n_kv_heads, self.head_dim
+        return LocalCache(k=torch.zeros(batch_size, W1, Hkv, D, device=device, dtype=dtype),
+                          v=torch.zeros(batch_size, W1, Hkv, D, device=device, dtype=dtype),
+                          state=torch.zeros(batch_size, Hkv, 2 * D, D, device=device, dtype=_fp(dtype)),  # fp32 (fp64 for fp64)
+                          n=torch.zeros(batch_size, dtype=torch.long, device=device))
+
+    def prefill(self, x, cache=None, start=None):
+        """Run the parallel forward on a (left-padded) prompt and fill a fresh cache. Returns (y, cache).
+
+        If `cache` already holds tokens, the prompt is fed through `decode` token by token (start must be None).
+        """
+        self._check_x(x)
+        B, T, _ = x.shape
+        if cache is None:
+            cache = self.new_cache(B, x.device)
+        if cache.k.shape[0] != B:
+            raise ValueError(f"cache batch size {cache.k.shape[0]} != x batch size {B}")
+        if bool((cache.n > 0).any()):
+            if start is not None:
+                raise ValueError("start must be None when prefilling a cache that already holds tokens")
+            return torch.cat([self.decode(x[:, t:t + 1], cache) for t in range(T)], dim=1), cache
+        start = _check_start(start, B, T, x.device)
+        y = self.forward(x, start)
+        with torch.no_grad():
+            _, k, v = self._qkv(x)
+            lo = torch.zeros(B, dtype=torch.long, device=x.device) if start is None else start
+            n = T - lo  # real tokens per row
+            W1 = self.window + 1
+            # ring: slot j holds the latest relative position p ≡ j (mod w+1) with p <= n−1
+            j = torch.arange(W1, device=x.device)[None, :]
+            p = (n[:, None] - 1) - torch.remainder(n[:, None] - 1 - j, W1)  # (B, W1)
+            ok = p >= 0
+            t_abs = (lo[:, None] + p).clamp(0, T - 1)
+            idx = t_abs[:, :, None, None].expand(B, W1, self.n_kv_heads, self.head_dim)
+            cache.k.copy_(torch.gather(k, 1, idx) * ok[:, :, None, None])
+            cache.v.copy_(torch.gather(v, 1, idx) * ok[:, :, None, None])
+            # state: every real token except the last w+1, i.e. lo <= t <= T−w−2
+            t = torch.arange(T, device=x.device)[None, :]
+            fold = ((t >= lo[:, None]) & (t <= T - W1 - 1)).to(cache.state.dtype)  # (B, T)
+            cache.state.copy_(torch.einsum("bthk,bthd->bhkd", feature_map(k) * fold[:, :, None, None],
+                                           v.to(cache.state.dtype)))
+            cache.n.copy_(n)
+        return y, cache
+
+    def decode(self, x_t, cache):
+        """One token per row: x_t (B, 1, d_model) -> (B, 1, d_model); updates `cache` in place. O(w·D + D²)."""
+        self._check_x(x_t, "x_t")
+        B = x_t.shape[0]
+        if x_t.shape[1] != 1:
+            raise ValueError(f"x_t must have shape (B, 1, d_model), got {tuple(x_t.shape)}")
+        if not isinstance(cache, LocalCache) or cache.k.shape[0] != B:
+            raise ValueError("cache must be a LocalCache from new_cache(batch_size) with the same batch size")
+        W1, G = self.window + 1, self.n_heads // self.n_kv_heads
+        q, k, v = self._qkv(x_t)  # (B, 1, H, D), (B, 1, H_kv, D)
+        rows = torch.arange(B, device=x_t.device)
+        p = cache.n  # relative position of the new token
+        slot = torch.remainder(p, W1)
+        with torch.no_grad():
+            # token p−w−1 leaves the window: fold it into S BEFORE the readout (its slot is about to be reused)
+            leave = (p >= W1).to(cache.state.dtype)[:, None, None, None]
+            ke, ve = cache.k[rows, slot], cache.v[rows, slot]  # (B, H_kv, D)
+            cache.state += leave * torch.einsum("bhk,bhd->bhkd", feature_map(ke), ve.to(cache.state.dtype))
+            cache.k[rows, slot] = k[:, 0].to(cache.k.dtype)
+            cache.v[rows, slot] = v[:, 0].to(cache.v.dtype)
+            cache.n += 1
+        n = cache.n
+        j = torch.arange(W1, device=x_t.device)[None, :]
+        kpos = (n[:, None] - 1) - torch.remainder(n[:, None] - 1 - j, W1)  # (B, W1) positions of ring slots
+        valid = j < n[:, None]  # (B, W1)
+        qs, ks = self._swa_qk(q, cache.k, (n - 1)[:, None], kpos.clamp_min(0))
+        dt = _fp(qs.dtype)
+        s = torch.einsum("bhgd,bjhd->bhgj", qs[:, 0].to(dt).view(B, self.n_kv_heads, G, -1), ks.to(dt))
+        s = s * self.head_dim ** -0.5
+        s = s.masked_fill(~valid[:, None, None, :], float("-inf"))
+        o_swa = torch.einsum("bhgj,bjhd->bhgd", torch.softmax(s, -1), cache.v.to(dt)).reshape(B, 1, self.n_heads, -1)
+        fq = feature_map(q[:, 0]).to(cache.state.dtype).view(B, self.n_kv_heads, G, -1)  # (B, H_kv, G, 2D)
+        o_rla = torch.einsum("bhgk,bhkd->bhgd", fq, cache.state).reshape(B, 1, self.n_heads, -1)
+        return self._combine(o_swa.to(x_t.dtype), o_rla.to(x_t.dtype))
+
+
+class GlobalAttention(_AttentionBase):
+    """Global layer (paper §3.3): full causal attention, NoPE, qk-norm + 1/√D, ordinary KV cache.
+
+    GlobalAttention(d_model, n_heads, n_kv_heads=None, head_dim=None, **ignored) — extra keyword arguments of the
+    local layer (window, rope_base, chunk_size, ...) are accepted and ignored, so a model can build both alike.
+    forward(x, start=None) -> (B, T, d_model); new_cache / prefill / decode as RAttention.
+    """
+
+    def __init__(self, d_model, n_heads, n_kv_heads=None, head_dim=None, qk_norm_eps=1e-6, **ignored):
+        super().__init__(d_model, n_heads, n_kv_heads, head_dim, qk_norm_eps)
+
+    def _attend(self, q, k, v, mask):
+        """q (B, Tq, H, D), k/v (B, Tk, H_kv, D), mask (B, Tq, Tk) bool -> (B, Tq, H, D)."""
+        G = self.n_heads // self.n_kv_heads
+        qn = self._qk_norm(q, self.q_norm).transpose(1, 2)
+        kn = _repeat_kv(self._qk_norm(k, self.k_norm), G).transpose(1, 2)
+        vv = _repeat_kv(v, G).transpose(1, 2)
+        o = F.scaled_dot_product_attention(qn, kn, vv, attn_mask=mask[:, None])
+        return o.transpose(1, 2)
+
+    def forward(self, x, start=None):
+        self._check_x(x)
+        B, T, _ = x.shape
+        start = _check_start(start, B, T, x.device)
+        q, k, v = self._qkv(x)
+        if start is None:
+            G = self.n_heads // self.n_kv_heads
+            o = F.scaled_dot_product_attention(
+                self._qk_norm(q, self.q_norm).transpose(1, 2),
+                _repeat_kv(self._qk_norm(k, self.k_norm), G).transpose(1, 2),
+                _repeat_kv(v, G).transpose(1, 2), is_causal=True).transpose(1, 2)
+            return self.o_proj(o.flatten(2))
+        valid = _valid_mask(start, B, T, x.device)  # (B, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        eye = torch.eye(T, dtype=torch.bool, device=x.device)
+        # padded query rows attend only themselves (avoids an all-masked softmax) and are zeroed below
+        mask = (causal[None] & valid[:, None, :]) | (eye[None] & ~valid[:, :, None])
+        o = self._attend(q, k, v, mask) * valid[:, :, None, None]
+        return self.o_proj(o.flatten(2))
+
+    def new_cache(self, batch_size, device=None, dtype=None, capacity=64):
+        p = self.q_proj.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        shape = (batch_size, capacity, self.n_kv_heads, self.head_dim)
+        return GlobalCache(k=torch.zeros(shape, device=device, dtype=dtype),
+                           v=torch.zeros(shape, device=device, dtype=dtype),
+                           n=torch.zeros(batch_size, dtype=torch.long, device=device))
+
+    @staticmethod
+    def _grow(cache, need):
+        cap = cache.k.shape[1]
+        if need <= cap:
+            return
+        new = max(need, 2 * cap)
+        pad = (0, 0, 0, 0, 0, new - cap)
+        cache.k, cache.v = F.pad(cache.k, pad), F.pad(cache.v, pad)
+
+    def prefill(self, x, cache=None, start=None):
+        """Parallel forward on a (left-padded) prompt; real tokens go left-aligned into the cache. (y, cache)."""
+        self._check_x(x)
+        B, T, _ = x.shape
+        if cache is None:
+            cache = self.new_cache(B, x.device)
+        if bool((cache.n > 0).any()):
+            if start is not None:
+                raise ValueError("start must be None when prefilling a cache that already holds tokens")
+            return torch.cat([self.decode(x[:, t:t + 1], cache) for t in range(T)], dim=1), cache
+        start = _check_start(start, B, T, x.device)
+        y = self.forward(x, start)
+        with torch.no_grad():
+            _, k, v = self._qkv(x)
+            lo = torch.zeros(B, dtype=torch.long, device=x.device) if start is None else start
+            self._grow(cache, T)
+            j = torch.arange(T, device=x.device)[None, :]
+            ok = (j < (T - lo)[:, None])[:, :, None, None]
+            idx = (lo[:, None] + j).clamp_max(T - 1)[:, :, None, None].expand(B, T, self.n_kv_heads, self.head_dim)
+            cache.k[:, :T] = torch.gather(k, 1, idx) * ok
+            cache.v[:, :T] = torch.gather(v, 1, idx) * ok
+            cache.n.copy_(T - lo)
+        return y, cache
+
+    def decode(self, x_t, cache):
+        self._check_x(x_t, "x_t")
+        B = x_t.shape[0]
+        if x_t.shape[1] != 1:
+            raise ValueError(f"x_t must have shape (B, 1, d_model), got {tuple(x_t.shape)}")
+        if not isinstance(cache, GlobalCache) or cache.k.shape[0] != B:
+            raise ValueError("cache must be a GlobalCache from new_cache(batch_size) with the same batch size")
+        q, k, v = self._qkv(x_t)
+        self._grow(cache, int(cache.n.max()) + 1)
+        rows = torch.arange(B, device=x_t.device)
+        with torch.no_grad():
+            cache.k[rows, cache.n] = k[:, 0].to(cache.k.dtype)
+            cache.v[rows, cache.n] = v[:, 0].to(cache.v.dtype)
+            cache.n += 1
+        L = int(cache.n.max())
+        mask = (torch.arange(L, device=x_t.device)[None, :] < cache.n[:, None])[:, None, :]  # (B, 1, L)
+        o = self._attend(q, cache.k[:, :L], cache.v[:, :L], mask)
+        return self.o_proj(o.flatten(2))
+
+
+#@@MAIN@@
