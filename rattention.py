@@ -303,13 +303,360 @@ def residual_linear_attention_torch(q, k, v, window, chunk_size=64, start=None):
 # Triton kernels (checked on CPU under TRITON_INTERPRET=1)
 # ----------------------------------------------------------------------------------------------------------------
 
-#@@TRITON@@
-def sliding_window_attention_triton(q, k, v, window, scale=None, start=None):  # replaced in the next commit
-    raise NotImplementedError("the Triton SWA kernel is not written yet")
+# Memory-traffic arithmetic (why these kernels): full causal attention reads O(T²) scores; SWA needs only the
+# T·(w+1) band, so the kernel walks, for each block of BLOCK_M queries, just the key blocks that intersect
+# [m0 − w, m0 + BLOCK_M) (and >= start). RLA keeps a (2D × D) fp32 state on chip, so φ(q), φ(k), the shifted
+# k/v copies and the per-chunk states never touch HBM; the backward recomputes the states instead of saving them.
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _swa_fwd_kernel(Q, K, V, O, LSE, START,
+                        sqb, sqt, sqh, skb, skt, skh,  # strides (last dim contiguous); O has Q's strides
+                        T, H, G, window, scale,
+                        HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+        pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
+        b, h = pid_bh // H, pid_bh % H
+        hk = h // G  # GQA: q head h reads kv head h // G
+        start = tl.load(START + b)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, BLOCK_D)
+        dmask = offs_d < HEAD_D
+        q = tl.load(Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :],
+                    mask=(offs_m[:, None] < T) & dmask[None, :], other=0.0).to(tl.float32)
+        m_i = tl.full([BLOCK_M], -1e30, tl.float32)  # finite init: fully masked rows never produce inf − inf
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+        # only key blocks inside the window: keys [m0 − w, m0 + BLOCK_M) ∩ [start, T)
+        lo = tl.maximum(tl.maximum(pid_m * BLOCK_M - window, start), 0)
+        lo = (lo // BLOCK_N) * BLOCK_N
+        hi = tl.minimum((pid_m + 1) * BLOCK_M, T)
+        for n0 in range(lo, hi, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            kvm = (offs_n[:, None] < T) & dmask[None, :]
+            k = tl.load(K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=kvm, other=0.0)
+            v = tl.load(V + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=kvm, other=0.0)
+            s = tl.dot(q, tl.trans(k.to(tl.float32)), input_precision="ieee") * scale  # (BLOCK_M, BLOCK_N)
+            diff = offs_m[:, None] - offs_n[None, :]
+            keep = (diff >= 0) & (diff <= window) & (offs_n[None, :] >= start) & (offs_n[None, :] < T)
+            s = tl.where(keep, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))  # online softmax
+            p = tl.exp(s - m_new[:, None])
+            alpha = tl.exp(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32), input_precision="ieee")
+            m_i = m_new
+        l_safe = tl.where(l_i > 0, l_i, 1.0)  # padded query rows (no key) -> output 0
+        o = acc / l_safe[:, None]
+        tl.store(O + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], o.to(O.dtype.element_ty),
+                 mask=(offs_m[:, None] < T) & dmask[None, :])
+        lse = tl.where(l_i > 0, m_i + tl.log(l_safe), 1e30)  # 1e30: exp(s − lse) = 0 in the backward
+        tl.store(LSE + pid_bh * T + offs_m, lse, mask=offs_m < T)
+
+    @triton.jit
+    def _swa_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, START,
+                           sqb, sqt, sqh, skb, skt, skh,  # DO and DQ share Q's strides
+                           T, H, G, window, scale,
+                           HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                           BLOCK_D: tl.constexpr):
+        pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
+        b, h = pid_bh // H, pid_bh % H
+        hk = h // G
+        start = tl.load(START + b)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, BLOCK_D)
+        dmask = offs_d < HEAD_D
+        qm = (offs_m[:, None] < T) & dmask[None, :]
+        q = tl.load(Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], mask=qm, other=0.0).to(tl.float32)
+        do = tl.load(DO + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], mask=qm, other=0.0).to(tl.float32)
+        lse = tl.load(LSE + pid_bh * T + offs_m, mask=offs_m < T, other=1e30)
+        delta = tl.load(DELTA + pid_bh * T + offs_m, mask=offs_m < T, other=0.0)
+        dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+        lo = tl.maximum(tl.maximum(pid_m * BLOCK_M - window, start), 0)
+        lo = (lo // BLOCK_N) * BLOCK_N
+        hi = tl.minimum((pid_m + 1) * BLOCK_M, T)
+        for n0 in range(lo, hi, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            kvm = (offs_n[:, None] < T) & dmask[None, :]
+            k = tl.load(K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=kvm, other=0.0).to(tl.float32)
+            v = tl.load(V + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=kvm, other=0.0).to(tl.float32)
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+            diff = offs_m[:, None] - offs_n[None, :]
+            keep = (diff >= 0) & (diff <= window) & (offs_n[None, :] >= start) & (offs_n[None, :] < T)
+            p = tl.where(keep, tl.exp(s - lse[:, None]), 0.0)  # softmax probabilities, recomputed
+            dp = tl.dot(do, tl.trans(v), input_precision="ieee")
+            ds = p * (dp - delta[:, None])  # softmax VJP, delta_t = Σ_d dO·O
+            dq += tl.dot(ds, k, input_precision="ieee") * scale
+        tl.store(DQ + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], dq, mask=qm)
+
+    @triton.jit
+    def _swa_bwd_dkv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, START,
+                            sqb, sqt, sqh, skb, skt, skh,  # DO shares Q's strides, DK/DV share K's
+                            T, H, G, window, scale,
+                            HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                            BLOCK_D: tl.constexpr):
+        # one program per (key block, kv head); it loops over the G q heads of the group, so no atomics
+        pid_n, pid_bh = tl.program_id(0), tl.program_id(1)
+        Hkv = H // G
+        b, hk = pid_bh // Hkv, pid_bh % Hkv
+        start = tl.load(START + b)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        dmask = offs_d < HEAD_D
+        kvm = (offs_n[:, None] < T) & dmask[None, :]
+        k = tl.load(K + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=kvm, other=0.0).to(tl.float32)
+        v = tl.load(V + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], mask=kvm, other=0.0).to(tl.float32)
+        dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+        # queries that see this key block: [n0, n0 + BLOCK_N − 1 + w]
+        lo = (pid_n * BLOCK_N // BLOCK_M) * BLOCK_M
+        hi = tl.minimum(pid_n * BLOCK_N + BLOCK_N + window, T)
+        for g in range(G):
+            h = hk * G + g
+            for m0 in range(lo, hi, BLOCK_M):
+                offs_m = m0 + tl.arange(0, BLOCK_M)
+                qm = (offs_m[:, None] < T) & dmask[None, :]
+                q = tl.load(Q + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], mask=qm, other=0.0).to(tl.float32)
+                do = tl.load(DO + b * sqb + offs_m[:, None] * sqt + h * sqh + offs_d[None, :], mask=qm, other=0.0).to(tl.float32)
+                lse = tl.load(LSE + (b * H + h) * T + offs_m, mask=offs_m < T, other=1e30)
+                delta = tl.load(DELTA + (b * H + h) * T + offs_m, mask=offs_m < T, other=0.0)
+                s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale  # (BLOCK_M, BLOCK_N)
+                diff = offs_m[:, None] - offs_n[None, :]
+                keep = (diff >= 0) & (diff <= window) & (offs_n[None, :] >= start) & (offs_m[:, None] < T)
+                p = tl.where(keep, tl.exp(s - lse[:, None]), 0.0)
+                dv += tl.dot(tl.trans(p), do, input_precision="ieee")
+                dp = tl.dot(do, tl.trans(v), input_precision="ieee")
+                ds = p * (dp - delta[:, None])
+                dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
+        tl.store(DK + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], dk, mask=kvm)
+        tl.store(DV + b * skb + offs_n[:, None] * skt + hk * skh + offs_d[None, :], dv, mask=kvm)
+
+    @triton.jit
+    def _phi(x, dmask):
+        """φ(x) = [softmax(x), softmax(−x)] over the (masked) head dim of a (rows, BLOCK_D) tile, in fp32."""
+        xp = tl.where(dmask[None, :], x, float("-inf"))
+        ep = tl.exp(xp - tl.max(xp, 1)[:, None])
+        xm = tl.where(dmask[None, :], -x, float("-inf"))
+        em = tl.exp(xm - tl.max(xm, 1)[:, None])
+        return ep / tl.sum(ep, 1)[:, None], em / tl.sum(em, 1)[:, None]
+
+    @triton.jit
+    def _phi_vjp(yp, ym, dyp, dym):
+        """dx for y = [softmax(x), softmax(−x)]: y ⊙ (dy − ⟨dy, y⟩), with a minus sign for the −x half."""
+        return yp * (dyp - tl.sum(dyp * yp, 1)[:, None]) - ym * (dym - tl.sum(dym * ym, 1)[:, None])
+
+    @triton.jit
+    def _rla_load_chunk(Q, K, V, b, h, hk, c0, shift, sqb, sqt, sqh, skb, skt, skh, T,
+                        HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+        """Query rows t = c0 … c0+C−1 and their shifted key/value rows j = t − (w+1) (zeros outside [0, T))."""
+        t = c0 + tl.arange(0, CHUNK)
+        offs_d = tl.arange(0, BLOCK_D)
+        dmask = offs_d < HEAD_D
+        q = tl.load(Q + b * sqb + t[:, None] * sqt + h * sqh + offs_d[None, :],
+                    mask=(t[:, None] < T) & dmask[None, :], other=0.0).to(tl.float32)
+        j = t - shift
+        km = (j[:, None] >= 0) & (j[:, None] < T) & dmask[None, :]
+        k = tl.load(K + b * skb + j[:, None] * skt + hk * skh + offs_d[None, :], mask=km, other=0.0).to(tl.float32)
+        v = tl.load(V + b * skb + j[:, None] * skt + hk * skh + offs_d[None, :], mask=km, other=0.0).to(tl.float32)
+        return t, j, q, k, v, dmask
+
+    @triton.jit
+    def _rla_fwd_kernel(Q, K, V, O, sqb, sqt, sqh, skb, skt, skh, T, H, G, shift,
+                        HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+        # one program per (b, q head): sequential scan over chunks with the fp32 state S = [S+; S−] on chip
+        pid = tl.program_id(0)
+        b, h = pid // H, pid % H
+        hk = h // G
+        offs_c = tl.arange(0, CHUNK)
+        causal = offs_c[:, None] >= offs_c[None, :]  # inclusive M of Eq. (3) on the shifted sequence
+        s_p = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)  # Σ softmax(k_j)ᵀ v_j
+        s_m = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)  # Σ softmax(−k_j)ᵀ v_j
+        first = (shift // CHUNK) * CHUNK  # earlier chunks have no key yet (o = 0, launcher zero-fills O)
+        for c0 in range(first, T, CHUNK):
+            t, j, q, k, v, dmask = _rla_load_chunk(Q, K, V, b, h, hk, c0, shift, sqb, sqt, sqh, skb, skt, skh, T,
+                                                   HEAD_D, BLOCK_D, CHUNK)
+            qp, qm = _phi(q, dmask)
+            kp, km = _phi(k, dmask)
+            o = tl.dot(qp, s_p, input_precision="ieee") + tl.dot(qm, s_m, input_precision="ieee")  # φ(Q) S
+            a = tl.dot(qp, tl.trans(kp), input_precision="ieee") + tl.dot(qm, tl.trans(km), input_precision="ieee")
+            a = tl.where(causal, a, 0.0)
+            o += tl.dot(a, v, input_precision="ieee")  # ((φQ φKᵀ) ⊙ M) V
+            tl.store(O + b * sqb + t[:, None] * sqt + h * sqh + tl.arange(0, BLOCK_D)[None, :], o,
+                     mask=(t[:, None] < T) & dmask[None, :])
+            s_p += tl.dot(tl.trans(kp), v, input_precision="ieee")  # S += φ(K)ᵀ V  (rows j < 0 have v = 0)
+            s_m += tl.dot(tl.trans(km), v, input_precision="ieee")
+
+    @triton.jit
+    def _rla_bwd_dq_kernel(Q, K, V, DO, DQ, sqb, sqt, sqh, skb, skt, skh, T, H, G, shift,
+                           HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+        # dφ(Q) = dO Sᵀ + ((dO Vᵀ) ⊙ M) φ(K); the chunk states S are recomputed by the same forward scan
+        pid = tl.program_id(0)
+        b, h = pid // H, pid % H
+        hk = h // G
+        offs_c = tl.arange(0, CHUNK)
+        causal = offs_c[:, None] >= offs_c[None, :]
+        s_p = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)
+        s_m = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)
+        first = (shift // CHUNK) * CHUNK
+        for c0 in range(first, T, CHUNK):
+            t, j, q, k, v, dmask = _rla_load_chunk(Q, K, V, b, h, hk, c0, shift, sqb, sqt, sqh, skb, skt, skh, T,
+                                                   HEAD_D, BLOCK_D, CHUNK)
+            om = (t[:, None] < T) & dmask[None, :]
+            do = tl.load(DO + b * sqb + t[:, None] * sqt + h * sqh + tl.arange(0, BLOCK_D)[None, :], mask=om,
+                         other=0.0).to(tl.float32)
+            qp, qm = _phi(q, dmask)
+            kp, km = _phi(k, dmask)
+            dov = tl.where(causal, tl.dot(do, tl.trans(v), input_precision="ieee"), 0.0)  # (C_t, C_j)
+            dqp = tl.dot(do, tl.trans(s_p), input_precision="ieee") + tl.dot(dov, kp, input_precision="ieee")
+            dqm = tl.dot(do, tl.trans(s_m), input_precision="ieee") + tl.dot(dov, km, input_precision="ieee")
+            dq = _phi_vjp(qp, qm, dqp, dqm)
+            tl.store(DQ + b * sqb + t[:, None] * sqt + h * sqh + tl.arange(0, BLOCK_D)[None, :], dq, mask=om)
+            s_p += tl.dot(tl.trans(kp), v, input_precision="ieee")
+            s_m += tl.dot(tl.trans(km), v, input_precision="ieee")
+
+    @triton.jit
+    def _rla_bwd_dkv_kernel(Q, K, V, DO, DK, DV, sqb, sqt, sqh, skb, skt, skh, T, H, G, shift,
+                            HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+        # reverse scan with dS = Σ_{later chunks} φ(Q)ᵀ dO; writes per-q-head dk/dv (DK/DV have Q's strides),
+        # summed over the GQA group by the launcher (no atomics).
+        pid = tl.program_id(0)
+        b, h = pid // H, pid % H
+        hk = h // G
+        offs_c = tl.arange(0, CHUNK)
+        causal = offs_c[:, None] >= offs_c[None, :]
+        ds_p = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)
+        ds_m = tl.zeros([BLOCK_D, BLOCK_D], tl.float32)
+        first = shift // CHUNK
+        last = (T - 1) // CHUNK
+        for i in range(0, last - first + 1):
+            c0 = (last - i) * CHUNK
+            t, j, q, k, v, dmask = _rla_load_chunk(Q, K, V, b, h, hk, c0, shift, sqb, sqt, sqh, skb, skt, skh, T,
+                                                   HEAD_D, BLOCK_D, CHUNK)
+            do = tl.load(DO + b * sqb + t[:, None] * sqt + h * sqh + tl.arange(0, BLOCK_D)[None, :],
+                         mask=(t[:, None] < T) & dmask[None, :], other=0.0).to(tl.float32)
+            qp, qm = _phi(q, dmask)
+            kp, km = _phi(k, dmask)
+            a = tl.dot(qp, tl.trans(kp), input_precision="ieee") + tl.dot(qm, tl.trans(km), input_precision="ieee")
+            a = tl.where(causal, a, 0.0)  # (C_t, C_j)
+            dov = tl.where(causal, tl.dot(do, tl.trans(v), input_precision="ieee"), 0.0)
+            # dφ(K) = V dSᵀ + ((dO Vᵀ) ⊙ M)ᵀ φ(Q);   dV = φ(K) dS + (A ⊙ M)ᵀ dO
+            dkp = tl.dot(v, tl.trans(ds_p), input_precision="ieee") + tl.dot(tl.trans(dov), qp, input_precision="ieee")
+            dkm = tl.dot(v, tl.trans(ds_m), input_precision="ieee") + tl.dot(tl.trans(dov), qm, input_precision="ieee")
+            dk = _phi_vjp(kp, km, dkp, dkm)
+            dv = tl.dot(kp, ds_p, input_precision="ieee") + tl.dot(km, ds_m, input_precision="ieee") \
+                + tl.dot(tl.trans(a), do, input_precision="ieee")
+            jm = (j[:, None] >= 0) & (j[:, None] < T) & dmask[None, :]
+            offs = b * sqb + j[:, None] * sqt + h * sqh + tl.arange(0, BLOCK_D)[None, :]
+            tl.store(DK + offs, dk, mask=jm)
+            tl.store(DV + offs, dv, mask=jm)
+            ds_p += tl.dot(tl.trans(qp), do, input_precision="ieee")
+            ds_m += tl.dot(tl.trans(qm), do, input_precision="ieee")
 
 
-def residual_linear_attention_triton(q, k, v, window, chunk_size=64, start=None):  # replaced in the next commit
-    raise NotImplementedError("the Triton RLA kernel is not written yet")
+def _block_d(D):
+    return max(16, triton.next_power_of_2(D))
+
+
+def _require_triton():
+    if not HAS_TRITON:
+        raise RuntimeError("triton is not installed; use IMPL='torch' or CPU tensors")
+
+
+class _SWATriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, window, scale, start, block):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        B, T, H, D = q.shape
+        G = H // k.shape[2]
+        o = torch.empty_like(q)
+        lse = torch.empty(B, H, T, device=q.device, dtype=torch.float32)
+        grid = (triton.cdiv(T, block), B * H)
+        _swa_fwd_kernel[grid](q, k, v, o, lse, start, q.stride(0), q.stride(1), q.stride(2),
+                              k.stride(0), k.stride(1), k.stride(2), T, H, G, window, scale,
+                              HEAD_D=D, BLOCK_M=block, BLOCK_N=block, BLOCK_D=_block_d(D))
+        ctx.save_for_backward(q, k, v, o, lse, start)
+        ctx.window, ctx.scale, ctx.block = window, scale, block
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse, start = ctx.saved_tensors
+        do = do.contiguous()
+        B, T, H, D = q.shape
+        G = H // k.shape[2]
+        delta = (do.float() * o.float()).sum(-1).transpose(1, 2).contiguous()  # (B, H, T): Σ_d dO·O
+        dq = torch.empty(q.shape, device=q.device, dtype=torch.float32)
+        dk = torch.empty(k.shape, device=q.device, dtype=torch.float32)
+        dv = torch.empty(k.shape, device=q.device, dtype=torch.float32)
+        strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2))
+        meta = dict(HEAD_D=D, BLOCK_M=ctx.block, BLOCK_N=ctx.block, BLOCK_D=_block_d(D))
+        _swa_bwd_dq_kernel[(triton.cdiv(T, ctx.block), B * H)](
+            q, k, v, do, dq, lse, delta, start, *strides, T, H, G, ctx.window, ctx.scale, **meta)
+        _swa_bwd_dkv_kernel[(triton.cdiv(T, ctx.block), B * k.shape[2])](
+            q, k, v, do, dk, dv, lse, delta, start, *strides, T, H, G, ctx.window, ctx.scale, **meta)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+
+
+class _RLATriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, window, chunk):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        B, T, H, D = q.shape
+        G = H // k.shape[2]
+        o = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
+        _rla_fwd_kernel[(B * H,)](q, k, v, o, q.stride(0), q.stride(1), q.stride(2),
+                                  k.stride(0), k.stride(1), k.stride(2), T, H, G, window + 1,
+                                  HEAD_D=D, BLOCK_D=_block_d(D), CHUNK=chunk)
+        ctx.save_for_backward(q, k, v)  # only the inputs: chunk states are recomputed in the backward
+        ctx.window, ctx.chunk = window, chunk
+        return o.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v = ctx.saved_tensors
+        do = do.contiguous()
+        B, T, H, D = q.shape
+        Hkv = k.shape[2]
+        G = H // Hkv
+        dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
+        dk = torch.zeros(q.shape, device=q.device, dtype=torch.float32)  # per q head, summed over the group below
+        dv = torch.zeros(q.shape, device=q.device, dtype=torch.float32)
+        args = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), T, H, G, ctx.window + 1)
+        meta = dict(HEAD_D=D, BLOCK_D=_block_d(D), CHUNK=ctx.chunk)
+        _rla_bwd_dq_kernel[(B * H,)](q, k, v, do, dq, *args, **meta)
+        _rla_bwd_dkv_kernel[(B * H,)](q, k, v, do, dk, dv, *args, **meta)
+        dk = dk.view(B, T, Hkv, G, D).sum(3)
+        dv = dv.view(B, T, Hkv, G, D).sum(3)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None
+
+
+def sliding_window_attention_triton(q, k, v, window, scale=None, start=None, block=None):
+    """Flash-style SWA kernel (forward + backward). Same contract as `sliding_window_attention_reference`."""
+    _require_triton()
+    _check_qkv(q, k, v)
+    _check_window(window)
+    B, T, H, D = q.shape
+    start = _check_start(start, B, T, q.device)
+    start = torch.zeros(B, dtype=torch.int32, device=q.device) if start is None else start.to(torch.int32)
+    scale = D ** -0.5 if scale is None else float(scale)
+    block = (64 if q.is_cuda else 16) if block is None else block
+    if block < 16 or block & (block - 1):
+        raise ValueError(f"block must be a power of two >= 16, got {block}")
+    return _SWATriton.apply(q, k, v, min(window, T), scale, start, block)
+
+
+def residual_linear_attention_triton(q, k, v, window, chunk_size=64, start=None):
+    """Chunked RLA kernel with φ fused (forward + backward). Same contract as the reference."""
+    _require_triton()
+    _check_qkv(q, k, v)
+    _check_window(window, minimum=-1)
+    if not isinstance(chunk_size, int) or chunk_size < 16 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two >= 16 for the Triton path, got {chunk_size!r}")
+    B, T, H, D = q.shape
+    start = _check_start(start, B, T, q.device)
+    if start is not None:  # padding never enters the state: φ(k)ᵀ·0 = 0
+        v = v * _valid_mask(start, B, T, q.device)[:, :, None, None].to(v.dtype)
+    return _RLATriton.apply(q, k, v, min(window, T), chunk_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------

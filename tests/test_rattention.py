@@ -280,3 +280,67 @@ def test_no_nan_in_forward_or_backward_where_rla_output_is_exactly_zero():
     y.square().sum().backward()
     assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Triton kernels vs references under TRITON_INTERPRET=1 (tiny awkward shapes: the interpreter is slow)
+# ---------------------------------------------------------------------------------------------------------------
+
+needs_triton = pytest.mark.skipif(not R.HAS_TRITON, reason="triton is not installed")
+
+
+def _f32(B, T, H, Hkv, D, seed):
+    return qkv(B, T, H, Hkv, D, dtype=torch.float32, seed=seed, requires_grad=True)
+
+
+@needs_triton
+@pytest.mark.parametrize("B,T,H,Hkv,D,w,start,block", [
+    (2, 63, 4, 2, 16, 7, [0, 5], 16),     # GQA, left padding, T not a multiple of the block
+    (1, 100, 2, 1, 32, 40, None, 32),     # window spans several key blocks, unaligned with the block
+    (1, 37, 2, 2, 24, 200, None, 16),     # window > T (full causal), D not a power of two
+])
+def test_triton_swa_kernel_matches_reference_outputs_and_grads(B, T, H, Hkv, D, w, start, block):
+    q, k, v = _f32(B, T, H, Hkv, D, seed=T + w)
+    st = None if start is None else torch.tensor(start)
+    tri = grads(lambda *a: R.sliding_window_attention_triton(*a, w, start=st, block=block), q, k, v)
+    ref = grads(lambda *a: R.sliding_window_attention_reference(*a, w, start=st), q, k, v)
+    for a, b in zip(tri, ref):
+        assert rel_rms(a, b) <= 1e-4
+
+
+@needs_triton
+def test_triton_swa_window_zero_returns_v_and_zero_qk_grads():
+    q, k, v = _f32(1, 21, 2, 1, 16, seed=3)
+    o, dq, dk, dv = grads(lambda *a: R.sliding_window_attention_triton(*a, 0), q, k, v)
+    assert rel_rms(o, v.repeat_interleave(2, 2)) <= 1e-6  # self only: softmax over one key
+    assert dq.abs().max() < 1e-5 and dk.abs().max() < 1e-5  # output does not depend on q, k
+
+
+@needs_triton
+@pytest.mark.parametrize("B,T,H,Hkv,D,w,C,start", [
+    (2, 63, 4, 2, 16, 7, 16, [0, 5]),      # shift 8 unaligned with C, GQA, padding
+    (1, 100, 2, 1, 32, 40, 32, None),      # T not a multiple of C, shift 41 unaligned
+    (1, 100, 2, 2, 16, 31, 16, None),      # shift 32 aligned with C
+    (1, 37, 2, 2, 24, -1, 16, None),       # no shift: plain inclusive linear attention; D = 24
+    (1, 50, 2, 1, 16, 3, 64, None),        # single chunk larger than T
+])
+def test_triton_rla_kernel_matches_reference_outputs_and_grads(B, T, H, Hkv, D, w, C, start):
+    q, k, v = _f32(B, T, H, Hkv, D, seed=T + C)
+    st = None if start is None else torch.tensor(start)
+    tri = grads(lambda *a: R.residual_linear_attention_triton(*a, w, C, start=st), q, k, v)
+    ref = grads(lambda *a: R.residual_linear_attention_reference(*a, w, start=st), q, k, v)
+    for a, b in zip(tri, ref):
+        assert rel_rms(a, b) <= 1e-4
+
+
+@needs_triton
+def test_layer_with_triton_path_equals_torch_path(monkeypatch):
+    torch.manual_seed(0)
+    m = R.RAttention(32, 2, 1, head_dim=16, window=9, chunk_size=16)
+    x = torch.randn(2, 40, 32)
+    st = torch.tensor([0, 6])
+    monkeypatch.setattr(R, "IMPL", "torch")
+    y_torch = m(x, start=st)
+    monkeypatch.setattr(R, "IMPL", "triton")
+    y_tri = m(x, start=st)
+    assert rel_rms(y_tri, y_torch) <= 1e-4
