@@ -1,0 +1,485 @@
+"""Extended Generalized Advantage Estimation (EGAE) from T-PPO.
+
+Paper: "Truncated Proximal Policy Optimization", Fan et al. (ByteDance Seed), arXiv 2506.15050, 2025.
+Inherited pieces: length-adaptive λ from VAPO (arXiv 2504.05118), decoupled critic λ = 1 from VC-PPO (arXiv 2503.01491).
+Reference implementation read for details: verl PR #3728, `recipe/tppo/tppo_algos.py`
+(`compute_truncate_gae_advantage_return`). Paper card: `shared/papers/tppo_egae.md`.
+
+T-PPO trains the policy on *windows* of at most W generated tokens. A window either ends with EOS (or is the last window
+of an over-long response): it is **finished**; or it was cut after l = W tokens: it is **unfinished**, and the rest of
+the response does not exist yet. EGAE computes advantages for the tokens of the current window only.
+
+Equations (0-indexed tokens; window-local values V_0 … V_{l−1}; layout (B, T) = (rows, window positions)):
+
+    δ_t = r_t + γ V_{t+1} − V_t                                   TD residual                 (card §3)
+    Â_t = Σ_{k=0}^{T−t−1} (γλ)^k δ_{t+k},   Â_t = δ_t + γλ Â_{t+1}   GAE                         (Eq. 2/3)
+    finished window:   V_T := 0                                   (terminal state)
+    unfinished window: T is replaced by the cut length l,
+    Â_t = Σ_{k=0}^{l−t−1} (γλ)^k δ_{t+k},  with V(s_l) ≈ V(s_{l−1})   EGAE                        (Eq. 6)
+          so δ_{l−1} = r_{l−1} + (γ − 1) V_{l−1}, which is 0 for γ = 1 (the unfinished reward is 0)
+    returns: ret_t = Â_t + V_t
+    λ_i = max(0.95, 1 − 1/(α L_i)),  α = 0.05                    length-adaptive λ (VAPO)
+    G_t = Σ_{t' ≥ t} γ^{t'−t} r_{t'}                              Monte-Carlo returns (critic targets, λ = 1)
+
+Everything reduces to one primitive: a *reverse discounted scan* y_t = x_t + c_b y_{t+1} along T with one discount
+c_b = γλ_b per row. Three implementations share the signature of `egae`:
+
+* `egae_reference`   — the literal backward loop over t (vectorized over rows), reads like Eq. 2/6.
+* `_reverse_scan`    — vectorized PyTorch: chunks of C tokens are solved with one (C × C) matrix of powers c^{s−t}
+                       (a batched matmul), and the chunk boundary values by the same scan, recursively, with c^C.
+                       Only non-negative powers of c are formed, never divisions, so it is stable for any c ∈ [0, 1]
+                       (the "cumsum of c^{−t} δ_t" trick overflows for c < 1 and long T).
+* `egae_triton`      — one Triton program per row walks the row in tiles from the end; inside a tile a first-order
+                       linear-recurrence `tl.associative_scan` (fp32) solves the tile, and the carry crosses tiles.
+
+`egae` dispatches: Triton for CUDA tensors (when no gradient is needed), the vectorized path otherwise; the module-level
+`IMPL` forces a path ("reference" | "torch" | "triton").
+
+Deviations from the paper:
+* `bootstrap="value"` (exact V(s_l), as ReaLHF/AReaL/CleanRL bootstrap truncated segments) is offered as an ablation;
+  the paper's rule V(s_l) ≈ V(s_{l−1}) is the default `bootstrap="paper"`.
+* The reference implementation's post-processing (zero the last 8 advantages of unfinished windows, batch whitening,
+  clamp ±10) is not done here; it belongs to the training loop (`tppo.py`).
+* Rewards are taken per token (any position), not only at the last token; with the usual terminal reward this is the
+  paper's setting. Values and rewards past a row's length are ignored (zeroed before the recursion, card §14).
+* Outputs are float32 (float64 if the inputs are float64), whatever the input dtype.
+
+Run:
+    python egae.py            # worked example: a finished and a truncated window side by side
+    python egae.py --bench    # B = 256, T = 8192: per-token loop vs vectorized (vs Triton on CUDA)
+    pytest tests/test_egae.py -q
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+try:  # Triton is optional: importing this file must never fail on a CPU-only machine.
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except Exception:  # pragma: no cover - depends on the environment
+    triton = None
+    tl = None
+    HAS_TRITON = False
+
+# Force one implementation in `egae` / `monte_carlo_returns`: None (auto), "reference", "torch" or "triton".
+IMPL: str | None = None
+_IMPLS = (None, "reference", "torch", "triton")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Argument checking (shared by every path, so all of them reject the same inputs)
+# ----------------------------------------------------------------------------------------------------------------------
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _check_lengths(lengths, B: int, T: int, device) -> torch.Tensor:
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"lengths must be an integer tensor of shape ({B},), got {type(lengths).__name__}")
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},) (one valid length per row), got {tuple(lengths.shape)}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    if lengths.device != device:
+        raise ValueError(f"lengths is on {lengths.device}, expected {device} like rewards")
+    if B > 0 and (int(lengths.min()) < 0 or int(lengths.max()) > T):
+        raise ValueError(f"lengths must lie in [0, T={T}], got min {int(lengths.min())}, max {int(lengths.max())}")
+    return lengths.long()
+
+
+def _check_unit_interval(name: str, x, B: int, device, dtype) -> torch.Tensor:
+    """A float in [0, 1] or a (B,) tensor of them → (B,) tensor."""
+    if isinstance(x, torch.Tensor):
+        if x.dim() == 0:
+            x = x.reshape(1).expand(B)
+        if x.shape != (B,):
+            raise ValueError(f"{name} must be a float or a tensor of shape ({B},), got shape {tuple(x.shape)}")
+        if x.device != device:
+            raise ValueError(f"{name} is on {x.device}, expected {device} like rewards")
+        x = x.to(dtype)
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        x = torch.full((B,), float(x), dtype=dtype, device=device)
+    else:
+        raise TypeError(f"{name} must be a float in [0, 1] or a ({B},) tensor, got {type(x).__name__}")
+    if B > 0 and not bool(((x >= 0) & (x <= 1)).all()):  # NaN fails this too
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{float(x.min())}, {float(x.max())}]")
+    return x
+
+
+def _check_args(rewards, values, lengths, finished, gamma, lam, bootstrap, next_values):
+    """Validate the `egae` arguments; return them normalized (fp32/fp64 copies, (B,) tensors)."""
+    for name, x in (("rewards", rewards), ("values", values)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a float tensor of shape (B, T), got {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must have shape (B, T), got {tuple(rewards.shape)}")
+    if values.shape != rewards.shape:
+        raise ValueError(f"values must have the shape of rewards {tuple(rewards.shape)}, got {tuple(values.shape)}")
+    if values.device != rewards.device:
+        raise ValueError(f"values is on {values.device}, expected {rewards.device} like rewards")
+    B, T = rewards.shape
+    device = rewards.device
+    dtype = _compute_dtype(rewards) if rewards.dtype == values.dtype else torch.float32
+    lengths = _check_lengths(lengths, B, T, device)
+    if not isinstance(finished, torch.Tensor):
+        raise TypeError(f"finished must be a bool tensor of shape ({B},), got {type(finished).__name__}")
+    if finished.shape != (B,):
+        raise ValueError(f"finished must have shape ({B},), got {tuple(finished.shape)}")
+    if finished.device != device:
+        raise ValueError(f"finished is on {finished.device}, expected {device} like rewards")
+    if finished.dtype != torch.bool:
+        if finished.dtype.is_floating_point or not bool(((finished == 0) | (finished == 1)).all()):
+            raise TypeError(f"finished must be a bool tensor (or integers 0/1), got dtype {finished.dtype}")
+        finished = finished.bool()
+    if isinstance(gamma, torch.Tensor) or not isinstance(gamma, (int, float)) or isinstance(gamma, bool):
+        raise TypeError(f"gamma must be a float in [0, 1], got {type(gamma).__name__}")
+    if not 0.0 <= float(gamma) <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
+    lam = _check_unit_interval("lam", lam, B, device, dtype)
+    if bootstrap not in ("paper", "value"):
+        raise ValueError(f"bootstrap must be 'paper' (V(s_l) ≈ V(s_(l-1)), Eq. 6) or 'value' (exact V(s_l)), "
+                         f"got {bootstrap!r}")
+    if bootstrap == "value":
+        if next_values is None:
+            raise ValueError(f"bootstrap='value' needs next_values, a float tensor of shape ({B},) holding V(s_l)")
+        if not isinstance(next_values, torch.Tensor) or not next_values.dtype.is_floating_point:
+            raise TypeError(f"next_values must be a float tensor of shape ({B},)")
+        if next_values.shape != (B,):
+            raise ValueError(f"next_values must have shape ({B},), got {tuple(next_values.shape)}")
+        if next_values.device != device:
+            raise ValueError(f"next_values is on {next_values.device}, expected {device} like rewards")
+        next_values = next_values.to(dtype)
+    return rewards.to(dtype), values.to(dtype), lengths, finished, float(gamma), lam, next_values
+
+
+def _bootstrap_value(values, lengths, finished, bootstrap, next_values) -> torch.Tensor:
+    """V(s_l) used after the last valid token of each row, (B,).
+
+    finished → 0 (terminal); unfinished → V_{l−1} (paper, Eq. 6) or next_values (exact bootstrap).
+    Rows with l = 0 have no tokens; their value is irrelevant (set to 0).
+    """
+    B = values.shape[0]
+    last = (lengths - 1).clamp(min=0)
+    v_last = values.gather(1, last[:, None]).squeeze(1) if values.shape[1] > 0 else values.new_zeros(B)  # (B,)
+    v_cut = v_last if bootstrap == "paper" else next_values
+    boot = torch.where(finished, torch.zeros_like(v_last), v_cut)
+    return torch.where(lengths > 0, boot, torch.zeros_like(boot))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reference: the literal backward recursion (Eq. 2/6)
+# ----------------------------------------------------------------------------------------------------------------------
+
+def egae_reference(rewards, values, lengths, finished, gamma=1.0, lam=0.95, bootstrap="paper", next_values=None):
+    """EGAE by the literal backward loop over t, vectorized over rows only. Same signature as `egae`.
+
+    Args:
+        rewards, values: (B, T) float. Entries at positions ≥ lengths[b] are ignored.
+        lengths: (B,) int in [0, T], the valid prefix of each row in this window (l).
+        finished: (B,) bool. True: EOS in the window / last window (V_T := 0). False: cut at l.
+        gamma: float in [0, 1]. lam: float or (B,) tensor in [0, 1].
+        bootstrap: "paper" (V(s_l) ≈ V(s_{l−1})) or "value" (V(s_l) = next_values[b]).
+        next_values: (B,) float, needed for bootstrap="value".
+    Returns:
+        adv, ret: (B, T) float32 (float64 for float64 inputs); exactly 0 at positions ≥ lengths[b].
+    """
+    r, V, lengths, finished, gamma, lam, next_values = _check_args(
+        rewards, values, lengths, finished, gamma, lam, bootstrap, next_values)
+    B, T = r.shape
+    v_boot = _bootstrap_value(V, lengths, finished, bootstrap, next_values)  # (B,)  V(s_l)
+    adv = torch.zeros_like(r)                                                # (B, T)
+    gae = torch.zeros_like(v_boot)                                           # Â_{t+1}, (B,)
+    for t in reversed(range(T)):
+        valid = t < lengths                                                  # (B,)
+        if t + 1 < T:
+            v_next = torch.where(t + 1 < lengths, V[:, t + 1], v_boot)       # V_{t+1}, or V(s_l) at t = l−1
+        else:
+            v_next = v_boot
+        delta = r[:, t] + gamma * v_next - V[:, t]                           # δ_t = r_t + γ V_{t+1} − V_t
+        gae = torch.where(valid, delta + gamma * lam * gae, torch.zeros_like(gae))  # Â_t = δ_t + γλ Â_{t+1}
+        adv[:, t] = gae
+    mask = torch.arange(T, device=r.device)[None, :] < lengths[:, None]     # (B, T)
+    ret = torch.where(mask, adv + V, torch.zeros_like(adv))                  # ret_t = Â_t + V_t
+    return adv, ret
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Vectorized PyTorch path: chunked reverse discounted scan
+# ----------------------------------------------------------------------------------------------------------------------
+
+_CHUNK = 64  # tokens per chunk: the work is O(B·T·C) multiply-adds, the number of levels log_C(T)
+# Rows per block: a block's (rows × T) temporaries stay in the L2 cache instead of streaming a dozen full-size
+# temporaries through DRAM, which (not arithmetic) dominates on a CPU.
+_BLOCK_ELEMS = 1 << 17
+
+
+def _scan_plan(c: torch.Tensor, T: int, chunk: int = _CHUNK):
+    """Matrices for the chunked reverse scan y_t = x_t + c_b · y_{t+1} of length T, for every row b.  c: (B,) in [0, 1].
+
+    Inside a chunk of C positions, y^loc_t = Σ_{s ≥ t, s in chunk} c^{s−t} x_s is one batched matmul with the upper-
+    triangular matrix P[t, s] = c^{s−t}. Across chunks y_t = y^loc_t + c^{e−t} · y_e (e = the first position of the next
+    chunk), and the chunk-start values obey Y_n = y^loc_{nC} + c^C · Y_{n+1}: the same scan with discount c^C on a
+    sequence C times shorter, which is the next level. Only non-negative powers of c are formed (never c^{−t}), so this
+    is stable for any c ∈ [0, 1] and any T; torch.pow(0, 0) = 1, so c = 0 gives y = x.
+    Returns a list of levels (C, N, P^T (B, C, C), decay c^{C−k} (B, C) or None).
+    """
+    plan = []
+    while True:
+        C = max(1, min(chunk, T))
+        N = (T + C - 1) // C
+        # Powers c^0 … c^C by a running product (cumprod): no division, no slow elementwise pow. Powers that underflow
+        # to subnormals are flushed to 0: they change nothing (< 1e-38 relative) but make x86 matmuls slow.
+        pw = torch.cumprod(torch.cat([torch.ones_like(c)[:, None], c[:, None].expand(-1, C)], 1), 1)  # (B, C+1)
+        pw = torch.where(pw >= torch.finfo(c.dtype).tiny, pw, 0.0)
+        k = torch.arange(C, device=c.device)
+        expo = k[:, None] - k[None, :]                                     # (C, C)  [s, t] → s − t
+        # P^T[s, t] = c^(s−t) above the diagonal (s ≥ t); index C+... points at an appended 0 below it.
+        zero_col = torch.zeros_like(c)[:, None]
+        Pt = torch.cat([pw[:, :C], zero_col], 1)[:, torch.where(expo >= 0, expo, C)]  # (B, C, C)
+        decay = pw[:, 1:].flip(1) if N > 1 else None                       # (B, C)  c^(e−t) = c^(C−k)
+        plan.append((C, N, Pt, decay))
+        if N == 1:
+            return plan
+        c, T = pw[:, C], N                                                  # next level: chunk starts, discount c^C
+
+
+def _scan_apply(x: torch.Tensor, plan, i: int, j: int, level: int = 0) -> torch.Tensor:
+    """Run the planned scan on x (b, T) = rows i..j−1 of the planned batch.  Returns (b, T)."""
+    C, N, Pt, decay = plan[level]
+    b, T = x.shape
+    xp = x if N * C == T else torch.nn.functional.pad(x, (0, N * C - T))   # zero-padded tail
+    y = torch.bmm(xp.reshape(b, N, C), Pt[i:j])                            # (b, N, C)  y^loc_t = Σ_s P[t, s] x_s
+    if N > 1:
+        Y = _scan_apply(y[:, :, 0], plan, i, j, level + 1)                 # (b, N)  full-sequence y at chunk starts
+        carry = torch.nn.functional.pad(Y[:, 1:], (0, 1))                  # (b, N)  y_e for each chunk, 0 after the end
+        y = torch.baddbmm(y, carry[:, :, None], decay[i:j, None, :])       # (b, N, C)  y^loc_t + c^(e−t) · y_e
+    return y.view(b, N * C)[:, :T]
+
+
+def _reverse_scan(x: torch.Tensor, c: torch.Tensor, chunk: int = _CHUNK) -> torch.Tensor:
+    """y_t = x_t + c_b · y_{t+1} along the last dim, y_T = 0.  x: (B, T), c: (B,) in [0, 1].  Returns (B, T)."""
+    B, T = x.shape
+    if B == 0 or T == 0:
+        return x.clone()
+    plan = _scan_plan(c, T, chunk)
+    rows = max(1, _BLOCK_ELEMS // T)
+    return torch.cat([_scan_apply(x[i:i + rows], plan, i, min(B, i + rows)) for i in range(0, B, rows)])
+
+
+def egae_torch(rewards, values, lengths, finished, gamma=1.0, lam=0.95, bootstrap="paper", next_values=None):
+    """Vectorized EGAE (no loop over tokens); same signature and outputs as `egae_reference`. Differentiable."""
+    r, V, lengths, finished, gamma, lam, next_values = _check_args(
+        rewards, values, lengths, finished, gamma, lam, bootstrap, next_values)
+    B, T = r.shape
+    if B == 0 or T == 0:
+        return torch.zeros_like(r), torch.zeros_like(r)
+    adv = torch.empty_like(r)                                              # (B, T), every entry written below
+    ret = torch.empty_like(r)                                              # (B, T)
+    # δ at the last valid token, t = l−1: r_{l−1} + γ V(s_l) − V_{l−1}, with V(s_l) = 0 (finished), V_{l−1} (Eq. 6)
+    # or next_values (exact bootstrap). Computed per row; it replaces whatever the shifted V put there.
+    last = (lengths - 1).clamp(min=0)[:, None]                              # (B, 1)
+    v_boot = _bootstrap_value(V, lengths, finished, bootstrap, next_values)  # (B,)  V(s_l)
+    delta_last = r.gather(1, last) + gamma * v_boot[:, None] - V.gather(1, last)  # (B, 1)
+    plan = _scan_plan(gamma * lam, T)                                      # discount c_b = γ λ_b
+    pos = torch.arange(T, device=r.device)                                 # (T,)
+    rows = max(1, _BLOCK_ELEMS // T)
+    for i in range(0, B, rows):
+        j = min(B, i + rows)
+        mask = pos[None, :] < lengths[i:j, None]                           # (b, T)
+        delta = r[i:j] - V[i:j]                                            # r_t − V_t
+        delta[:, :-1] += gamma * V[i:j, 1:]                                # + γ V_{t+1}
+        # Padding may hold garbage (even NaN): cut it out before the recursion (ROLL #447), then overwrite t = l−1,
+        # whose V_{t+1} was padding too. Rows with l = 0 have no valid position; the scatter writes a masked slot.
+        delta = torch.where(mask, delta, 0.0)
+        delta = delta.scatter(1, last[i:j], torch.where(lengths[i:j, None] > 0, delta_last[i:j], 0.0))
+        a = _scan_apply(delta, plan, i, j)                                 # Â_t = δ_t + γλ Â_{t+1}; exactly 0 past l
+        adv[i:j] = a
+        ret[i:j] = torch.where(mask, a + V[i:j], 0.0)                      # ret_t = Â_t + V_t
+    return adv, ret
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------------------------------
+
+def egae(rewards, values, lengths, finished, gamma=1.0, lam=0.95, bootstrap="paper", next_values=None):
+    """Extended GAE over one window per row (Eq. 6). See `egae_reference` for arguments and shapes.
+
+    Dispatch: `IMPL` if set; otherwise Triton for CUDA tensors that need no gradient (the kernel has no backward),
+    the vectorized PyTorch path for everything else.
+    """
+    impl = IMPL
+    if impl not in _IMPLS:
+        raise ValueError(f"egae.IMPL must be one of {_IMPLS}, got {impl!r}")
+    if impl is None:
+        needs_grad = torch.is_grad_enabled() and any(
+            isinstance(x, torch.Tensor) and x.requires_grad for x in (rewards, values, next_values))
+        on_cuda = isinstance(rewards, torch.Tensor) and rewards.is_cuda
+        impl = "triton" if (HAS_TRITON and on_cuda and not needs_grad) else "torch"
+    fn = {"reference": egae_reference, "torch": egae_torch, "triton": egae_triton}[impl]
+    return fn(rewards, values, lengths, finished, gamma=gamma, lam=lam, bootstrap=bootstrap, next_values=next_values)
+
+
+def length_adaptive_lambda(lengths, alpha=0.05, floor=0.95, finished=None, window=None):
+    """VAPO's length-adaptive policy λ: λ_i = max(floor, 1 − 1/(α · L_i)), so the horizon 1/(1−λ) = α·L (card §5).
+
+    Args:
+        lengths: (B,) tokens generated so far over all windows (int or float tensor, ≥ 0).
+        alpha: > 0 (0.05 in VAPO and the T-PPO reference). floor: in [0, 1] (0.95 = the reference's `lam`).
+        finished, window: optional. If both are given, unfinished rows use L + window/2 as a guess of the final length
+            (the T-PPO reference: 8192 + 4096 → λ ≈ 0.99837).
+    Returns:
+        (B,) float32 λ (float64 for float64 lengths).
+    """
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"lengths must be a (B,) tensor, got {type(lengths).__name__}")
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must have shape (B,), got {tuple(lengths.shape)}")
+    if not (isinstance(alpha, (int, float)) and alpha > 0):
+        raise ValueError(f"alpha must be a float > 0, got {alpha!r}")
+    if not (isinstance(floor, (int, float)) and 0.0 <= floor <= 1.0):
+        raise ValueError(f"floor must lie in [0, 1], got {floor!r}")
+    L = lengths.to(_compute_dtype(lengths))
+    if L.numel() and not bool((L >= 0).all()):
+        raise ValueError(f"lengths must be >= 0, got min {float(L.min())}")
+    if (finished is None) != (window is None):
+        raise ValueError("finished and window must be given together (unfinished rows add window/2)")
+    if finished is not None:
+        if not isinstance(finished, torch.Tensor) or finished.shape != lengths.shape:
+            raise ValueError(f"finished must be a tensor of shape {tuple(lengths.shape)}")
+        if not (isinstance(window, (int, float)) and window > 0):
+            raise ValueError(f"window must be a positive number, got {window!r}")
+        L = L + torch.where(finished.bool(), torch.zeros_like(L), torch.full_like(L, window / 2))
+    # L = 0 gives 1 − 1/0 = −inf, which the floor absorbs.
+    with torch.no_grad():
+        raw = 1.0 - 1.0 / (alpha * L)
+    return torch.clamp(raw, min=floor)
+
+
+def monte_carlo_returns(rewards, lengths, gamma=1.0):
+    """Reward-to-go G_t = Σ_{t ≤ t' < l} γ^{t'−t} r_{t'} (the critic target with λ_critic = 1, card §6); 0 past l.
+
+    Args: rewards (B, T) float; lengths (B,) int in [0, T]; gamma float in [0, 1].
+    Returns: (B, T) float32 (float64 for float64 rewards).
+    """
+    if not isinstance(rewards, torch.Tensor) or not rewards.dtype.is_floating_point:
+        raise TypeError("rewards must be a float tensor of shape (B, T)")
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must have shape (B, T), got {tuple(rewards.shape)}")
+    B, T = rewards.shape
+    lengths = _check_lengths(lengths, B, T, rewards.device)
+    if isinstance(gamma, torch.Tensor) or not isinstance(gamma, (int, float)) or isinstance(gamma, bool):
+        raise TypeError(f"gamma must be a float in [0, 1], got {type(gamma).__name__}")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
+    r = rewards.to(_compute_dtype(rewards))
+    mask = torch.arange(T, device=r.device)[None, :] < lengths[:, None]     # (B, T)
+    r = torch.where(mask, r, torch.zeros_like(r))
+    G = _reverse_scan(r, torch.full((B,), float(gamma), dtype=r.dtype, device=r.device))  # G_t = r_t + γ G_{t+1}
+    return torch.where(mask, G, torch.zeros_like(G))
+
+
+def egae_triton(*args, **kwargs):  # replaced below once the kernel lands
+    raise NotImplementedError("egae_triton: Triton kernel not implemented yet")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Demo and benchmark
+# ----------------------------------------------------------------------------------------------------------------------
+
+def _demo():
+    torch.set_printoptions(precision=3, sci_mode=False, linewidth=120)
+    T = 6
+    V = torch.tensor([[0.20, 0.30, 0.45, 0.60, 0.70, 0.80]] * 2)            # same critic values in both rows
+    r = torch.zeros(2, T)
+    r[0, T - 1] = 1.0                                                      # row 0: EOS at t = 5, verifier says +1
+    lengths = torch.tensor([T, T])
+    finished = torch.tensor([True, False])                                 # row 1: same tokens, but cut at l = 6
+    print("EGAE worked example (γ = 1, λ = 0.95): two windows with identical critic values V")
+    print("  row 0 finished (EOS, reward +1 at the last token)   row 1 unfinished (cut at l = 6, reward 0)")
+    print(f"  V                 = {V[0].tolist()}")
+    adv, ret = egae(r, V, lengths, finished, gamma=1.0, lam=0.95)
+    print(f"  finished   Â      = {[round(x, 4) for x in adv[0].tolist()]}   (standard GAE, V_T := 0)")
+    print(f"  unfinished Â      = {[round(x, 4) for x in adv[1].tolist()]}   (Eq. 6, V(s_l) := V(s_(l-1)))")
+    print("  At the cut δ_(l−1) = (γ−1)·V_(l−1) = 0, so the truncated row's last advantage is exactly 0 and the")
+    print("  earlier ones are a λ-average of the rising in-window values minus V_t (card §5, closed form).")
+    adv_v, _ = egae(r, V, lengths, finished, gamma=1.0, lam=0.95, bootstrap="value",
+                    next_values=torch.tensor([0.0, 0.9]))
+    print(f"  unfinished, exact bootstrap V(s_l) = 0.9 (ablation): Â = {[round(x, 4) for x in adv_v[1].tolist()]}")
+    lam = length_adaptive_lambda(torch.tensor([300, 2000, 8192]), finished=torch.tensor([True, True, False]),
+                                 window=8192)
+    print(f"  length-adaptive λ for L = 300, 2000, 8192 (+4096 unfinished): {[round(x, 6) for x in lam.tolist()]}")
+    print(f"  critic targets (MC, γ = 1) of the finished row: {monte_carlo_returns(r[:1], lengths[:1])[0].tolist()}")
+
+
+def _verl_style_gae(rewards, values, gamma, lam):
+    """The per-token loop of verl/TRL/OpenRLHF `compute_gae_advantage_return` (vectorized over rows), for --bench."""
+    T = rewards.shape[1]
+    lastgaelam = 0.0
+    advantages_reversed = []
+    for t in reversed(range(T)):
+        nextvalues = values[:, t + 1] if t < T - 1 else 0.0
+        delta = rewards[:, t] + gamma * nextvalues - values[:, t]
+        lastgaelam = delta + gamma * lam * lastgaelam
+        advantages_reversed.append(lastgaelam)
+    advantages = torch.stack(advantages_reversed[::-1], dim=1)
+    return advantages, advantages + values
+
+
+def _time_ms(fn, sync, reps):
+    fn()
+    sync()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, (time.perf_counter() - t0) * 1e3)
+    return best
+
+
+def _bench(B=256, T=8192, reps=5):
+    global IMPL
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(B, T, generator=g).to(device)
+    V = torch.randn(B, T, generator=g).to(device)
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=g).to(device)
+    finished = (torch.rand(B, generator=g) < 0.5).to(device)
+    lam = length_adaptive_lambda(lengths)
+    print(f"EGAE benchmark: B = {B}, T = {T}, fp32, device = {device}, torch {torch.__version__}, "
+          f"threads = {torch.get_num_threads()}; best of {reps}")
+    rows = [("per-token loop (verl-style, over T)", lambda: _verl_style_gae(r, V, 1.0, lam)),
+            ("egae_reference (masked loop over T)", lambda: egae_reference(r, V, lengths, finished, 1.0, lam)),
+            ("egae vectorized (chunked scan)", lambda: egae_torch(r, V, lengths, finished, 1.0, lam))]
+    if device == "cuda" and HAS_TRITON:
+        rows.append(("egae Triton kernel", lambda: egae_triton(r, V, lengths, finished, 1.0, lam)))
+    times = [(name, _time_ms(fn, sync, reps if "loop" not in name else max(1, reps // 2))) for name, fn in rows]
+    base = times[0][1]
+    print(f"{'path':40s} {'ms':>10s} {'speedup':>9s}")
+    for name, ms in times:
+        print(f"{name:40s} {ms:10.2f} {base / ms:8.1f}x")
+    mb = 4 * B * T * 4 / 1e6
+    print(f"(memory traffic floor: read r, V and write adv, ret = {mb:.0f} MB per call)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bench", action="store_true", help="time loop vs vectorized (vs Triton) at B=256, T=8192")
+    parser.add_argument("--B", type=int, default=256, help="rows for --bench")
+    parser.add_argument("--T", type=int, default=8192, help="window length for --bench")
+    args = parser.parse_args()
+    if args.bench:
+        _bench(args.B, args.T)
+    else:
+        _demo()
