@@ -608,9 +608,938 @@ def _gt_str(ground_truth) -> str:
     return ground_truth
 
 
+# --------------------------------------------------------------------------------------------- sandbox ----
+#
+# What `run_sandboxed` isolates (verified by tests/test_guru_rewards.py, "sandbox attacks"):
+#
+#                              mode "bwrap" (default when /usr/bin/bwrap works)   mode "limits" (fallback)
+#  separate process            yes, own session + process group                   yes, same
+#  CPU / address space /       RLIMIT_CPU = ceil(timeout)+1 s, RLIMIT_AS =         same
+#  file size / open files      memory_mb, RLIMIT_FSIZE = 16 MB, RLIMIT_NOFILE = 64
+#  wall-clock timeout          SIGKILL to the process group at timeout_s           same
+#  process count (fork bomb)   RLIMIT_NPROC = 32 under a fresh uid (*)             same (*)
+#  leftover processes          pid namespace: all die with bwrap; plus (*)         killed by uid scan (*) or group
+#  environment                 cleared (PATH, HOME, LANG only)                     same
+#  stdout / stderr             capped (1 MB each by default); the run is killed    same
+#                              as soon as the cap is exceeded
+#  working directory           fresh temp dir, removed afterwards                  same
+#  filesystem writes           only the work dir and a private size-capped /tmp;   NOT isolated: any path writable
+#                              the rest of / is a read-only bind                   by the sandbox uid (e.g. /tmp)
+#  filesystem reads            NOT isolated: world-readable host files are         same
+#                              readable (read-only root bind)
+#  network                     none (new network namespace, loopback only)         NOT isolated
+#  other processes             invisible (pid namespace, fresh /proc); ipc, uts    visible; signals/ptrace/environ
+#                              namespaces are private                              blocked only by the uid (*)
+#
+# (*) When the parent runs as root, the child runs as a fresh unprivileged uid from 61000..61999 (no
+# capabilities, no_new_privs), so RLIMIT_NPROC counts only its own processes (the kernel never enforces
+# NPROC for uid 0), it cannot signal or read the parent, and every process of that uid is SIGKILLed after the
+# run. As a non-root user the child keeps the parent's uid: then NPROC counts all of that user's processes
+# and, in "limits" mode only, the child CAN signal the parent and read /proc/<ppid>/environ.
+# bwrap runs without a user namespace when we are root (a user namespace would map the child back to uid 0).
+
+SANDBOX_MODE: str | None = None          # None = auto ("bwrap" when it works, else "limits"); tests force either
+_SANDBOX_UID_BASE, _SANDBOX_UID_COUNT = 61_000, 1_000
+_uid_lock = threading.Lock()
+_uids_in_use: set[int] = set()
+_uid_next = [0]
+_probe_cache: dict[str, object] = {}
+
+
+@dataclass
+class SandboxResult:
+    """Outcome of one sandboxed run. `ok` = exit status 0, no timeout, output within the cap."""
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    output_limited: bool
+    wall_s: float
+    mode: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and not self.output_limited
+
+
+def _world_executable(path: str) -> bool:
+    """Can an unprivileged uid reach and run `path` (o+x on every directory, o+rx on the file)?"""
+    path = os.path.realpath(path)
+    try:
+        if os.stat(path).st_mode & 0o005 != 0o005:
+            return False
+        d = os.path.dirname(path)
+        while True:
+            if not os.stat(d).st_mode & 0o001:
+                return False
+            if d == "/":
+                return True
+            d = os.path.dirname(d)
+    except OSError:
+        return False
+
+
+def _sandbox_python(drop_uid: bool) -> str:
+    """The interpreter the child runs: ours, or (when ours sits in e.g. /root/.pyenv, unreachable by an
+    unprivileged uid) the system python3."""
+    key = f"python{drop_uid}"
+    if key not in _probe_cache:
+        cands = [sys.executable] + ([p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if p] if drop_uid
+                                    else [])
+        ok = [c for c in cands if c and os.path.exists(c) and (not drop_uid or _world_executable(c))]
+        _probe_cache[key] = ok[0] if ok else None
+    return _probe_cache[key]
+
+
+def _bwrap_path() -> str | None:
+    """Path of a working bwrap (probed once with a trivial command), else None with a one-time warning."""
+    if "bwrap" not in _probe_cache:
+        path = shutil.which("bwrap")
+        if path:
+            try:
+                cmd = _bwrap_argv(path, "/", "/tmp", 64, os.geteuid() == 0) + ["/bin/true"]
+                ok = subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+            path = path if ok else None
+        if path is None:
+            warnings.warn("guru_rewards: bubblewrap (bwrap) is missing or unusable; run_sandboxed falls back to "
+                          "resource limits only (no filesystem/network/pid isolation). Install the Debian "
+                          "package `bubblewrap`.", RuntimeWarning, stacklevel=3)
+        _probe_cache["bwrap"] = path
+    return _probe_cache["bwrap"]
+
+
+def _bwrap_argv(bwrap: str, workdir: str, inner_cwd: str, tmp_mb: int, as_root: bool) -> list[str]:
+    # As root, no user namespace (it would map the child to host uid 0, where RLIMIT_NPROC is not enforced);
+    # setpriv (below) then drops to a fresh uid. As a normal user, --unshare-all makes an unprivileged userns.
+    ns = (["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"] if as_root
+          else ["--unshare-all"])
+    return [bwrap, *ns, "--die-with-parent", "--new-session",
+            "--ro-bind", "/", "/",                                         # read-only root
+            "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",   # private, size-capped /tmp
+            "--bind", workdir, inner_cwd,                                  # the only other writable place
+            "--proc", "/proc", "--dev", "/dev", "--chdir", inner_cwd,
+            "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", inner_cwd,
+            "--setenv", "LANG", "C.UTF-8", "--"]
+
+
+def _claim_uid() -> int:
+    with _uid_lock:
+        for _ in range(_SANDBOX_UID_COUNT):
+            uid = _SANDBOX_UID_BASE + _uid_next[0] % _SANDBOX_UID_COUNT
+            _uid_next[0] += 1
+            if uid not in _uids_in_use:
+                _uids_in_use.add(uid)
+                return uid
+    raise RuntimeError("run_sandboxed: all sandbox uids are in use")
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process whose real uid is `uid` (processes that escaped the group with setsid)."""
+    for _ in range(3):
+        found = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            if int(line.split()[1]) == uid:
+                                os.kill(int(pid), signal.SIGKILL)
+                                found = True
+                            break
+            except (OSError, ValueError):
+                pass
+        if not found:
+            return
+        time.sleep(0.01)
+
+
+def run_sandboxed(code: str, stdin: str = "", timeout_s: float = 2.0, memory_mb: int = 512,
+                  max_output_bytes: int = 1 << 20, max_procs: int = 32, file_size_mb: int = 16,
+                  mode: str | None = None) -> SandboxResult:
+    """Run Python `code` in an isolated child process (see the table above for what is isolated).
+
+    Args:
+        code: Python source, run as `python -I main.py` in a fresh temporary working directory.
+        stdin: text fed to the child's stdin.
+        timeout_s: wall-clock limit in seconds (> 0); the whole process group is SIGKILLed when it passes.
+        memory_mb: address-space limit (RLIMIT_AS) in MiB, >= 64.
+        max_output_bytes: cap on each of stdout and stderr; exceeding it kills the run (output_limited=True).
+        max_procs: RLIMIT_NPROC (effective under a dropped uid or as a normal user, see the notes above).
+        file_size_mb: RLIMIT_FSIZE in MiB (largest file the child may write).
+        mode: "bwrap", "limits" or None (module default SANDBOX_MODE, else auto-detect).
+    Returns:
+        SandboxResult(returncode, stdout, stderr, timed_out, output_limited, wall_s, mode). Never raises on
+        anything the code does.
+    """
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    if not isinstance(stdin, str):
+        raise TypeError(f"stdin must be a str, got {type(stdin).__name__}")
+    if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s <= 3600):
+        raise ValueError(f"timeout_s must be in (0, 3600], got {timeout_s!r}")
+    if not (isinstance(memory_mb, int) and memory_mb >= 64):
+        raise ValueError(f"memory_mb must be an int >= 64, got {memory_mb!r}")
+    mode = mode or SANDBOX_MODE
+    if mode not in (None, "bwrap", "limits"):
+        raise ValueError(f"mode must be None, 'bwrap' or 'limits', got {mode!r}")
+    bwrap = _bwrap_path() if mode in (None, "bwrap") else None
+    if mode == "bwrap" and bwrap is None:
+        raise RuntimeError("run_sandboxed(mode='bwrap'): bubblewrap is not available")
+    mode = "bwrap" if bwrap else "limits"
+    as_root = os.geteuid() == 0
+    python = _sandbox_python(drop_uid=as_root)
+    drop_uid = as_root and python is not None
+    python = python or sys.executable
+    uid = _claim_uid() if drop_uid else None
+
+    workdir = tempfile.mkdtemp(prefix="guru_sbx_")
+    t0 = time.monotonic()
+    try:
+        with open(os.path.join(workdir, "main.py"), "w", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(code)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+            os.chown(os.path.join(workdir, "main.py"), uid, uid)
+        py_argv = [python, "-I", "-B", "-X", "utf8", "main.py"]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"}
+        cpu = int(math.ceil(timeout_s)) + 1
+
+        if mode == "bwrap":
+            argv = _bwrap_argv(bwrap, workdir, "/tmp/sandbox", 64, as_root)
+            if uid is not None:
+                argv += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+                         "--inh-caps=-all", "--bounding-set=-all", "--"]
+            argv += py_argv
+            cwd = None
+        else:
+            argv, cwd = py_argv, workdir
+
+        def preexec():                                    # runs in the child between fork and exec
+            lim = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, memory_mb << 20),
+                   (resource.RLIMIT_FSIZE, file_size_mb << 20), (resource.RLIMIT_NOFILE, 64),
+                   (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, max_procs)]
+            for r, v in lim:
+                resource.setrlimit(r, (v, v))
+            if uid is not None and mode == "limits":
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, preexec_fn=preexec, start_new_session=True,
+                                close_fds=True)
+        over = threading.Event()
+        bufs: list[list[bytes]] = [[], []]
+
+        def pump(stream, buf):
+            n = 0
+            while True:
+                chunk = stream.read1(65536)
+                if not chunk:
+                    return
+                if n < max_output_bytes:
+                    buf.append(chunk[:max_output_bytes - n])
+                n += len(chunk)
+                if n > max_output_bytes:
+                    over.set()
+                    _killpg(proc.pid)
+                    return
+
+        def feed():
+            try:
+                proc.stdin.write(stdin.encode("utf-8", "surrogatepass"))
+            except (BrokenPipeError, OSError):
+                pass
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+        threads = [threading.Thread(target=pump, args=(proc.stdout, bufs[0]), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, bufs[1]), daemon=True),
+                   threading.Thread(target=feed, daemon=True)]
+        for t in threads:
+            t.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        _killpg(proc.pid)                                 # leftovers in the group die with the run
+        if uid is not None:
+            _kill_uid(uid)
+        proc.wait()
+        for t in threads:
+            t.join(timeout=0.5)
+        for s in (proc.stdout, proc.stderr):
+            try:
+                s.close()
+            except OSError:
+                pass
+        out, err = (b"".join(b).decode("utf-8", "replace") for b in bufs)
+        rc = None if timed_out else proc.returncode
+        return SandboxResult(rc, out, err, timed_out, over.is_set(), time.monotonic() - t0, mode)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if uid is not None:
+            with _uid_lock:
+                _uids_in_use.discard(uid)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ------------------------------------------------------------------------------------------ domain: code ----
+
+_CODE_BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)\n?```", re.S)
+MAX_CODE_CHARS = 100_000
+CODE_CASE_TIMEOUT_S = 2.0        # per test case (card: 30 s unsafe_local, 5 s bwrap)
+CODE_TOTAL_TIMEOUT_S = 12.0      # per score() call, all cases together
+
+
+def extract_code(text: str) -> str | None:
+    """All fenced python (or untagged) blocks after `</think>`, joined by newlines (card §2.2), or None."""
+    blocks = [m.group(2) for m in _CODE_BLOCK_RE.finditer(strip_think(text))
+              if m.group(1).lower() in ("", "python", "py", "python3")]
+    return "\n".join(blocks) if blocks else None
+
+
+def fuzzy_equal(out: str, expected: str, atol: float = 1e-6) -> bool:
+    """Card §2.2 `fuzzy_equal`: exact after strip/CRLF, else same line count and, per line, equal tokens or
+    yes/no case-insensitively or floats within `atol`."""
+    a = out.replace("\r\n", "\n").strip()
+    b = expected.replace("\r\n", "\n").strip()
+    if a == b:
+        return True
+    la, lb = a.split("\n"), b.split("\n")
+    if len(la) != len(lb):
+        return False
+    for x, y in zip(la, lb):
+        if x.strip() == y.strip():
+            continue
+        tx, ty = x.split(), y.split()
+        if len(tx) != len(ty):
+            return False
+        for u, v in zip(tx, ty):
+            if u == v or (u.lower() in ("yes", "no") and u.lower() == v.lower()):
+                continue
+            try:
+                fu, fv = float(u), float(v)
+            except ValueError:
+                return False
+            if not (math.isfinite(fu) and math.isfinite(fv) and abs(fu - fv) <= atol):
+                return False
+    return True
+
+
+def _load_json_gt(ground_truth, name="ground_truth"):
+    if isinstance(ground_truth, (dict, list)):
+        return ground_truth
+    if isinstance(ground_truth, str):
+        try:
+            return json.loads(ground_truth)
+        except ValueError as e:
+            raise GroundTruthError(f"{name} must be JSON: {e}") from None
+    raise GroundTruthError(f"{name} must be a dict or a JSON string, got {type(ground_truth).__name__}")
+
+
+def score_code(response: str, ground_truth) -> Score:
+    """Card §2.2. ground_truth: {"inputs": [str], "outputs": [str]} (stdin/stdout cases, all must pass) or
+    {"functional": "assert f(2) == 4"} (appended to the code; pass = exit status 0); optional "prefix" (code
+    prepended, e.g. imports) and "timeout_s" (per case). Code runs only through run_sandboxed."""
+    gt = _load_json_gt(ground_truth)
+    if not isinstance(gt, dict) or not ({"inputs", "outputs"} <= set(gt) or "functional" in gt):
+        raise GroundTruthError("ground_truth must have 'inputs'+'outputs' or 'functional'")
+    code = extract_code(response)
+    if code is None:
+        return Score(0.0, "no_code")
+    if len(code) > MAX_CODE_CHARS:
+        return Score(0.0, "code_too_long")
+    code = str(gt.get("prefix", "")) + "\n" + code
+    per_case = float(gt.get("timeout_s", CODE_CASE_TIMEOUT_S))
+    deadline = time.monotonic() + CODE_TOTAL_TIMEOUT_S
+    if "functional" in gt:
+        r = run_sandboxed(code + "\n\n" + str(gt["functional"]) + "\n", timeout_s=per_case)
+        return Score(1.0, "passed") if r.ok else Score(0.0, _fail_reason(r))
+    inputs, outputs = gt["inputs"], gt["outputs"]
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
+        raise GroundTruthError("ground_truth 'inputs' and 'outputs' must be non-empty lists of equal length")
+    for i, (x, y) in enumerate(zip(inputs, outputs)):
+        left = deadline - time.monotonic()
+        if left <= 0.05:
+            return Score(0.0, "total_timeout")
+        r = run_sandboxed(code, stdin=str(x), timeout_s=min(per_case, left))
+        if not r.ok:
+            return Score(0.0, f"case {i}: {_fail_reason(r)}")
+        if not fuzzy_equal(r.stdout, str(y)):
+            return Score(0.0, f"case {i}: wrong_output")
+    return Score(1.0, "passed")
+
+
+def _fail_reason(r: SandboxResult) -> str:
+    if r.timed_out:
+        return "timeout"
+    if r.output_limited:
+        return "output_limit"
+    last = r.stderr.strip().splitlines()[-1:] or [""]
+    return f"runtime_error (rc={r.returncode}): {last[0][:120]}"
+
+
+# --------------------------------------------------------------------------------------- domain: science ----
+
+_CHOICE_RE = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*(?:[.:)]|$|\s)")
+_CHOICE_TEXT_RE = re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?\(?\s*([A-J])\s*\)?(?![A-Za-z])", re.I)
+_SCI_NUM_RE = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
+                         r"(?:\s*(?:\\times|\*|x|×|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?\s*(.*)$", re.S)
+
+
+def _clean_text(s: str) -> str:
+    """Short-answer normalization: unwrap \\text{}, lowercase, drop punctuation, articles and extra spaces."""
+    for _ in range(3):
+        s = _TEXT_CMD_RE.sub(lambda m: " " + m.group(1) + " ", s)
+    s = unicodedata.normalize("NFKC", s).lower().replace("$", " ").replace("~", " ")
+    s = re.sub(r"[^\w\s/^.+-]|(?<!\d)\.|\.(?!\d)", " ", s)
+    t = " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
+    return t or " ".join(s.split())                       # the answer "a" stays "a"
+
+
+def _sci_number(s: str):
+    """'9.8 m/s^2' -> (9.8, 'm/s^2'); '3\\times10^{8} m/s' -> (3e8, 'm/s'); None if no leading number."""
+    m = _SCI_NUM_RE.match(s[:300])
+    if not m:
+        return None
+    try:
+        mant, exp = float(m.group(1)), int(m.group(2) or 0)
+        if abs(exp) > 300:
+            return None
+        value = mant * 10.0 ** exp
+    except (ValueError, OverflowError):
+        return None
+    unit = re.sub(r"[\s{}\\]|text|mathrm|,", "", m.group(3).lower()).rstrip(".")
+    return value, unit
+
+
+def score_science(response: str, ground_truth) -> Score:
+    """Card §2.3 without the LLM judge. ground_truth: a choice letter ("B", "(B)") or a short answer.
+    Letters: the boxed choice, else the last "answer is X". Short answers: math_equal, else the leading numbers
+    within 1% relative (units must agree when both sides give one), else normalized text equality."""
+    gt = _gt_str(ground_truth).strip()
+    text = strip_think(response)
+    boxed = extract_boxed(_strip_code(text))
+    gt_choice = re.fullmatch(r"\(?\s*([A-Ja-j])\s*\)?\.?", gt)
+    if gt_choice:
+        letter = None
+        if boxed is not None:
+            m = _CHOICE_RE.match(_clean_text(boxed).upper() if "\\" in boxed else boxed)
+            letter = m.group(1) if m else None
+        else:
+            ms = _CHOICE_TEXT_RE.findall(text[-2000:])
+            letter = ms[-1] if ms else None
+        if letter is None:
+            return Score(0.0, "no_choice")
+        return Score(1.0, "correct") if letter.upper() == gt_choice.group(1).upper() else Score(0.0, "wrong")
+    if boxed is None:
+        return Score(0.0, "no_boxed")
+    if math_equal(boxed, gt):
+        return Score(1.0, "correct")
+    a, b = _sci_number(boxed), _sci_number(gt)
+    if a is not None and b is not None:
+        (va, ua), (vb, ub) = a, b
+        ok = math.isclose(va, vb, rel_tol=1e-2, abs_tol=1e-12) and (not ua or not ub or ua == ub)
+        return Score(1.0, "correct") if ok else Score(0.0, "wrong")
+    ok = _clean_text(boxed) == _clean_text(gt) and _clean_text(gt) != ""
+    return Score(1.0, "correct") if ok else Score(0.0, "wrong")
+
+
+# ----------------------------------------------------------------------------------------- domain: logic ----
+
+_ANSWER_LINE_RE = re.compile(r"<answer>(.*?)</answer>")               # no DOTALL: one line (card §2.4)
+_ANSWER_ANY_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
+LOGIC_KINDS = ("ordering", "zebra", "graph", "arc", "prolog", "pddl")
+
+
+def _last(regex: re.Pattern, text: str) -> str | None:
+    last = None
+    for m in regex.finditer(text):
+        last = m.group(1)
+    return last
+
+
+def _safe_literal(s: str):
+    """json.loads, else ast.literal_eval (literals only, never code); None on failure or if too large."""
+    if len(s) > MAX_JSON_CHARS:
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(s)
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError, OverflowError):
+            continue
+    return None
+
+
+def _list_items(s: str) -> list[str] | None:
+    """Ordering answers: the first [...] list, items = runs of word characters and spaces, lowercased."""
+    m = re.search(r"\[([^\[\]]*)\]", s)
+    if not m:
+        return None
+    return [x.strip().lower() for x in re.findall(r"[\w ]+", m.group(1)) if x.strip()]
+
+
+def _logic_gt(ground_truth) -> tuple[str, dict]:
+    gt = ground_truth
+    if isinstance(gt, str) and gt.strip()[:1] in "[{":
+        gt = _load_json_gt(gt)
+    if isinstance(gt, dict) and "type" in gt:
+        kind = gt["type"]
+        if kind not in LOGIC_KINDS:
+            raise GroundTruthError(f"ground_truth['type'] must be one of {LOGIC_KINDS}, got {kind!r}")
+        return kind, gt
+    if isinstance(gt, dict) and "rows" in gt:
+        return "zebra", {"answer": gt}
+    if isinstance(gt, list) and gt and all(isinstance(r, list) for r in gt):
+        return "arc", {"answer": gt}
+    if isinstance(gt, list) and all(isinstance(x, str) for x in gt):
+        return "ordering", {"answer": gt}
+    if isinstance(gt, str):
+        return "graph", {"answer": gt}
+    raise GroundTruthError("ground_truth for logic must be {'type': kind, ...} or a zebra dict / ARC grid / "
+                           f"ordering list / graph string, got {type(gt).__name__}")
+
+
+def score_logic(response: str, ground_truth) -> Score:
+    """Card §2.4. ground_truth: {"type": kind, "answer": ...} with kind in LOGIC_KINDS (or the bare answer):
+    ordering (list of str: strict), zebra ({"header", "rows"}: fraction of cells), graph (letters,
+    case-insensitive), arc (list of lists: every cell), prolog / pddl (delegated to proto_verify)."""
+    kind, gt = _logic_gt(ground_truth)
+    if kind in ("prolog", "pddl"):
+        return _score_delegated(kind, response, gt)
+    text = strip_think(response)
+    if kind == "arc":
+        ans = _last(_ANSWER_ANY_RE, text)
+        if ans is None:
+            return Score(0.0, "no_answer")
+        ans = ans.replace("\n", "").replace("...", "-1")
+        start = ans.find("[[")
+        end = _bracket_end(ans, start) if start >= 0 else -1
+        grid = _safe_literal(ans[start:end + 1]) if end > 0 else None
+        if not (isinstance(grid, list) and all(isinstance(r, list) for r in grid)):
+            return Score(0.0, "unparsable")
+        return Score(1.0, "correct") if grid == gt["answer"] else Score(0.0, "wrong")
+    ans = _last(_ANSWER_LINE_RE, text)
+    if ans is None:
+        return Score(0.0, "no_answer")
+    if kind == "ordering":
+        items = _list_items(ans)
+        if items is None:
+            return Score(0.0, "unparsable")
+        want = [str(x).strip().lower() for x in gt["answer"]]
+        return Score(1.0, "correct") if items == want else Score(0.0, "wrong")
+    if kind == "graph":
+        a = ans.strip()
+        if not re.fullmatch(r"[A-Za-z]+", a):
+            return Score(0.0, "unparsable")
+        return Score(1.0, "correct") if a.lower() == str(gt["answer"]).strip().lower() else Score(0.0, "wrong")
+    # zebra: fraction of cells equal (exact, case-sensitive); missing rows or cells give 0 as in Guru
+    want = gt["answer"]
+    got = _safe_literal(ans.strip())
+    if not (isinstance(got, dict) and isinstance(got.get("rows"), list)):
+        return Score(0.0, "unparsable")
+    rows, n_cols = want["rows"], len(want.get("header", want["rows"][0] if want["rows"] else []))
+    if n_cols == 0 or not rows:
+        raise GroundTruthError("zebra ground_truth needs non-empty 'rows' and 'header'")
+    correct = 0
+    for i, row in enumerate(rows):
+        if i >= len(got["rows"]) or not isinstance(got["rows"][i], list) or len(got["rows"][i]) < n_cols:
+            return Score(0.0, "missing_cells")
+        correct += sum(got["rows"][i][j] == row[j] for j in range(n_cols))
+    frac = correct / (len(rows) * n_cols)
+    return Score(frac, "correct" if frac == 1.0 else f"partial {correct}/{len(rows) * n_cols}")
+
+
+def _bracket_end(s: str, start: int) -> int:
+    depth = 0
+    for i in range(start, len(s)):
+        depth += s[i] == "["
+        depth -= s[i] == "]"
+        if depth == 0:
+            return i
+    return -1
+
+
+def _score_delegated(kind: str, response: str, gt: dict) -> Score:
+    """Prolog and PDDL items are verified by proto_verify (imported lazily: guru_rewards works without it)."""
+    try:
+        import proto_verify                                # the only allowed import between concept files
+    except ImportError:
+        proto_verify = None
+    if kind == "pddl":
+        validate = getattr(proto_verify, "validate_plan", None)
+        if validate is None:                              # until the lead merges pddl_part.py into proto_verify
+            try:
+                import pddl_part
+                validate = pddl_part.validate_plan
+            except ImportError:
+                return Score(0.0, "verifier_unavailable: proto_verify.validate_plan")
+        if not (isinstance(gt.get("domain"), str) and isinstance(gt.get("problem"), str)):
+            raise GroundTruthError("pddl ground_truth needs 'domain' and 'problem' PDDL text")
+        text = strip_think(response)
+        plan = _last(_ANSWER_ANY_RE, text)
+        plan = text if plan is None else plan
+        if len(plan) > MAX_JSON_CHARS:
+            return Score(0.0, "too_long")
+        verdict = validate(gt["domain"], gt["problem"], plan)
+        return Score(1.0, "correct") if verdict.valid else Score(0.0, f"invalid_plan: {verdict.reason}")
+    return _score_prolog(proto_verify, response, gt)
+
+
+def _score_prolog(proto_verify, response: str, gt: dict) -> Score:
+    """ground_truth {"type": "prolog", "task": <proto_verify Task>} or {"type": "prolog", **task fields}:
+    proto_verify.prolog_reward(task, response) -> (score, reason) runs the reference program in its engine."""
+    reward = getattr(proto_verify, "prolog_reward", None)
+    if reward is None:
+        return Score(0.0, "verifier_unavailable: proto_verify.prolog_reward")
+    task = gt.get("task", {k: v for k, v in gt.items() if k != "type"})
+    value, reason = reward(task, response)
+    return Score(min(1.0, max(0.0, float(value))), str(reason))
+
+
+# ------------------------------------------------------------------------------------ domain: simulation ----
+
+_JSON_BLOCK_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
+
+
+def _top_level_objects(text: str) -> list[str]:
+    """Balanced top-level {...} spans, left to right (linear)."""
+    spans, depth, start = [], 0, -1
+    for i, ch in enumerate(text):
+        if ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                spans.append(text[start:i + 1])
+    return spans
+
+
+def _codeio_value(obj):
+    if isinstance(obj, dict):
+        for key in ("output", "input"):
+            if key in obj:
+                return obj[key]
+    return obj
+
+
+def _normalize_json(x, depth: int = 0):
+    """Card §2.5: JSON-looking strings are parsed, "true"/"false" (any case) become booleans, recursively."""
+    if depth > 50:
+        raise RecursionError("json nesting")
+    if isinstance(x, dict):
+        return {str(k): _normalize_json(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_normalize_json(v, depth + 1) for v in x]
+    if isinstance(x, str):
+        t = x.strip()
+        if t.lower() in ("true", "false"):
+            return t.lower() == "true"
+        if t[:1] in "[{" and len(t) <= MAX_JSON_CHARS:
+            try:
+                return _normalize_json(json.loads(t), depth + 1)
+            except (ValueError, RecursionError):
+                return x
+    return x
+
+
+def _json_equal(a, b) -> bool:
+    """Plain equality, except that a bool only equals a bool (Python's True == 1 must not score)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def _parse_codeio(text: str):
+    m = _JSON_BLOCK_RE.search(text)
+    body = m.group(1) if m else text
+    if len(body) > MAX_JSON_CHARS:
+        return None, False
+    try:
+        return json.loads(body), True
+    except (ValueError, RecursionError):
+        pass
+    spans = _top_level_objects(body)
+    for span in reversed(spans[-1:]):
+        try:
+            return json.loads(span), True
+        except (ValueError, RecursionError):
+            pass
+    return None, False
+
+
+def score_simulation(response: str, ground_truth) -> Score:
+    """Card §2.5 (CodeI/O): the first fenced json block after `</think>` (else the whole text, else its last
+    {...}), parsed with json.loads; its "output" (else "input", else itself) must equal the ground truth's after
+    normalization. ground_truth: '"output": <json>' as in the dataset, a JSON object string, or a dict."""
+    gt = ground_truth
+    if isinstance(gt, str):
+        t = gt.strip()
+        try:
+            gt = json.loads(t if t.startswith("{") else "{" + t + "}")
+        except ValueError as e:
+            raise GroundTruthError(f"ground_truth must be '\"output\": <json>' or a JSON object: {e}") from None
+    want = _normalize_json(_codeio_value(gt))
+    obj, ok = _parse_codeio(strip_think(response))
+    if not ok:
+        return Score(0.0, "unparsable")
+    try:
+        got = _normalize_json(_codeio_value(obj))
+    except RecursionError:
+        return Score(0.0, "unparsable")
+    return Score(1.0, "correct") if _json_equal(got, want) else Score(0.0, "wrong")
+
+
+# --------------------------------------------------------------------------------------- domain: tabular ----
+
+def _const_float(v) -> float | None:
+    """A parsed value without variables as a float (pi and square roots allowed), else None."""
+    if v is None or isinstance(v, tuple):
+        return None
+    total = 0.0
+    for (p, r, mono), c in v.items():
+        if mono:
+            return None
+        total += float(c) * math.pi ** p * math.sqrt(r)
+    return total
+
+
+def _table_number(s: str) -> float | None:
+    s = s.replace(",", "").replace("$", "").replace("\\%", "%").replace("\\", "").replace(":", "/").strip()
+    if not s or len(s) > 200 or not re.search(r"[0-9]", s):
+        return None
+    return _const_float(_value(s))
+
+
+def _table_single_equal(a: str, b: str) -> bool:
+    if a == b or (_clean_text(a) == _clean_text(b) and _clean_text(a)):
+        return True
+    cands_a = {a.replace("%", "").replace("\\", ""), a} if "%" in a else {a}
+    cands_b = {b.replace("%", "").replace("\\", ""), b} if "%" in b else {b}
+    for x in cands_a:                                    # '%' read as /100 or as a unit (never x100 without '%')
+        for y in cands_b:
+            vx, vy = _table_number(x), _table_number(y)
+            if vx is not None and vy is not None and math.isclose(vx, vy, rel_tol=1e-3, abs_tol=1e-12):
+                return True
+    return False
+
+
+def score_tabular(response: str, ground_truth) -> Score:
+    """Card §2.6: the last \\boxed{} after `</think>` (lowercased; a short unboxed answer is read whole);
+    answers joined by '|' compare as multisets; numbers within 1e-3 relative; parsed, never evaluated."""
+    gt = _gt_str(ground_truth).lower().strip()
+    text = strip_think(response).lower()
+    ans = extract_boxed(_strip_code(text))
+    if ans is None:
+        ans = text.strip()
+        if len(ans) > 200:
+            return Score(0.0, "no_boxed")
+    for _ in range(3):
+        ans = _TEXT_CMD_RE.sub(lambda m: m.group(1), ans)
+        gt = _TEXT_CMD_RE.sub(lambda m: m.group(1), gt)
+    if len(ans) > MAX_ANSWER_CHARS:
+        return Score(0.0, "too_long")
+    xs = [x.strip() for x in ans.split("|")]
+    ys = [y.strip() for y in gt.split("|")]
+    if len(xs) != len(ys):
+        return Score(0.0, "wrong")
+    left = list(ys)
+    for x in xs:
+        for j, y in enumerate(left):
+            if _table_single_equal(x, y):
+                del left[j]
+                break
+        else:
+            return Score(0.0, "wrong")
+    return Score(1.0, "correct")
+
+
+# ------------------------------------------------------------------------------------------ data pipeline ----
+# Card §4: sourcing -> dedup -> reward design -> heuristic filtering -> difficulty filtering. The paper does not
+# say how it deduplicated ([NR]); we use an exact hash of the normalized text plus MinHash-LSH candidates that are
+# then VERIFIED by exact n-gram Jaccard, so a reported near-duplicate is always a true one at the threshold.
+
+_MH_PRIME = 4_294_967_311                                # a prime > 2^32: a*x + b stays below 2^64 in uint64
+
+
+def normalize_text(s: str) -> str:
+    """NFKC, lowercase, whitespace collapsed: what "the same problem" means for the exact-duplicate hash."""
+    return " ".join(unicodedata.normalize("NFKC", s).lower().split())
+
+
+def _shingles(s: str, n: int) -> set[str]:
+    return {s[i:i + n] for i in range(len(s) - n + 1)} if len(s) >= n else {s}
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+class _MinHashLSH:
+    """MinHash signatures (num_perm universal hashes h(x) = (a x + b) mod p over 32-bit shingle hashes), split
+    into `bands` bands: two texts become candidates if any band agrees, P = 1 - (1 - J^rows)^bands."""
+
+    def __init__(self, num_perm: int, bands: int, seed: int):
+        import numpy as np
+        if num_perm % bands:
+            raise ValueError(f"num_perm ({num_perm}) must be a multiple of bands ({bands})")
+        rng = np.random.default_rng(seed)
+        self.np, self.bands, self.rows = np, bands, num_perm // bands
+        self.a = rng.integers(1, 2 ** 32 - 1, size=num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, 2 ** 32 - 1, size=num_perm, dtype=np.uint64)
+        self.buckets: list[dict] = [dict() for _ in range(bands)]
+
+    def signature(self, shingles: set[str]):
+        np = self.np
+        x = np.fromiter((int.from_bytes(hashlib.blake2b(s.encode("utf-8", "surrogatepass"), digest_size=4)
+                                        .digest(), "little") for s in shingles), dtype=np.uint64,
+                        count=len(shingles))                              # (n,)
+        h = (self.a[:, None] * x[None, :] + self.b[:, None]) % np.uint64(_MH_PRIME)  # (num_perm, n)
+        return h.min(axis=1)                                                # (num_perm,)
+
+    def _keys(self, sig):
+        return [sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
+
+    def candidates(self, sig) -> set[int]:
+        out: set[int] = set()
+        for band, key in zip(self.buckets, self._keys(sig)):
+            out.update(band.get(key, ()))
+        return out
+
+    def insert(self, idx: int, sig) -> None:
+        for band, key in zip(self.buckets, self._keys(sig)):
+            band.setdefault(key, []).append(idx)
+
+
+def _check_texts(texts, name):
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a sequence of str")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+
+
+def _check_dedup_args(threshold, ngram):
+    if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    if not (isinstance(ngram, int) and ngram >= 1):
+        raise ValueError(f"ngram must be an int >= 1, got {ngram!r}")
+
+
+def dedup(texts: Sequence[str], threshold: float = 0.8, ngram: int = 5, num_perm: int = 128, bands: int = 32,
+          seed: int = 0) -> list[int]:
+    """Indices of the items to keep (first occurrence wins), in order.
+
+    An item is dropped if its normalized text equals a kept item's (exact hash), or if the Jaccard similarity of
+    its character `ngram`-shingle set with some kept item's is >= `threshold` (MinHash-LSH proposes candidates;
+    each is verified exactly, so no false positives; with 32 bands x 4 rows a pair at J = 0.8 is missed with
+    probability (1 - 0.8^4)^32 ~ 5e-8).
+    """
+    _check_texts(texts, "texts")
+    _check_dedup_args(threshold, ngram)
+    lsh = _MinHashLSH(num_perm, bands, seed)
+    seen: set[str] = set()
+    kept_shingles: dict[int, set] = {}
+    keep = []
+    for i, t in enumerate(texts):
+        norm = normalize_text(t)
+        h = hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest()
+        if h in seen:
+            continue
+        sh = _shingles(norm, ngram)
+        sig = lsh.signature(sh)
+        if any(_jaccard(sh, kept_shingles[j]) >= threshold for j in lsh.candidates(sig)):
+            continue
+        seen.add(h)
+        kept_shingles[i] = sh
+        lsh.insert(i, sig)
+        keep.append(i)
+    return keep
+
+
+def decontaminate(train: Sequence[str], eval: Sequence[str], threshold: float = 0.8, ngram: int = 5,
+                  num_perm: int = 128, bands: int = 32, seed: int = 0) -> list[int]:
+    """Indices of `train` items to keep: those that are neither an exact (normalized) nor a near duplicate
+    (verified n-gram Jaccard >= threshold) of any `eval` item. (Guru v1 did not decontaminate, card §4 [NR].)"""
+    _check_texts(train, "train")
+    _check_texts(eval, "eval")
+    _check_dedup_args(threshold, ngram)
+    lsh = _MinHashLSH(num_perm, bands, seed)
+    hashes, ev_shingles = set(), []
+    for j, t in enumerate(eval):
+        norm = normalize_text(t)
+        hashes.add(hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest())
+        ev_shingles.append(_shingles(norm, ngram))
+        lsh.insert(j, lsh.signature(ev_shingles[-1]))
+    keep = []
+    for i, t in enumerate(train):
+        norm = normalize_text(t)
+        if hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest() in hashes:
+            continue
+        sh = _shingles(norm, ngram)
+        if any(_jaccard(sh, ev_shingles[j]) >= threshold for j in lsh.candidates(lsh.signature(sh))):
+            continue
+        keep.append(i)
+    return keep
+
+
+def pass_rate(rewards: Sequence[float]) -> float:
+    """Card §4: pass rate of one prompt = mean reward over its k sampled responses (k = 16 in Guru)."""
+    rewards = list(rewards)
+    if not rewards:
+        raise ValueError("rewards must be a non-empty sequence of values in [0, 1]")
+    for r in rewards:
+        if not (isinstance(r, (int, float)) and 0.0 <= r <= 1.0):
+            raise ValueError(f"rewards must lie in [0, 1], got {r!r}")
+    return sum(rewards) / len(rewards)
+
+
+def difficulty_filter(items: Sequence, pass_rates: Sequence, low: float = 0.1, high: float = 0.9) -> list:
+    """Keep exactly the items whose pass rate p satisfies low < p < high (Guru's run_filter.py drops p <= low and
+    p >= high; the README example uses 0.1 / 0.9). pass_rates[i] is a float in [0, 1] or the list of item i's k
+    sample rewards (then p = pass_rate(...)). Returns the kept items, in order."""
+    if len(items) != len(pass_rates):
+        raise ValueError(f"items and pass_rates must have the same length, got {len(items)} and {len(pass_rates)}")
+    if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0.0 <= low < high <= 1.0):
+        raise ValueError(f"need 0 <= low < high <= 1, got low={low!r}, high={high!r}")
+    kept = []
+    for item, p in zip(items, pass_rates):
+        p = pass_rate(p) if isinstance(p, (list, tuple)) else p
+        if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
+            raise ValueError(f"pass_rates must lie in [0, 1], got {p!r}")
+        if low < p < high:
+            kept.append(item)
+    return kept
+
+
 # ---------------------------------------------------------------------------------------------- router ----
 
-SCORERS: dict[str, Callable[[str, object], Score]] = {"math": score_math}
+SCORERS: dict[str, Callable[[str, object], Score]] = {
+    "math": score_math, "code": score_code, "science": score_science, "logic": score_logic,
+    "simulation": score_simulation, "tabular": score_tabular}
 
 
 def score(domain: str, response: str, ground_truth) -> Score:

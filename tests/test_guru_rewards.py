@@ -88,3 +88,350 @@ def test_bad_arguments_raise_named_errors():
         score("math", None, "1")
     with pytest.raises(ValueError, match="ground_truth"):
         score("math", r"\boxed{1}", ["1"])
+
+
+# ------------------------------------------------------------------------------------------------- code ----
+
+FENCE = "```"
+ADD_GT = {"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]}
+
+
+def code(src: str, lang: str = "python") -> str:
+    return f"Let me write it.\n{FENCE}{lang}\n{src}\n{FENCE}\nDone."
+
+
+def test_fuzzy_equal_matches_the_card_rules():
+    assert gr.fuzzy_equal("1.0000001\n", "1")                     # card §8.2: within 1e-6
+    assert not gr.fuzzy_equal("1.001\n", "1")
+    assert gr.fuzzy_equal("YES", "yes") and gr.fuzzy_equal("a b\r\n", "a b")
+    assert not gr.fuzzy_equal("3\n4\n", "3")                       # an extra line
+    assert not gr.fuzzy_equal("nan", "0") and not gr.fuzzy_equal("inf", "1e309")   # non-finite never match
+
+
+def test_code_stdin_stdout_cases_correct_equivalent_wrong_malformed():
+    assert score("code", code("a, b = map(int, input().split())\nprint(a + b)"), ADD_GT) == Score(1.0, "passed")
+    # differently written, prints floats within 1e-6 and reads stdin another way
+    alt = "import sys\nx = [int(t) for t in sys.stdin.read().split()]\nprint(sum(x) + 1e-7)"
+    assert score("code", code(alt, lang=""), ADD_GT).value == 1.0
+    assert score("code", code("a, b = map(int, input().split())\nprint(a * b)"), ADD_GT).value == 0.0
+    # one failing case out of N gives 0 (card §8.2)
+    one_off = "a, b = map(int, input().split())\nprint(a + b if a == 1 else 0)"
+    assert score("code", code(one_off), ADD_GT).reason == "case 1: wrong_output"
+    assert score("code", "no code at all", ADD_GT) == Score(0.0, "no_code")
+    assert score("code", code("def broken(:\n  pass"), ADD_GT).value == 0.0
+    assert score("code", code("print(3)", lang="cpp"), ADD_GT) == Score(0.0, "no_code")
+
+
+def test_code_functional_tests_and_think_split():
+    gt = {"functional": "assert f(2) == 4\nassert f(-1) == -2"}
+    assert score("code", code("def f(x):\n    return 2 * x"), gt).value == 1.0
+    assert score("code", code("def f(x):\n    return x + 2"), gt).value == 0.0
+    # only code after </think> counts
+    resp = f"<think>{FENCE}python\ndef f(x):\n    return 2 * x\n{FENCE}</think>no code"
+    assert score("code", resp, gt) == Score(0.0, "no_code")
+
+
+def test_code_spoofed_box_or_fence_in_strings_does_not_help():
+    # a fenced block inside a python string is still only code; the answer printed is wrong
+    src = 's = "```python\\nprint(3)\\n```"\nprint(0)'
+    assert score("code", code(src), {"inputs": ["1 2\n"], "outputs": ["3\n"]}).value == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- sandbox ----
+
+needs_bwrap = pytest.mark.skipif(gr._bwrap_path() is None, reason="bubblewrap (bwrap) is not installed/usable")
+ROOT = os.geteuid() == 0
+MODES = [pytest.param("bwrap", marks=needs_bwrap), "limits"]
+TIMEOUT = 1.0
+
+
+def _run_attack(src, mode, monkeypatch, gt=None):
+    monkeypatch.setattr(gr, "SANDBOX_MODE", mode)
+    monkeypatch.setattr(gr, "CODE_CASE_TIMEOUT_S", TIMEOUT)
+    t0 = time.monotonic()
+    s = score("code", code(src), gt or {"inputs": ["\n"], "outputs": ["42\n"]})
+    elapsed = time.monotonic() - t0
+    assert s.value == 0.0, s
+    assert elapsed < TIMEOUT + 1.0, (elapsed, s)
+    return s
+
+
+def _sandbox_processes():
+    """Live (non-zombie) processes running under a sandbox uid."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                st = open(f"/proc/{pid}/status").read()
+            except OSError:
+                continue
+            uid = int(st.split("Uid:")[1].split()[0])
+            state = st.split("State:")[1].split()[0]
+            if gr._SANDBOX_UID_BASE <= uid < gr._SANDBOX_UID_BASE + gr._SANDBOX_UID_COUNT and state != "Z":
+                out.append(pid)
+    return out
+
+
+def test_sandbox_runs_code_with_stdin_and_reports_mode():
+    r = gr.run_sandboxed("print(input()[::-1])", stdin="abc\n", timeout_s=2)
+    assert r.ok and r.stdout == "cba\n" and r.mode in ("bwrap", "limits")
+    with pytest.raises(ValueError, match="timeout_s"):
+        gr.run_sandboxed("print(1)", timeout_s=0)
+    with pytest.raises(ValueError, match="memory_mb"):
+        gr.run_sandboxed("print(1)", memory_mb=1)
+    with pytest.raises(TypeError, match="code"):
+        gr.run_sandboxed(b"print(1)")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sandbox_infinite_loop_is_killed_within_timeout(mode, monkeypatch):
+    assert _run_attack("while True:\n    pass", mode, monkeypatch).reason == "case 0: timeout"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sandbox_memory_bomb_is_contained(mode, monkeypatch):
+    _run_attack("x = []\nwhile True:\n    x.append(bytearray(50 << 20))", mode, monkeypatch)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sandbox_fork_bomb_is_contained_and_leaves_nothing(mode, monkeypatch):
+    if mode == "limits" and not ROOT:
+        pytest.skip("limits mode as a non-root user shares the user's process count; fork bomb unsafe to run")
+    _run_attack("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+                mode, monkeypatch)
+    if ROOT:
+        assert _sandbox_processes() == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sandbox_100mb_output_is_capped(mode, monkeypatch):
+    s = _run_attack("import sys\nfor _ in range(100):\n    sys.stdout.write('x' * (1 << 20))", mode, monkeypatch)
+    assert s.reason == "case 0: output_limit"
+    r = gr.run_sandboxed("import sys\nsys.stdout.write('y' * (100 << 20))", timeout_s=5, mode=mode)
+    assert r.output_limited and len(r.stdout) == 1 << 20
+
+
+@pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=needs_bwrap),
+                                  pytest.param("limits", marks=pytest.mark.skipif(
+                                      not ROOT, reason="limits mode blocks writes only via the dropped uid (root)"))])
+def test_sandbox_cannot_write_outside_its_working_directory(mode, monkeypatch):
+    target = os.path.join(os.getcwd(), f"guru_sandbox_escape_{os.getpid()}.txt")
+    _run_attack(f"open({target!r}, 'w').write('pwned')\nprint(42)", mode, monkeypatch)
+    assert not os.path.exists(target)
+    # writing inside the working directory works and is gone afterwards
+    r = gr.run_sandboxed("import os\nopen('f.txt', 'w').write('ok')\nprint(os.getcwd())", mode=mode)
+    assert r.ok and not os.path.exists(os.path.join(r.stdout.strip(), "f.txt"))
+
+
+@pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=needs_bwrap),
+                                  pytest.param("limits", marks=pytest.mark.skipif(
+                                      not ROOT, reason="limits mode hides /proc/<ppid>/environ only via the uid"))])
+def test_sandbox_cannot_read_the_parents_environment(mode, monkeypatch):
+    monkeypatch.setenv("GURU_TEST_SECRET", "s3cr3t-token")
+    src = ("import os\nfound = os.environ.get('GURU_TEST_SECRET', '')\n"
+           f"for pid in ({os.getpid()}, os.getppid()):\n"
+           "    try:\n        found += open(f'/proc/{pid}/environ').read()\n    except OSError:\n        pass\n"
+           "print('s3cr3t-token' if 's3cr3t-token' in found else 'nothing')")
+    _run_attack(src, mode, monkeypatch, gt={"inputs": [""], "outputs": ["s3cr3t-token"]})
+    r = gr.run_sandboxed("import os\nprint(sorted(os.environ))", mode=mode)
+    assert "GURU_TEST_SECRET" not in r.stdout and r.ok
+
+
+@pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=needs_bwrap),
+                                  pytest.param("limits", marks=pytest.mark.skipif(
+                                      not ROOT, reason="limits mode blocks signals to the parent only via the uid"))])
+def test_sandbox_cannot_kill_the_parent(mode, monkeypatch):
+    me = os.getpid()
+    _run_attack(f"import os, signal\nos.kill({me}, signal.SIGKILL)\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                "print(42)", mode, monkeypatch)
+    assert os.getpid() == me                              # still alive (otherwise this line never runs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sandbox_leaves_no_subprocess_running(mode, monkeypatch):
+    if not ROOT:
+        pytest.skip("checked through the sandbox uid, which exists only when the tests run as root")
+    marker = f"guru_leftover_{os.getpid()}"
+    src = ("import subprocess, sys\n"
+           f"subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(30)', '{marker}'],\n"
+           "                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+           "print('bye')")
+    _run_attack(src, mode, monkeypatch)
+    time.sleep(0.1)
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, marker)]
+    assert left == [] and _sandbox_processes() == []
+
+
+def _cmdline_has(pid, marker):
+    try:
+        return marker in open(f"/proc/{pid}/cmdline").read() and \
+            open(f"/proc/{pid}/status").read().split("State:")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@needs_bwrap
+def test_sandbox_has_no_network_in_bwrap_mode():
+    r = gr.run_sandboxed("import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n"
+                         "    print('net')\nexcept OSError as e:\n    print('no-net')", mode="bwrap", timeout_s=3)
+    assert r.stdout.strip() == "no-net"
+
+
+# -------------------------------------------------------------------------------------------- science ----
+
+@pytest.mark.parametrize("resp,gt,want", [
+    (r"so \boxed{B}", "B", 1), (r"\boxed{(b)}", "B", 1), (r"\boxed{\text{C. Paris}}", "(C)", 1),
+    ("Thus the answer is (D).", "D", 1), (r"\boxed{A}", "B", 0), ("no letter", "B", 0),
+    (r"\boxed{9.81\ \text{m/s}^2}", "9.8 m/s^2", 1), (r"\boxed{3 \times 10^{8}\,\mathrm{m/s}}", "3e8 m/s", 1),
+    (r"\boxed{9.8 km}", "9.8 m", 0), (r"\boxed{12}", "9.8", 0), (r"\boxed{The Mitochondria.}", "mitochondria", 1),
+    (r"\boxed{ribosome}", "mitochondria", 0), (r"\boxed{\frac{1}{2}}", "0.5", 1), ("0.5", "0.5", 0),
+])
+def test_science_choices_and_short_answers(resp, gt, want):
+    assert score("science", resp, gt).value == want
+
+
+# ---------------------------------------------------------------------------------------------- logic ----
+
+ZEBRA = {"header": ["House", "Name", "Pet", "Drink"],
+         "rows": [["1", "Ann", "cat", "tea"], ["2", "Bob", "dog", "milk"], ["3", "Cy", "fish", "water"]]}
+
+
+def _zebra_answer(rows):
+    import json
+    return "<answer>" + json.dumps({"header": ZEBRA["header"], "rows": rows}) + "</answer>"
+
+
+def test_zebra_fraction_of_cells_and_single_line_rule():
+    rows = [r[:] for r in ZEBRA["rows"]]
+    assert score("logic", _zebra_answer(rows), ZEBRA) == Score(1.0, "correct")
+    rows[2][1:] = ["x", "y", "z"]                          # 9/12 cells right (card §8.3)
+    assert score("logic", _zebra_answer(rows), ZEBRA).value == 0.75
+    assert score("logic", _zebra_answer(rows).replace("<answer>", "<answer>\n"), ZEBRA).value == 0.0
+    assert score("logic", "<answer>[1, 2, 3]</answer>", ZEBRA).value == 0.0          # not a dict
+    assert score("logic", _zebra_answer(ZEBRA["rows"][:2]), ZEBRA).reason == "missing_cells"
+    # python-literal form is read with ast.literal_eval (literals only)
+    assert score("logic", "<answer>" + repr(ZEBRA) + "</answer>", {"type": "zebra", "answer": ZEBRA}).value == 1
+
+
+def test_ordering_graph_and_arc():
+    order = {"type": "ordering", "answer": ["robin", "owl", "crow"]}
+    assert score("logic", "<answer>['Robin', 'owl', 'crow ']</answer>", order).value == 1.0
+    assert score("logic", "<answer>[robin, crow, owl]</answer>", order).value == 0.0
+    assert score("logic", "<answer>__import__('os').system('echo hi')</answer>", order).value == 0.0
+    assert score("logic", "<answer>AbD</answer>", "abd").value == 1.0
+    assert score("logic", "<answer>ABE</answer>", "abd").value == 0.0
+    assert score("logic", "<answer>A B</answer>", "ab").reason == "unparsable"
+    grid = [[1, 2], [3, 4]]
+    assert score("logic", "<answer>\n[[1, 2],\n [3, 4]]\n</answer>", grid).value == 1.0
+    assert score("logic", "<answer>[[1, 2], [3, 5]]</answer>", grid).value == 0.0
+    assert score("logic", "<answer>[[1, 2], [3, 4], [5, 6]]</answer>", grid).value == 0.0
+    assert score("logic", "<answer>no grid</answer>", grid).value == 0.0
+    with pytest.raises(ValueError, match="ground_truth"):
+        score("logic", "<answer>a</answer>", {"type": "sudoku"})
+
+
+# ----------------------------------------------------------------------------------------- simulation ----
+
+@pytest.mark.parametrize("resp,gt,want", [
+    ('```json\n{"output": "true"}\n```', '"output": true', 1),                    # card §8.6
+    ('```json\n{"output": "[1, 2]"}\n```', '"output": [1, 2]', 1),
+    ('{"output": {"a": [1, 2.0]}}', '"output": {"a": [1, 2]}', 1),
+    ('blah {"input": {"n": 3}} and more text', '"input": {"n": 3}', 1),
+    ('```json\n{"output": 1}\n```', '"output": true', 0),                          # True == 1 must not score
+    ('```json\n{"output": [2, 1]}\n```', '"output": [1, 2]', 0),
+    ('```json\n{"output": \n```', '"output": 1', 0), ("[" * 100_000, '"output": 1', 0),
+])
+def test_simulation_normalized_json(resp, gt, want):
+    assert score("simulation", resp, gt).value == want
+
+
+# ---------------------------------------------------------------------------------------------- tabular ----
+
+@pytest.mark.parametrize("resp,gt,want", [
+    (r"\boxed{b|a}", "a|b", 1), (r"\boxed{50\%}", "0.5", 1), (r"\boxed{50%}", "50", 1),
+    (r"\boxed{1,234.5}", "1234.5004", 1), (r"\boxed{\$1,000}", "1000", 1), (r"\boxed{12.5 | 7}", "7|12.5", 1),
+    (r"\boxed{0.5}", "50", 0), (r"\boxed{1234}", "1240", 0), (r"\boxed{a}", "a|b", 0),
+    (r"\boxed{print('hi')}", "hi", 0), (r"\boxed{__import__('os').getpid()}", "1", 0),
+    (r"\boxed{\text{United States}}", "united states", 1), ("42", "42", 1),
+])
+def test_tabular_sets_tolerance_percent_and_no_eval(resp, gt, want):
+    assert score("tabular", resp, gt).value == want
+
+
+# ---------------------------------------------------------------------------------------- data pipeline ----
+
+def _texts(n, seed=0, words=30):
+    rng = random.Random(seed)
+    vocab = ["".join(rng.choice(string.ascii_lowercase) for _ in range(6)) for _ in range(400)]
+    return [" ".join(rng.choice(vocab) for _ in range(words)) for _ in range(n)]
+
+
+def test_dedup_catches_exact_and_near_duplicates_and_keeps_distinct_items():
+    base = _texts(200)
+    exact = ["  " + base[3].upper() + " ", base[7].replace(" ", "\n")]          # same after normalization
+    near = [base[10].replace(base[10].split()[5], "zzzzzz", 1), base[20] + " extra"]
+    keep = gr.dedup(base + exact + near)
+    assert keep == list(range(200))
+    assert gr.dedup(["What is 2+2?", "What is 2+3?", "Compute the integral of x."], threshold=0.95) == [0, 1, 2]
+    assert gr.dedup([]) == []
+    with pytest.raises(ValueError, match="threshold"):
+        gr.dedup(base, threshold=0)
+
+
+def test_decontaminate_drops_train_items_that_match_eval():
+    train = _texts(50, seed=1)
+    ev = [train[4].upper(), train[9] + "!"] + _texts(10, seed=2)
+    assert gr.decontaminate(train, ev) == [i for i in range(50) if i not in (4, 9)]
+
+
+def test_difficulty_filter_keeps_exactly_the_items_strictly_inside():
+    items = list("abcdefg")
+    rates = [0.0, 0.1, 0.1000001, 0.5, 0.8999999, 0.9, 1.0]
+    assert gr.difficulty_filter(items, rates, low=0.1, high=0.9) == ["c", "d", "e"]
+    k16 = [[1] * 15 + [0], [1] + [0] * 15, [0] * 16, [1] * 8 + [0] * 8]      # pass rates 15/16, 1/16, 0, 1/2
+    assert gr.difficulty_filter(["easy", "hard", "impossible", "medium"], k16, 0.0, 0.9) == ["hard", "medium"]
+    with pytest.raises(ValueError, match="same length"):
+        gr.difficulty_filter(items, rates[:3])
+    with pytest.raises(ValueError, match="low"):
+        gr.difficulty_filter(items, rates, 0.9, 0.1)
+    with pytest.raises(ValueError, match="pass_rates"):
+        gr.difficulty_filter(["a"], [1.5])
+
+
+# -------------------------------------------------------------------------------------------------- fuzz ----
+
+ALPHABET = string.printable + "\\{}<>[]|`" * 5 + "٣²３π√∞−…" + "\\boxed{" + "</think>" + "<answer>"
+
+
+def _fuzz_strings(n, seed):
+    rng = random.Random(seed)
+    pieces = [r"\boxed{", "}", "{", "</think>", "<answer>", "</answer>", "```json\n", "```", r"\frac", "^", "%",
+              "|", "[[", "]]", '{"output": ', "1e999", "0/0", r"\sqrt{", "(", ")", ",", "=", "π", "٣"]
+    out = []
+    for _ in range(n):
+        parts = [rng.choice(pieces) if rng.random() < 0.4 else "".join(rng.choices(ALPHABET, k=rng.randint(0, 8)))
+                 for _ in range(rng.randint(0, 12))]
+        out.append("".join(parts))
+    return out
+
+
+@pytest.mark.parametrize("domain,gt", [
+    ("math", r"\frac{1}{2}"), ("science", "B"), ("science", "9.8 m/s^2"), ("tabular", "12|0.5"),
+    ("simulation", '"output": [1, true]'), ("logic", ZEBRA), ("logic", ["a", "b"]), ("logic", "abd"),
+    ("logic", [[1, 2]]), ("code", ADD_GT),
+])
+def test_fuzz_10000_random_strings_never_raise_and_stay_in_unit_interval(domain, gt, monkeypatch):
+    calls = []
+
+    def fake_sandbox(code, stdin="", timeout_s=2.0, **kw):      # keep the fuzz fast: count, don't spawn
+        calls.append(code)
+        return gr.SandboxResult(1, "", "", False, False, 0.0, "fake")
+
+    monkeypatch.setattr(gr, "run_sandboxed", fake_sandbox)
+    strings = _fuzz_strings(10_000, seed=hash(domain) % 1000)
+    n_fenced = sum(gr.extract_code(s) is not None for s in strings)
+    for s in strings:
+        v = score(domain, s, gt)
+        assert 0.0 <= v.value <= 1.0 and not v.reason.startswith("scorer_error"), (s, v)
+    if domain == "code":
+        assert len(calls) == n_fenced < 10_000          # only strings with a fenced block reach the sandbox
