@@ -1059,7 +1059,7 @@ GRIPPER_DOMAIN = """\
 
 LOGISTICS_DOMAIN = """\
 (define (domain logistics)
-  (:requirements :strips :typing)
+  (:requirements :strips :typing :equality :negative-preconditions)
   (:types truck airplane - vehicle
           package vehicle - physobj
           airport location - place

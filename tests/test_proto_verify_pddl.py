@@ -449,16 +449,14 @@ def test_quantifier_bomb_stops_at_the_evaluation_budget():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# optional differential test against pyperplan (never a dependency)
+# optional differential tests against pyperplan and pyval (dev-only oracles, never dependencies)
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def test_plan_lengths_match_pyperplan_bfs(tmp_path):
-    pyperplan = pytest.importorskip("pyperplan", reason="pyperplan not installed (optional oracle)")
-    from pyperplan.planner import search_plan, SEARCHES  # noqa: F401
-    from pyperplan import planner
+    planner = pytest.importorskip("pyperplan.planner", reason="pyperplan not installed (optional oracle)")
     rng = random.Random(3)
-    for kind in ("blocksworld", "gripper"):
+    for kind in ("blocksworld", "gripper"):  # pyperplan reads STRIPS + typing only (our logistics uses equality)
         for difficulty in (1, 2, 3, 4):
             tk = pv.generate_pddl_task(rng, kind, difficulty)
             (tmp_path / "d.pddl").write_text(tk.domain)
@@ -466,4 +464,32 @@ def test_plan_lengths_match_pyperplan_bfs(tmp_path):
             theirs = planner.search_plan(str(tmp_path / "d.pddl"), str(tmp_path / "p.pddl"),
                                          planner.SEARCHES["bfs"], None)
             assert len(theirs) == len(tk.plan)
-            assert pv.validate_plan(tk.domain, tk.problem, [op.name.strip("()").split() for op in theirs]).valid
+            assert pv.validate_plan(tk.domain, tk.problem, "\n".join(op.name for op in theirs)).valid
+
+
+def test_verdicts_and_failing_steps_match_pyval_on_mutated_plans(tmp_path):
+    validator = pytest.importorskip("pyval.validator", reason="pddl-pyvalidator not installed (optional oracle)")
+    rng = random.Random(4)
+    for trial in range(12):  # every (kind, mutation) pair once: lcm(3, 4) = 12
+        tk = pv.generate_pddl_task(rng, pv.PDDL_KINDS[trial % 3])
+        plan = list(tk.plan)
+        i = rng.randrange(len(plan))
+        op = trial % 4  # deletion, transposition, duplication, replacement: card 5.4 (8)
+        if op == 0:
+            del plan[i]
+        elif op == 1 and i + 1 < len(plan):
+            plan[i], plan[i + 1] = plan[i + 1], plan[i]
+        elif op == 2:
+            plan.insert(i, plan[i])
+        else:
+            plan[i] = plan[rng.randrange(len(plan))]
+        text = pv.format_plan(plan, parens=True)
+        for name, body in (("d", tk.domain), ("p", tk.problem), ("s", text)):
+            (tmp_path / f"{name}.pddl").write_text(body)
+        theirs = validator.PDDLValidator().validate(domain_path=str(tmp_path / "d.pddl"),
+                                                    problem_path=str(tmp_path / "p.pddl"),
+                                                    plan_path=str(tmp_path / "s.pddl"))
+        ours = pv.validate_plan(tk.domain, tk.problem, text)
+        assert (ours.valid, ours.failed_step) == (theirs.is_valid, theirs.failed_step), (text, tk.problem)
+        if ours.reason == "precondition":
+            assert len(ours.unsatisfied) == sum(len(s.unsatisfied) for s in theirs.steps)
