@@ -1006,7 +1006,7 @@ def _clean_text(s: str) -> str:
     """Short-answer normalization: unwrap \\text{}, lowercase, drop punctuation, articles and extra spaces."""
     for _ in range(3):
         s = _TEXT_CMD_RE.sub(lambda m: " " + m.group(1) + " ", s)
-    s = unicodedata.normalize("NFKC", s).lower().replace("$", " ").replace("~", " ")
+    s = unicodedata.normalize("NFC", s).lower().replace("$", " ").replace("~", " ")
     s = re.sub(r"[^\w\s/^.+-]|(?<!\d)\.|\.(?!\d)", " ", s)
     t = " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
     return t or " ".join(s.split())                       # the answer "a" stays "a"
@@ -1062,15 +1062,30 @@ def score_science(response: str, ground_truth) -> Score:
 
 # ----------------------------------------------------------------------------------------- domain: logic ----
 
-_ANSWER_LINE_RE = re.compile(r"<answer>(.*?)</answer>")               # no DOTALL: one line (card §2.4)
-_ANSWER_ANY_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
 LOGIC_KINDS = ("ordering", "zebra", "graph", "arc", "prolog", "pddl")
+_TAG_RE = re.compile(r"<(/?)answer>")
 
 
-def _last(regex: re.Pattern, text: str) -> str | None:
-    last = None
-    for m in regex.finditer(text):
-        last = m.group(1)
+def _last_answer(text: str, single_line: bool) -> str | None:
+    """Content of the last match of `<answer>(.*?)</answer>` (with re.DOTALL iff not single_line), found in
+    O(n log n): a regex finditer is quadratic on one long line of unclosed `<answer>` tags."""
+    import bisect
+    opens, closes = [], []
+    for m in _TAG_RE.finditer(text):
+        (closes if m.group(1) else opens).append((m.start(), m.end()))
+    newlines = [m.start() for m in re.finditer("\n", text)] if single_line else []
+    close_starts = [c[0] for c in closes]
+    last, pos = None, 0
+    for o_start, o_end in opens:                          # leftmost, non-overlapping, lazy: as re.finditer
+        if o_start < pos:
+            continue
+        k = bisect.bisect_left(close_starts, o_end)
+        if k == len(closes):
+            break
+        c_start, c_end = closes[k]
+        if single_line and bisect.bisect_left(newlines, o_end) != bisect.bisect_left(newlines, c_start):
+            continue                                      # a newline inside: no match from this <answer>
+        last, pos = text[o_end:c_start], c_end
     return last
 
 
@@ -1124,7 +1139,7 @@ def score_logic(response: str, ground_truth) -> Score:
         return _score_delegated(kind, response, gt)
     text = strip_think(response)
     if kind == "arc":
-        ans = _last(_ANSWER_ANY_RE, text)
+        ans = _last_answer(text, single_line=False)
         if ans is None:
             return Score(0.0, "no_answer")
         ans = ans.replace("\n", "").replace("...", "-1")
@@ -1134,7 +1149,7 @@ def score_logic(response: str, ground_truth) -> Score:
         if not (isinstance(grid, list) and all(isinstance(r, list) for r in grid)):
             return Score(0.0, "unparsable")
         return Score(1.0, "correct") if grid == gt["answer"] else Score(0.0, "wrong")
-    ans = _last(_ANSWER_LINE_RE, text)
+    ans = _last_answer(text, single_line=True)
     if ans is None:
         return Score(0.0, "no_answer")
     if kind == "ordering":
@@ -1192,7 +1207,7 @@ def _score_delegated(kind: str, response: str, gt: dict) -> Score:
         if not (isinstance(gt.get("domain"), str) and isinstance(gt.get("problem"), str)):
             raise GroundTruthError("pddl ground_truth needs 'domain' and 'problem' PDDL text")
         text = strip_think(response)
-        plan = _last(_ANSWER_ANY_RE, text)
+        plan = _last_answer(text, single_line=False)
         plan = text if plan is None else plan
         if len(plan) > MAX_JSON_CHARS:
             return Score(0.0, "too_long")
@@ -1568,3 +1583,88 @@ def score(domain: str, response: str, ground_truth) -> Score:
     if not (0.0 <= value <= 1.0) or math.isnan(value):
         return Score(0.0, f"scorer_error: value {value!r} outside [0, 1]")
     return Score(value, s.reason)
+
+
+# --------------------------------------------------------------------------------------------- demo/bench ----
+
+def _demo_cases() -> list[tuple[str, str, object]]:
+    fence = "```"
+    zebra = {"header": ["House", "Name", "Pet"], "rows": [["1", "Ann", "cat"], ["2", "Bob", "dog"]]}
+    return [
+        ("math", r"<think>maybe \boxed{3}</think> The answer is \boxed{\dfrac{2}{4}}.", "1/2"),
+        ("math", r"\boxed{(1, \sqrt{8})}", r"(1, 2\sqrt{2})"),
+        ("math", r"\boxed{0.5}", "50"),
+        ("code", f"{fence}python\na, b = map(int, input().split())\nprint(a + b)\n{fence}",
+         {"inputs": ["1 2\n", "5 7\n"], "outputs": ["3\n", "12\n"]}),
+        ("code", f"{fence}python\nwhile True: pass\n{fence}", {"functional": "assert True"}),
+        ("science", r"The answer is \boxed{(C)}", "C"),
+        ("science", r"\boxed{2.99\times10^{8}\ \text{m/s}}", "3e8 m/s"),
+        ("logic", '<answer>{"rows": [["1", "Ann", "cat"], ["2", "Bob", "fish"]]}</answer>', zebra),
+        ("logic", "<answer>[owl, robin]</answer>", {"type": "ordering", "answer": ["owl", "robin"]}),
+        ("simulation", '```json\n{"output": "[1, true]"}\n```', '"output": [1, true]'),
+        ("tabular", r"\boxed{12.5\% | 1,000}", "1000|0.125"),
+        ("tabular", r"\boxed{print('pwned')}", "pwned"),
+    ]
+
+
+def _bench(seconds: float = 0.5) -> None:
+    import statistics
+    print(f"{'domain':<11} {'scores/s':>10}  example")
+    for domain, resp, gt in _demo_cases():
+        if domain == "code":
+            continue
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            score(domain, resp, gt)
+            n += 1
+        print(f"{domain:<11} {n / (time.perf_counter() - t0):>10.0f}  {resp[:50]!r}")
+    resp, gt = _demo_cases()[3][1:]
+    t0 = time.perf_counter()
+    for _ in range(5):
+        score("code", resp, gt)
+    print(f"{'code':<11} {5 / (time.perf_counter() - t0):>10.1f}  (2 stdin/stdout cases = 2 sandboxed runs per score)")
+
+    def wall(fn, k=15):
+        ts = []
+        for _ in range(k):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    plain = wall(lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], capture_output=True))
+    print(f"\nsandbox per-call wall time for `pass` (median of 15; overhead = minus a plain subprocess run)")
+    print(f"{'executor':<34} {'median ms':>10} {'overhead ms':>12}")
+    print(f"{'plain subprocess (no isolation)':<34} {plain * 1e3:>10.1f} {0.0:>12.1f}")
+    for mode in ("limits", "bwrap"):
+        if mode == "bwrap" and _bwrap_path() is None:
+            print(f"{'run_sandboxed(mode=bwrap)':<34} {'n/a (bwrap missing)':>23}")
+            continue
+        t = wall(lambda: run_sandboxed("pass", mode=mode))
+        print(f"{'run_sandboxed(mode=' + mode + ')':<34} {t * 1e3:>10.1f} {(t - plain) * 1e3:>12.1f}")
+
+
+def _main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description="Guru six-domain rewards: demo (default) or --bench.")
+    ap.add_argument("--bench", action="store_true", help="scores/s per domain and sandbox per-call overhead")
+    ap.add_argument("--seconds", type=float, default=0.5, help="time per domain in --bench")
+    args = ap.parse_args()
+    if args.bench:
+        _bench(args.seconds)
+        return
+    print(f"sandbox mode: {'bwrap' if _bwrap_path() else 'limits (bwrap missing)'}; python {sys.version.split()[0]}")
+    for domain, resp, gt in _demo_cases():
+        t0 = time.perf_counter()
+        s = score(domain, resp, gt)
+        print(f"{domain:<10} {s.value:4.2f}  {s.reason:<34} {1e3 * (time.perf_counter() - t0):7.1f} ms  "
+              f"{resp[:60]!r}")
+    items = ["What is 2+2?", "what is  2+2?", "What is 2 + 2 ?", "Find x if 3x = 9.", "Sum the digits of 2025."]
+    print("\ndedup keeps", [items[i] for i in dedup(items, threshold=0.6)])
+    rates = [0.0, 1 / 16, 0.5, 15 / 16, 1.0]
+    print("difficulty_filter(low=0.1, high=0.9) keeps pass rates",
+          difficulty_filter(rates, rates, low=0.1, high=0.9))
+
+
+if __name__ == "__main__":
+    _main()

@@ -435,3 +435,60 @@ def test_fuzz_10000_random_strings_never_raise_and_stay_in_unit_interval(domain,
         assert 0.0 <= v.value <= 1.0 and not v.reason.startswith("scorer_error"), (s, v)
     if domain == "code":
         assert len(calls) == n_fenced < 10_000          # only strings with a fenced block reach the sandbox
+
+
+# ---------------------------------------------------------------------------------- bounds and robustness ----
+
+def test_last_answer_tag_matches_the_released_regex_semantics():
+    import re
+    one_line, dotall = re.compile(r"<answer>(.*?)</answer>"), re.compile(r"<answer>(.*?)</answer>", re.S)
+
+    def last(rx, t):
+        ms = list(rx.finditer(t))
+        return ms[-1].group(1) if ms else None
+
+    rng = random.Random(0)
+    for _ in range(5000):
+        t = "".join(rng.choice(["<answer>", "</answer>", "\n", "a", " "]) for _ in range(rng.randint(0, 12)))
+        assert gr._last_answer(t, True) == last(one_line, t), t
+        assert gr._last_answer(t, False) == last(dotall, t), t
+
+
+MEGA = ["<answer>" * 150_000, "<answer>\n" + "</answer>" * 100_000, "\\boxed{" * 150_000, "{" * 1_000_000,
+        "```json\n" * 100_000, "`" * 1_000_000, "\\text{" * 150_000, "9" * 1_000_000, "[" * 1_000_000,
+        "|" * 1_000_000 + "\\boxed{7|8}", "\\boxed{" + "1|" * 300_000 + "}", "\u0663" * 1_000_000,
+        "<answer>" + "[" * 500_000 + "</answer>", "answer is " * 100_000]
+
+
+@pytest.mark.parametrize("domain,gt", [("math", "1"), ("science", "B"), ("science", "1.5 m"), ("tabular", "1|2"),
+                                       ("simulation", '"output": 1'), ("logic", ZEBRA), ("logic", [[1]]),
+                                       ("logic", ["a"]), ("logic", "ab")])
+def test_megabyte_adversarial_inputs_are_scored_quickly(domain, gt):
+    for resp in MEGA:
+        t0 = time.perf_counter()
+        s = score(domain, resp, gt)
+        assert s.value == 0.0 and not s.reason.startswith("scorer_error"), (resp[:30], s)
+        assert time.perf_counter() - t0 < 3.0, (domain, resp[:30])
+
+
+@pytest.mark.parametrize("domain,resp,gt", [("tabular", r"\boxed{\u0663}", "3"), ("tabular", r"\boxed{\uff13}", "3"),
+                                            ("science", r"\boxed{\u0663 m}", "3 m"), ("math", r"\boxed{\uff11/2}", "1/2")])
+def test_unicode_digits_are_not_numbers(domain, resp, gt):
+    assert score(domain, resp, gt).value == 0.0
+
+
+def test_scores_are_correct_from_worker_threads_and_processes():
+    """Card §3/§8.8: SIGALRM-based timeouts break in threads; ours use none, so threads and processes agree."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+    cases = [("math", r"\boxed{\frac12}", "0.5"), ("logic", _zebra_answer(ZEBRA["rows"]), ZEBRA),
+             ("tabular", r"\boxed{b|a}", "a|b"), ("simulation", '{"output": 1}', '"output": 1'),
+             ("code", code("print(int(input()) * 2)"), {"inputs": ["21\n"], "outputs": ["42\n"]})]
+    with ThreadPoolExecutor(4) as ex:
+        thread_vals = list(ex.map(lambda c: score(*c).value, cases))
+    with ProcessPoolExecutor(2) as ex:
+        proc_vals = list(ex.map(_score_tuple, cases))
+    assert thread_vals == proc_vals == [1.0] * len(cases)
+
+
+def _score_tuple(c):
+    return score(*c).value
