@@ -696,11 +696,14 @@ def _bwrap_path() -> str | None:
     if "bwrap" not in _probe_cache:
         path = shutil.which("bwrap")
         if path:
+            probe_dir = tempfile.mkdtemp(prefix="guru_sbx_probe_")
             try:
-                cmd = _bwrap_argv(path, "/", "/tmp", 64, os.geteuid() == 0) + ["/bin/true"]
+                cmd = _bwrap_argv(path, probe_dir, "/tmp/sandbox", 1, os.geteuid() == 0) + ["/bin/true"]
                 ok = subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
             except (OSError, subprocess.SubprocessError):
                 ok = False
+            finally:
+                shutil.rmtree(probe_dir, ignore_errors=True)
             path = path if ok else None
         if path is None:
             warnings.warn("guru_rewards: bubblewrap (bwrap) is missing or unusable; run_sandboxed falls back to "
@@ -722,6 +725,43 @@ def _bwrap_argv(bwrap: str, workdir: str, inner_cwd: str, tmp_mb: int, as_root: 
             "--proc", "/proc", "--dev", "/dev", "--chdir", inner_cwd,
             "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", inner_cwd,
             "--setenv", "LANG", "C.UTF-8", "--"]
+
+
+# Runs as root inside bwrap when setpriv is missing: no_new_privs (setuid binaries cannot regain root), then
+# drop to the sandbox uid (which clears every capability) and exec the real command.
+_DROP_BOOTSTRAP = ("import ctypes, os, sys\n"
+                   "if ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS\n"
+                   "    sys.exit('no_new_privs failed')\n"
+                   "uid = int(sys.argv[1]); os.setgroups([]); os.setgid(uid); os.setuid(uid)\n"
+                   "os.execv(sys.argv[2], sys.argv[2:])\n")
+
+
+def _drop_privileges(uid: int) -> None:
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0) != 0:   # PR_SET_NO_NEW_PRIVS
+        raise OSError("prctl(PR_SET_NO_NEW_PRIVS) failed")
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def _setpriv_path() -> str | None:
+    if "setpriv" not in _probe_cache:
+        _probe_cache["setpriv"] = shutil.which("setpriv") or next(
+            (p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), None)
+    return _probe_cache["setpriv"]
+
+
+def _count_user_processes(uid: int) -> int:
+    n = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    n += 1
+            except OSError:
+                pass
+    return n
 
 
 def _claim_uid() -> int:
@@ -807,12 +847,16 @@ def run_sandboxed(code: str, stdin: str = "", timeout_s: float = 2.0, memory_mb:
         py_argv = [python, "-I", "-B", "-X", "utf8", "main.py"]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"}
         cpu = int(math.ceil(timeout_s)) + 1
+        # Under a fresh uid NPROC counts only the sandbox; as a normal user it counts all of the user's processes.
+        nproc = max_procs if uid is not None else _count_user_processes(os.getuid()) + max_procs
 
         if mode == "bwrap":
             argv = _bwrap_argv(bwrap, workdir, "/tmp/sandbox", 64, as_root)
-            if uid is not None:
-                argv += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+            if uid is not None and _setpriv_path():
+                argv += [_setpriv_path(), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                          "--inh-caps=-all", "--bounding-set=-all", "--"]
+            elif uid is not None:                         # no setpriv: the same drop done by a tiny bootstrap
+                argv += [python, "-I", "-S", "-c", _DROP_BOOTSTRAP, str(uid)]
             argv += py_argv
             cwd = None
         else:
@@ -821,13 +865,11 @@ def run_sandboxed(code: str, stdin: str = "", timeout_s: float = 2.0, memory_mb:
         def preexec():                                    # runs in the child between fork and exec
             lim = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, memory_mb << 20),
                    (resource.RLIMIT_FSIZE, file_size_mb << 20), (resource.RLIMIT_NOFILE, 64),
-                   (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, max_procs)]
+                   (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, nproc)]
             for r, v in lim:
                 resource.setrlimit(r, (v, v))
             if uid is not None and mode == "limits":
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
+                _drop_privileges(uid)
 
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, preexec_fn=preexec, start_new_session=True,
