@@ -1,0 +1,506 @@
+"""Claims of tppo.py (T-PPO, arXiv 2506.15050, card shared/papers/tppo_egae.md).
+
+Tiers: successive-batching invariants with a scripted generator (response lengths known in advance); token
+accounting through the real step function; EGAE/GAE equivalence for W ≥ L_max; loss properties; Triton log-prob
+kernel parity (TRITON_INTERPRET=1 on CPU); a short learning run on the toy task.
+"""
+import copy
+import io
+import math
+import random
+
+import pytest
+import torch
+
+import tppo
+from tppo import EOS, FIRST_N, TOK_A, TOK_B, RolloutPool, TPPOConfig, ToyLM
+
+N_MAX = 20
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The toy models are tiny: with 2 intra-op threads on a shared, loaded CPU, OpenMP spin-waits make each op
+    ~20x slower (measured). Run this file single-threaded and restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scripted generator: rollout with prompt "n" emits n tokens, the n-th is EOS; token t is fixed by (t, n).
+# ----------------------------------------------------------------------------------------------------------------
+
+def expected_token(t, n):
+    return EOS if t == n - 1 else (TOK_A if t % 3 else TOK_B)
+
+
+class ScriptedGen:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, contexts, max_new_tokens):
+        out, eos = [], []
+        self.calls.append((copy.deepcopy(contexts), list(max_new_tokens)))
+        for ctx, k in zip(contexts, max_new_tokens):
+            n = ctx[0] - FIRST_N + 1
+            done = len(ctx) - 1
+            # window-k context = prompt + windows 0 … k−1, token for token (card §13.10(c))
+            assert ctx[1:] == [expected_token(t, n) for t in range(done)], "context is not prompt + earlier windows"
+            toks = []
+            for t in range(done, done + k):
+                toks.append(expected_token(t, n))
+                if toks[-1] == EOS:
+                    break
+            out.append(toks)
+            eos.append(toks[-1] == EOS if toks else False)
+        return out, eos
+
+
+class PromptStream:
+    """Deterministic prompt source; its state is one int so tests can copy it for resume checks."""
+
+    def __init__(self, seed=0):
+        self.i, self.seed = 0, seed
+
+    def __call__(self):
+        self.i += 1
+        n = random.Random(self.seed * 1000003 + self.i).randint(1, N_MAX)
+        return [FIRST_N + n - 1], n
+
+
+def scripted_reward(r):
+    return 1.0 if r.eos and r.meta % 2 == 0 else 0.0
+
+
+def run_pool_only(pool, steps, stream, gen):
+    """Drive the pool without training (generation → record → carry); return the batches (deep copies)."""
+    batches = []
+    for _ in range(steps):
+        b = pool.next_batch(stream)
+        new, eos = gen([r.prompt + r.response for r in b], [pool.max_new_tokens(r) for r in b])
+        pool.record(b, new, eos)
+        batches.append(copy.deepcopy(b))
+        pool.carry(b)
+    return batches
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_config_defaults_are_the_cards():
+    c = TPPOConfig()
+    assert (c.window, c.max_response, c.max_windows) == (8192, 24576, 3)
+    assert (c.gamma, c.lam_floor, c.lam_alpha, c.critic_lam) == (1.0, 0.95, 0.05, 1.0)
+    assert (c.clip_low, c.clip_high, c.dual_clip) == (0.2, 0.28, 10.0)
+    assert (c.value_clip_low, c.value_clip_high, c.nll_weight) == (0.5, 0.6, 0.1)
+    assert (c.ignore_last, c.critic_warmup, c.ppo_epochs, c.adv_clamp, c.whiten) == (8, 10, 1, 10.0, True)
+    for bad in (dict(window=0), dict(bootstrap="exact"), dict(gamma=1.5), dict(clip_low=1.0), dict(dual_clip=1.0)):
+        with pytest.raises(ValueError):
+            TPPOConfig(**bad)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Successive batching
+# ----------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("window,max_response", [(4, 12), (3, 8), (5, 5)])
+def test_pool_invariants_with_scripted_generator(window, max_response):
+    slots, group = 10, 3
+    pool = RolloutPool(slots, group, window, max_response)
+    gen = ScriptedGen()
+    batches = run_pool_only(pool, 25, PromptStream(), gen)
+    max_windows = math.ceil(max_response / window)
+    first_step, n_windows, finished_at = {}, {}, {}
+    prev_carried = []
+    for s, b in enumerate(batches):
+        assert len(b) == slots                                               # constant slot count
+        carried = [r.rid for r in b if r.round > 0]
+        assert [r.rid for r in b[:len(carried)]] == carried == prev_carried  # carried first, in carry order
+        prev_carried = [r.rid for r in b if not r.finished]
+        for r in b:
+            first_step.setdefault(r.rid, s)
+            n_windows[r.rid] = n_windows.get(r.rid, 0) + 1
+            assert r.round == s - first_step[r.rid]                          # one window per step, no gaps
+            assert len(r.window) == min(window, max_response - r.window_start) or r.finished
+            if r.finished:
+                assert r.rid not in finished_at                              # finished exactly once
+                finished_at[r.rid] = s
+                n = r.meta
+                if n <= max_response:                                        # EOS reached: the whole scripted answer
+                    assert r.eos and r.response == [expected_token(t, n) for t in range(n)]
+                else:                                                        # forced finish after the last window
+                    assert not r.eos and len(r.response) == max_response and r.round == max_windows - 1
+    assert max(n_windows.values()) <= max_windows
+    assert any(r.round == max_windows - 1 for b in batches for r in b) or max_windows == 1
+    # every sampled rollout is finished within ⌈L_max/W⌉ steps, or still carried at the end
+    last = len(batches) - 1
+    for rid, s in first_step.items():
+        assert rid in finished_at or (last - s < max_windows - 1 and rid in {r.rid for r in pool.carried})
+    assert pool.num_finished == len(finished_at) and pool.num_sampled == len(first_step)
+    # groups: group_size rollouts per prompt share the group id and the prompt
+    groups = {}
+    for b in batches:
+        for r in b:
+            groups.setdefault(r.group, {})[r.rid] = tuple(r.prompt)
+    for g, members in groups.items():
+        assert len(members) <= group and len(set(members.values())) == 1
+    assert sum(len(m) == group for m in groups.values()) >= len(groups) - 2   # only the newest groups may be partial
+
+
+def test_pool_state_dict_resumes_without_losing_or_duplicating_rollouts():
+    gen = ScriptedGen()
+    pool, stream = RolloutPool(7, 3, 4, 12), PromptStream(seed=3)
+    run_pool_only(pool, 4, stream, gen)
+    buf = io.BytesIO()
+    torch.save(pool.state_dict(), buf)
+    stream_copy = copy.deepcopy(stream)
+    assert pool.carried, "the checkpoint should hold carried rollouts for this test to mean anything"
+    ref = run_pool_only(pool, 5, stream, gen)
+    resumed = RolloutPool(7, 3, 4, 12)
+    buf.seek(0)
+    resumed.load_state_dict(torch.load(buf, weights_only=False))
+    got = run_pool_only(resumed, 5, stream_copy, gen)
+    assert [[(r.rid, r.group, r.round, r.response, r.finished) for r in b] for b in got] == \
+           [[(r.rid, r.group, r.round, r.response, r.finished) for r in b] for b in ref]
+    with pytest.raises(ValueError):
+        RolloutPool(8, 3, 4, 12).load_state_dict(pool.state_dict())
+
+
+def test_generate_fn_overrunning_its_budget_is_rejected():
+    pool = RolloutPool(2, 1, 3, 9)
+    b = pool.next_batch(PromptStream())
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        pool.record(b, [[TOK_A] * 4, [TOK_A]], [False, False])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Step function: token accounting, rewards, critic targets
+# ----------------------------------------------------------------------------------------------------------------
+
+def make_models(max_response, seed=0):
+    torch.manual_seed(seed)
+    vocab, max_len = FIRST_N + N_MAX, max_response + 2
+    policy, critic = ToyLM(vocab, max_len, 16), ToyLM(vocab, max_len, 16, out_dim=1)
+    return (policy, critic, torch.optim.Adam(policy.parameters(), 1e-2),
+            torch.optim.Adam(critic.parameters(), 1e-2))
+
+
+def run_steps(cfg, steps, reward_fn=scripted_reward, seed=0):
+    policy, critic, popt, copt = make_models(cfg.max_response, seed)
+    pool, stream, gen = RolloutPool.from_config(cfg), PromptStream(seed), ScriptedGen()
+    out = []
+    for s in range(steps):
+        m, sb = tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                               generate_fn=gen, reward_fn=reward_fn, next_prompt=stream, step=s, return_batch=True)
+        out.append((m, sb))
+    return out, pool
+
+
+def small_cfg(**kw):
+    base = dict(window=4, max_response=12, slots=9, group_size=3, minibatch_size=4, micro_batch_size=3,
+                critic_warmup=0, ignore_last=1)
+    base.update(kw)
+    return TPPOConfig(**base)
+
+
+def test_every_generated_token_enters_policy_loss_once_and_finished_tokens_value_loss_once():
+    cfg = small_cfg()
+    steps, pool = run_steps(cfg, 12)
+    policy_tok, value_tok, finished_len, generated = {}, {}, {}, {}
+    for m, sb in steps:
+        for b, rid in enumerate(sb.rids):
+            L, l = int(sb.lengths[b]), int(sb.window_lengths[b])
+            generated[rid] = L
+            for t in torch.nonzero(sb.window_mask[b]).flatten().tolist():
+                policy_tok[(rid, t)] = policy_tok.get((rid, t), 0) + 1
+                assert L - l <= t < L                                  # only this step's window
+            for t in torch.nonzero(sb.value_mask[b]).flatten().tolist():
+                value_tok[(rid, t)] = value_tok.get((rid, t), 0) + 1
+            if bool(sb.finished[b]):
+                assert rid not in finished_len
+                finished_len[rid] = L
+                # critic target with λ_c = γ = 1 and a terminal reward: G_t = R on every token (card §13.7)
+                assert torch.equal(sb.returns[b, :L], torch.full((L,), float(sb.rewards[b])))
+            else:
+                # unfinished: reward 0, no value target (card §4, §6)
+                assert float(sb.rewards[b]) == 0.0 and not sb.value_mask[b].any() and not sb.returns[b].any()
+                assert not sb.nll_mask[b].any()
+    assert set(policy_tok.values()) == {1} and set(value_tok.values()) == {1}
+    assert set(policy_tok) == {(rid, t) for rid, L in generated.items() for t in range(L)}
+    assert set(value_tok) == {(rid, t) for rid, L in finished_len.items() for t in range(L)}
+    # Σ policy tokens over finished responses = Σ value tokens (card §13.10(d))
+    assert sum(1 for (rid, _) in policy_tok if rid in finished_len) == len(value_tok) > 0
+    assert any(int(sb.finished.logical_not().sum()) > 0 for _, sb in steps)  # truncation really happened
+    assert all(m["pool/finished"] + m["pool/unfinished"] == cfg.slots for m, _ in steps)
+
+
+def test_unfinished_rollouts_get_reward_zero_even_if_reward_fn_would_pay():
+    calls = []
+
+    def pays_always(r):
+        calls.append(r.finished)
+        return 1.0
+    steps, _ = run_steps(small_cfg(), 5, reward_fn=pays_always)
+    assert calls and all(calls)                                      # reward_fn only sees finished rollouts
+    for _, sb in steps:
+        assert torch.equal(sb.rewards, sb.finished.float())
+
+
+def test_ppo_is_tppo_with_window_at_least_max_response_and_gives_plain_gae():
+    cfg = small_cfg(window=20, max_response=20, lam_alpha=0.5, lam_floor=0.5, whiten=False, adv_clamp=0.0)
+    steps, pool = run_steps(cfg, 3)
+    for _, sb in steps:
+        assert bool(sb.finished.all()) and not pool.carried             # one window per response
+        for b in range(len(sb.rids)):
+            L = int(sb.lengths[b])
+            lam = max(0.5, 1 - 1 / (0.5 * L))                             # length-adaptive λ, finished: no W/2
+            assert float(sb.lam[b]) == pytest.approx(lam, rel=1e-6)
+            V = sb.old_values[b, :L].double().tolist() + [0.0]            # V_T = 0
+            r = [0.0] * (L - 1) + [float(sb.rewards[b])]
+            adv, gae = [0.0] * L, 0.0
+            for t in reversed(range(L)):                                  # literal GAE (Eq. 2/3)
+                gae = r[t] + cfg.gamma * V[t + 1] - V[t] + cfg.gamma * lam * gae
+                adv[t] = gae
+            assert torch.allclose(sb.adv_raw[b, :L].double(), torch.tensor(adv, dtype=torch.float64), atol=1e-5)
+            assert torch.equal(sb.adv_raw[b, :L], sb.adv[b, :L])          # no post-processing requested
+
+
+def test_unfinished_rows_use_length_plus_half_window_in_lambda_and_zero_ignored_tail():
+    cfg = small_cfg(lam_alpha=0.5, lam_floor=0.5, ignore_last=2, whiten=True)
+    steps, _ = run_steps(cfg, 3)
+    seen_unfinished = False
+    for _, sb in steps:
+        for b in range(len(sb.rids)):
+            L, l = int(sb.lengths[b]), int(sb.window_lengths[b])
+            fin = bool(sb.finished[b])
+            lam = max(0.5, 1 - 1 / (0.5 * (L + (0 if fin else cfg.window / 2))))
+            assert float(sb.lam[b]) == pytest.approx(lam, rel=1e-6)
+            if not fin:
+                seen_unfinished = True
+                assert torch.all(sb.adv[b, L - 2:L] == 0)                  # last k tokens of a truncated window
+    assert seen_unfinished
+
+
+def test_ratio_is_one_on_first_minibatch_and_drifts_after():
+    cfg = small_cfg(minibatch_size=3, micro_batch_size=2)
+    steps, _ = run_steps(cfg, 4)
+    for m, _ in steps:
+        assert m["policy/first_ratio_dev"] < 1e-5
+        assert m["policy/updates"] == 3
+    assert max(m["policy/approx_kl"] for m, _ in steps) > 1e-7      # later mini-batches see updated weights
+
+
+def test_critic_warmup_steps_leave_the_policy_untouched():
+    cfg = small_cfg(critic_warmup=2)
+    policy, critic, popt, copt = make_models(cfg.max_response)
+    before = [p.detach().clone() for p in policy.parameters()]
+    c_before = [p.detach().clone() for p in critic.parameters()]
+    pool, stream, gen = RolloutPool.from_config(cfg), PromptStream(), ScriptedGen()
+    for s in range(2):
+        m = tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                           generate_fn=gen, reward_fn=scripted_reward, next_prompt=stream, step=s)
+        assert "policy/loss" not in m
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(c_before, critic.parameters()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loss claims
+# ----------------------------------------------------------------------------------------------------------------
+
+def _pg_grad(ratio, adv, **kw):
+    logp = torch.tensor([math.log(ratio)], requires_grad=True)
+    loss, _ = tppo.policy_loss(logp[None], torch.zeros(1, 1), torch.tensor([[adv]]), torch.ones(1, 1, dtype=torch.bool),
+                               **kw)
+    loss.backward()
+    return loss.item(), logp.grad.item()
+
+
+def test_zero_gradient_outside_the_clip_region_on_the_right_side():
+    assert _pg_grad(1.5, +1.0)[1] == 0.0          # Â > 0, ρ > 1 + ε_high: no push further up
+    assert _pg_grad(0.5, -1.0)[1] == 0.0          # Â < 0, ρ < 1 − ε_low: no push further down
+    assert _pg_grad(0.5, +1.0)[1] != 0.0          # wrong side of the clip: the unclipped term still acts
+    assert _pg_grad(1.5, -1.0)[1] != 0.0
+    assert _pg_grad(1.1, +1.0)[1] != 0.0 and _pg_grad(0.9, -1.0)[1] != 0.0
+
+
+def test_clip_higher_is_asymmetric():
+    # 1 + 0.28 upper bound: ρ = 1.25 still learns for Â > 0, while ρ = 0.75 (< 1 − 0.2) is clipped for Â < 0
+    assert _pg_grad(1.25, +1.0)[1] != 0.0 and _pg_grad(1.30, +1.0)[1] == 0.0
+    assert _pg_grad(0.85, -1.0)[1] != 0.0 and _pg_grad(0.75, -1.0)[1] == 0.0
+    # with the symmetric clip 0.2/0.2, ρ = 1.25 would already be clipped
+    assert _pg_grad(1.25, +1.0, clip_low=0.2, clip_high=0.2)[1] == 0.0
+
+
+def test_dual_clip_bounds_the_loss_for_negative_advantages():
+    loss, grad = _pg_grad(100.0, -2.0)
+    assert loss == pytest.approx(10.0 * 2.0) and grad == 0.0      # min(ρ·|Â|, c·|Â|) = c·|Â|
+    loss, grad = _pg_grad(5.0, -2.0)
+    assert loss == pytest.approx(10.0) and grad != 0.0            # below the bound: ordinary PPO
+    loss, _ = _pg_grad(100.0, +2.0)
+    assert loss == pytest.approx(-2.0 * 1.28)                     # positive Â: unaffected by the dual clip
+
+
+def test_policy_loss_is_token_mean_and_micro_batch_split_invariant():
+    torch.manual_seed(0)
+    B, T = 6, 9
+    logp, old, adv = torch.randn(B, T) * 0.3, torch.randn(B, T) * 0.3, torch.randn(B, T)
+    mask = torch.rand(B, T) > 0.3
+    whole, _ = tppo.policy_loss(logp, old, adv, mask)
+    n = mask.sum()
+    parts = sum(tppo.policy_loss(logp[i:i + 2], old[i:i + 2], adv[i:i + 2], mask[i:i + 2], denominator=n)[0]
+                for i in range(0, B, 2))
+    assert float(whole) == pytest.approx(float(parts), rel=1e-6)
+    logp[~mask] = float("nan")                                    # padding garbage never leaks in
+    assert torch.isfinite(tppo.policy_loss(logp, old, adv, mask)[0])
+    with pytest.raises(ValueError):
+        tppo.policy_loss(logp, old[:, :3], adv, mask)
+    with pytest.raises(TypeError):
+        tppo.policy_loss(logp, old, adv, mask.float())
+
+
+def test_value_clipping_is_asymmetric_around_old_values():
+    def vl(v, old, ret):
+        v = torch.tensor([[v]], requires_grad=True)
+        loss, st = tppo.value_loss(v, torch.tensor([[old]]), torch.tensor([[ret]]), torch.ones(1, 1, dtype=torch.bool))
+        loss.backward()
+        return loss.item(), v.grad.item(), float(st["clipfrac"])
+    loss, grad, cf = vl(2.0, 0.0, 3.0)             # V − V_old = 2 > 0.6: clipped to 0.6, (0.6 − 3)² wins
+    assert loss == pytest.approx(0.5 * 2.4 ** 2) and grad == 0.0 and cf == 1.0
+    loss, grad, _ = vl(-2.0, 0.0, -3.0)            # clipped to −0.5
+    assert loss == pytest.approx(0.5 * 2.5 ** 2) and grad == 0.0
+    assert vl(0.55, 0.0, 3.0)[1] != 0.0            # inside [V_old − 0.5, V_old + 0.6]
+    assert vl(-0.55, 0.0, -3.0)[1] == 0.0          # outside on the low side (0.55 > 0.5): asymmetric
+    loss, grad, cf = vl(2.0, 0.0, 1.0)             # clipping never lowers the loss: max of the two terms
+    assert loss == pytest.approx(0.5 * 1.0) and grad != 0.0 and cf == 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token log-prob kernel (TRITON_INTERPRET=1 on CPU)
+# ----------------------------------------------------------------------------------------------------------------
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+
+needs_triton = pytest.mark.skipif(not tppo.HAS_TRITON, reason="triton is not installed")
+
+
+@needs_triton
+@pytest.mark.parametrize("shape,V,block_v,scale,dtype", [
+    ((7,), 50, 16, 3.0, torch.float32),          # V not a multiple of the block
+    ((2, 5), 1000, 256, 1.0, torch.float32),     # several blocks + tail, leading dims
+    ((3,), 33, None, 30.0, torch.float32),       # large logits: online max must be stable
+    ((4,), 129, 64, 1.0, torch.float16),         # half-precision input, fp32 accumulation
+])
+def test_logprob_kernel_matches_reference_outputs_and_gradients(shape, V, block_v, scale, dtype):
+    torch.manual_seed(V)
+    x = (torch.randn(*shape, V) * scale).to(dtype)
+    x[..., 0] += 1e3 if scale > 10 else 0.0
+    t = torch.randint(0, V, shape)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a = tppo.token_logprobs_triton(xa, t, block_v=block_v)
+    b = tppo.token_logprobs_reference(xb, t)
+    assert a.dtype == torch.float32 and a.shape == shape
+    assert _rel(a, b) < 1e-5
+    g = torch.randn(shape)
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    assert xa.grad.dtype == dtype and _rel(xa.grad.float(), xb.grad.float()) < tol
+
+
+@needs_triton
+def test_dispatcher_override_and_argument_checks(monkeypatch):
+    x, t = torch.randn(3, 4, 40), torch.randint(0, 40, (3, 4))
+    monkeypatch.setattr(tppo, "IMPL", "triton")
+    a = tppo.token_logprobs(x, t)
+    monkeypatch.setattr(tppo, "IMPL", "reference")
+    b = tppo.token_logprobs(x, t)
+    assert _rel(a, b) < 1e-5
+    with pytest.raises(ValueError, match="targets"):
+        tppo.token_logprobs(x, torch.full((3, 4), 40))
+    with pytest.raises(ValueError, match="shape"):
+        tppo.token_logprobs(x, t[:, :2])
+    with pytest.raises(TypeError):
+        tppo.token_logprobs(x, t.float())
+    with pytest.raises(ValueError, match="block_v"):
+        tppo.token_logprobs_triton(x, t, block_v=24)
+
+
+@needs_triton
+def test_step_with_triton_logprobs_equals_step_with_reference(monkeypatch):
+    cfg = small_cfg()
+    monkeypatch.setattr(tppo, "IMPL", "reference")
+    ref, _ = run_steps(cfg, 2)
+    monkeypatch.setattr(tppo, "IMPL", "triton")
+    tri, _ = run_steps(cfg, 2)
+    for (m1, s1), (m2, s2) in zip(ref, tri):
+        assert torch.allclose(s1.old_logp, s2.old_logp, atol=1e-5)
+        assert m1["policy/loss"] == pytest.approx(m2["policy/loss"], rel=1e-4, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Learning
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_tppo_raises_mean_reward_on_the_toy_task():
+    cfg = tppo._toy_config(window=4, max_response=24)
+    hist = tppo.run_toy(cfg, 80, n_max=12, seed=0, max_seconds=30)
+    assert any(m["pool/carried_in"] > 0 for m in hist)          # responses really span several windows
+    first = sum(m["reward/recent"] for m in hist[2:6]) / 4
+    last = hist[-1]["reward/recent"]
+    assert last > first + 0.25, (first, last)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data-parallel hook
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_all_reduce_hook_keeps_data_parallel_ranks_in_lock_step():
+    """Two 'ranks' (threads) with their own pools and prompt streams: summing grads/counts through the hook must
+    give bit-identical updates on both ranks (and they must actually move)."""
+    import threading
+    n_ranks, steps = 2, 3
+    barrier, buf = threading.Barrier(n_ranks), [None] * n_ranks
+
+    def make_all_reduce(rank):
+        def all_reduce(t):
+            buf[rank] = t.detach().clone()
+            barrier.wait()
+            total = sum(buf[i] for i in range(n_ranks))   # same order on every rank → same bits
+            barrier.wait()
+            return total
+        return all_reduce
+
+    cfg = small_cfg()
+    results, errors = [None] * n_ranks, []
+
+    def worker(rank):
+        try:
+            policy, critic, popt, copt = make_models(cfg.max_response, seed=0)
+            init = [p.detach().clone() for p in policy.parameters()]
+            pool, stream, gen = RolloutPool.from_config(cfg), PromptStream(seed=10 + rank), ScriptedGen()
+            ms = [tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                                 generate_fn=gen, reward_fn=scripted_reward, next_prompt=stream, step=s,
+                                 all_reduce=make_all_reduce(rank)) for s in range(steps)]
+            results[rank] = (init, [p.detach().clone() for p in policy.parameters()],
+                             [p.detach().clone() for p in critic.parameters()], ms)
+        except BaseException as e:  # surface thread failures in the test
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in range(n_ranks)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not errors, errors
+    (init0, pol0, cri0, m0), (_, pol1, cri1, m1) = results
+    assert all(torch.equal(a, b) for a, b in zip(pol0, pol1))
+    assert all(torch.equal(a, b) for a, b in zip(cri0, cri1))
+    assert not all(torch.equal(a, b) for a, b in zip(init0, pol0))
+    assert [m["gen/util"] for m in m0] == [m["gen/util"] for m in m1]        # additive metrics are global

@@ -1,0 +1,962 @@
+"""T-PPO: Truncated Proximal Policy Optimization — successive batching with generation windows, decoupled
+policy/critic updates, and a Triton token-log-prob hot path.
+
+Paper: "Truncated Proximal Policy Optimization", Fan et al. (ByteDance Seed), arXiv 2506.15050 (June 2025).
+Method details follow the reference recipe (verl PR #3728, `recipe/tppo/`) as summarized in
+`shared/papers/tppo_egae.md`; the paper body was not available, so section numbers below are the card's.
+
+What T-PPO changes in PPO. Synchronous PPO generates a whole batch of responses and waits for the longest one,
+so slots whose response already ended sit idle. T-PPO generates at most W tokens per slot per step (a *window*),
+trains the policy on the window's tokens at once (advantages from EGAE on the incomplete response), trains the critic
+only on finished responses, carries unfinished responses into the next step (prefix folded into the prompt) and
+refills finished slots with fresh prompts, so every generation batch has the same number of slots.
+
+Equations (card numbering; 0-indexed response tokens a_0 … a_{T−1}, state s_t = (x, a_<t), V_t = V(s_t)):
+  δ_t = r_t + γ V_{t+1} − V_t ;  Â_t = Σ_k (γλ)^k δ_{t+k}                               (Eq. 2/3, GAE)
+  EGAE, window of l tokens without EOS:  T := l and V(s_l) ≈ V(s_{l−1}),
+        so δ_{l−1} = (γ − 1) V_{l−1}                                                     (Eq. 6, via egae.py)
+  λ_policy = max(0.95, 1 − 1/(α L)), α = 0.05, L = tokens so far (+ W/2 if unfinished)  (VAPO, card §5)
+  critic target G_t = Σ_{t' ≥ t} r_{t'} over the whole response (λ_critic = γ = 1), finished rows only  (§6)
+  ρ_t = exp(clamp(log π_θ − log π_old, −20, 20))
+  ℓ_t = max(−Â ρ, −Â clip(ρ, 1 − 0.2, 1 + 0.28));  Â < 0: ℓ_t ← min(ℓ_t, 10 |Â|)          (§8, clip-higher + dual clip)
+  L_policy = Σ_window-tokens ℓ_t / N_tokens + 0.1 · NLL(finished responses with reward > 0)   (§8, VAPO μ = 0.1)
+  L_value  = ½ Σ max((V − G)², (clip(V, V_old − 0.5, V_old + 0.6) − G)²) / N_tokens        (§6)
+  log π(a | s) = z_a − logsumexp(z), streamed over V in blocks with an online max/sum (Triton hot path)
+
+Which tokens each loss sees (card §7): the policy loss sees only the tokens generated in this step's window (earlier
+windows are context), so each generated token is policy-trained exactly once; the value loss sees every token of
+every window of *finished* responses, once, at the step where the response finishes.
+
+Successive batching (card §9), our choices:
+  * Every generation batch holds exactly `slots` rollouts: carried (unfinished) rollouts first, then fresh ones;
+    each fresh prompt is expanded to `group_size` rollouts sharing a group id; leftovers of a group wait in FIFO order.
+  * "Carry all unfinished" (card §13.10(e)): there is no group selection / over-sampling. Every generated rollout is
+    trained and every unfinished one is carried, so no rollout is ever dropped and every sampled response is
+    finished (and scored) exactly once. The ref trains a selected subset and discards unselected unfinished rows.
+  * A rollout lives at most ⌈L_max / W⌉ windows; it is finished after EOS, after a window that stopped short of its
+    limit, or after its last window (overlong responses are scored as they are).
+PPO is the same code with W ≥ L_max: one window per response, plain (length-adaptive) GAE, synchronous batches.
+
+Deviations from the paper / reference recipe:
+  * No group selection (DAPO has-gradient filter), no over-sampling, no padding by duplication (see above).
+  * The value loss is a token-level mean over all finished tokens of the mini-batch (the ref averages per sample,
+    and pads with masked unfinished rows, which dilutes it); this keeps "each finished token counts once".
+  * The last `ignore_last` tokens of unfinished windows get Â = 0 and are excluded from the whitening statistics
+    (the ref leaves the second point unspecified); they stay in the policy-loss denominator.
+  * No KL / entropy terms (the ref sets both to 0). Windows carried over are not importance-corrected (as in the ref).
+  * The policy optimizer step happens once per mini-batch (`ppo_epochs` × ⌈slots / minibatch_size⌉ steps); critic
+    mini-batches split the finished rows into the same number of chunks (so data-parallel ranks stay in lock-step).
+
+Run:  python tppo.py            (toy demo, T-PPO, a few seconds on CPU)
+      python tppo.py --bench    (T-PPO vs PPO on a long-tailed toy task: utilization, tokens/s, time to target)
+      pytest tests/test_tppo.py -q
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import egae
+
+try:  # Triton is optional: importing this file must work on a CPU-only machine.
+    import triton
+    import triton.language as tl
+    HAS_TRITON = True
+except Exception:  # pragma: no cover - depends on the machine
+    triton, tl, HAS_TRITON = None, None, False
+
+# Path override for the token log-prob dispatcher: None (auto: Triton for CUDA tensors), "reference" or "triton".
+IMPL: Optional[str] = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class TPPOConfig:
+    """T-PPO hyper-parameters; defaults are the card's (§10, reference recipe). Batch sizes count *responses*."""
+    window: int = 8192            # W: max new tokens per rollout per step (`window_response_length`)
+    max_response: int = 24576     # L_max: max response length; a rollout lives ≤ ⌈L_max / W⌉ windows
+    slots: int = 8192             # rollouts per generation batch = training batch (512 prompts × 16)
+    group_size: int = 16          # samples per prompt (`num_bon`); they share a group id
+    gamma: float = 1.0            # discount γ (1 in every Seed recipe)
+    lam_floor: float = 0.95       # λ_policy = max(lam_floor, 1 − 1/(lam_alpha · L)) (VAPO length-adaptive λ)
+    lam_alpha: float = 0.05       # α of the length-adaptive λ; 0 gives the fixed λ = lam_floor
+    critic_lam: float = 1.0       # λ of the critic targets (1 = Monte-Carlo reward-to-go, VC-PPO decoupled GAE)
+    bootstrap: str = "paper"      # EGAE cut: "paper" V(s_l) ≈ V(s_{l−1}); "value" uses the exact V(s_l) (ablation)
+    ignore_last: int = 8          # zero Â on the last k tokens of unfinished windows (`window_ignore_token_num`)
+    whiten: bool = True           # whiten Â over the batch's valid window tokens (`adv_whiten`)
+    adv_clamp: float = 10.0       # clamp Â to [−c, c] after whitening (0 disables)
+    clip_low: float = 0.2         # ε_low of the ratio clip
+    clip_high: float = 0.28       # ε_high of the ratio clip (DAPO clip-higher)
+    dual_clip: float = 10.0       # c of the dual clip: for Â < 0 the token loss is at most c·|Â|
+    max_log_ratio: float = 20.0   # log-ratio clamp before exp (numerical guard, as in verl)
+    value_clip_low: float = 0.5   # value clip: V_clip ∈ [V_old − low, V_old + high] (asymmetric)
+    value_clip_high: float = 0.6
+    nll_weight: float = 0.1       # μ of the positive-example NLL over finished responses with reward > 0
+    critic_warmup: int = 10       # steps (counted from 0) that update only the critic
+    ppo_epochs: int = 1           # passes over the batch per step
+    minibatch_size: int = 512     # responses per optimizer step
+    micro_batch_size: int = 0     # responses per forward/backward (gradient accumulation); 0 = whole mini-batch
+    max_grad_norm: float = 1.0    # global grad-norm clip per optimizer step (0 disables)
+    seed: int = 0                 # seeds the mini-batch shuffling (per step: seed + step)
+
+    def __post_init__(self):
+        for name in ("window", "max_response", "slots", "group_size", "ppo_epochs", "minibatch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"TPPOConfig.{name} must be an int >= 1, got {v!r}")
+        for name in ("ignore_last", "critic_warmup", "micro_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"TPPOConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"TPPOConfig.gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 <= self.lam_floor <= 1.0 or not 0.0 <= self.critic_lam <= 1.0:
+            raise ValueError("TPPOConfig.lam_floor and critic_lam must be in [0, 1]")
+        if self.lam_alpha < 0:
+            raise ValueError(f"TPPOConfig.lam_alpha must be >= 0, got {self.lam_alpha}")
+        if self.bootstrap not in ("paper", "value"):
+            raise ValueError(f"TPPOConfig.bootstrap must be 'paper' or 'value', got {self.bootstrap!r}")
+        if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.dual_clip > 1):
+            raise ValueError("TPPOConfig: need 0 <= clip_low < 1, clip_high >= 0, dual_clip > 1")
+        if self.value_clip_low < 0 or self.value_clip_high < 0 or self.adv_clamp < 0 or self.nll_weight < 0:
+            raise ValueError("TPPOConfig: value clips, adv_clamp and nll_weight must be >= 0")
+
+    @property
+    def max_windows(self) -> int:
+        """⌈L_max / W⌉: the most windows (= steps) a rollout can span."""
+        return -(-self.max_response // self.window)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses (reference math; these are the hot loops only through token_logprobs below)
+# ----------------------------------------------------------------------------------------------------------------
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, x, torch.zeros_like(x)).sum() / mask.sum().clamp(min=1)
+
+
+def _check_same_shape(**tensors):
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"expected tensors of one shape (B, T), got {shapes}")
+
+
+def policy_loss(logp, old_logp, adv, mask, clip_low=0.2, clip_high=0.28, dual_clip=10.0, *, max_log_ratio=20.0,
+                denominator=None):
+    """Clip-higher + dual-clip PPO loss, token-level mean (card §8).
+
+    Args: logp, old_logp, adv (B, T) float; mask (B, T) bool (the tokens the loss sees).
+      denominator: token count to divide by (default mask.sum()); pass the global count of the mini-batch when the
+      batch is split into micro-batches or across data-parallel ranks, so the sum of the parts is the whole loss.
+    Returns: (loss scalar, stats dict of detached tensors: clipfrac, dual_clip_frac, approx_kl, ratio_mean,
+      ratio_max_dev = max |ρ − 1|; all over masked tokens).
+    """
+    _check_same_shape(logp=logp, old_logp=old_logp, adv=adv, mask=mask)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+    if not (0 <= clip_low < 1 and clip_high >= 0 and dual_clip > 1):
+        raise ValueError("policy_loss: need 0 <= clip_low < 1, clip_high >= 0, dual_clip > 1")
+    log_ratio = (logp - old_logp).clamp(-max_log_ratio, max_log_ratio)
+    ratio = torch.exp(log_ratio)                                       # ρ_t
+    pg_unclipped = -adv * ratio
+    pg_clipped = -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
+    loss_clip = torch.maximum(pg_unclipped, pg_clipped)              # PPO pessimistic bound
+    loss_dual = torch.minimum(loss_clip, -adv * dual_clip)            # Â < 0: at most c·|Â|
+    tok_loss = torch.where(adv < 0, loss_dual, loss_clip)
+    denom = mask.sum().clamp(min=1) if denominator is None else denominator
+    loss = torch.where(mask, tok_loss, torch.zeros_like(tok_loss)).sum() / denom
+    with torch.no_grad():
+        stats = {
+            "clipfrac": _masked_mean((pg_clipped > pg_unclipped).float(), mask),
+            "dual_clip_frac": _masked_mean(((adv < 0) & (loss_clip > -adv * dual_clip)).float(), mask),
+            "approx_kl": _masked_mean((ratio - 1) - log_ratio, mask),   # k3 estimator of KL(π_old ‖ π_θ)
+            "ratio_mean": _masked_mean(ratio, mask),
+            "ratio_max_dev": torch.where(mask, (ratio - 1).abs(), torch.zeros_like(ratio)).max()
+            if mask.any() else ratio.new_zeros(()),
+        }
+    return loss, stats
+
+
+def value_loss(values, old_values, returns, mask, clip_low=0.5, clip_high=0.6, *, denominator=None):
+    """Asymmetrically clipped value loss ½·max((V − G)², (clip(V, V_old − low, V_old + high) − G)²), token mean.
+
+    Args: values, old_values, returns (B, T) float; mask (B, T) bool (finished responses' tokens).
+      denominator: as in `policy_loss`.
+    Returns: (loss, stats dict: clipfrac = fraction of tokens where the clipped term is the larger one).
+    """
+    _check_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+    if clip_low < 0 or clip_high < 0:
+        raise ValueError(f"value_loss: clip_low/clip_high must be >= 0, got {clip_low}, {clip_high}")
+    v_clip = old_values + (values - old_values).clamp(-clip_low, clip_high)
+    l_unclipped = (values - returns) ** 2
+    l_clipped = (v_clip - returns) ** 2
+    tok = torch.maximum(l_unclipped, l_clipped)
+    denom = mask.sum().clamp(min=1) if denominator is None else denominator
+    loss = 0.5 * torch.where(mask, tok, torch.zeros_like(tok)).sum() / denom
+    with torch.no_grad():
+        stats = {"clipfrac": _masked_mean((l_clipped > l_unclipped).float(), mask)}
+    return loss, stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token log-probabilities: reference, Triton kernels, autograd.Function, dispatcher
+# ----------------------------------------------------------------------------------------------------------------
+# Why a kernel: log π(a|s) needs logsumexp over the vocabulary for every token. torch's log_softmax writes the whole
+# (N, V) fp32 result (for N = 8k tokens and V = 150k that is 4.9 GB) only to read back one column per row.
+# The kernel reads each logit once, keeps a running max/sum per lane (online softmax), and writes 2 floats per row;
+# the backward recomputes softmax from the saved logsumexp instead of storing it.
+
+def token_logprobs_reference(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[targets] in fp32. logits (..., V), targets (...) int64 → (...) fp32."""
+    x = logits.float()
+    return x.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(x, dim=-1)   # z_a − logsumexp(z)
+
+
+if HAS_TRITON:
+    @triton.jit
+    def _logprob_fwd_kernel(
+        logits_ptr, targets_ptr, logp_ptr, lse_ptr,      # pointers: (N, V) logits, (N,) targets, (N,) outputs
+        V, stride_row,                                   # sizes / strides (the vocabulary dim is contiguous)
+        BLOCK_V: tl.constexpr,                           # meta: vocabulary block streamed per iteration
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        base = logits_ptr + row * stride_row
+        offs = tl.arange(0, BLOCK_V)
+        # Per-lane running max m and sum s of exp(x − m). The sentinel is finite so that lanes past V
+        # (always −inf) never compute exp(−inf − (−inf)) = nan.
+        m = tl.full([BLOCK_V], -1e30, tl.float32)
+        s = tl.zeros([BLOCK_V], tl.float32)
+        for start in range(0, V, BLOCK_V):
+            cols = start + offs
+            x = tl.load(base + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
+            m_new = tl.maximum(m, x)
+            s = s * tl.exp(m - m_new) + tl.exp(x - m_new)   # rescale the old sum to the new max
+            m = m_new
+        m_row = tl.max(m, axis=0)
+        lse = m_row + tl.log(tl.sum(s * tl.exp(m - m_row), axis=0))   # logsumexp over the whole row
+        tgt = tl.load(targets_ptr + row)
+        x_t = tl.load(base + tgt).to(tl.float32)                        # the target logit z_a
+        tl.store(logp_ptr + row, x_t - lse)
+        tl.store(lse_ptr + row, lse)
+
+    @triton.jit
+    def _logprob_bwd_kernel(
+        logits_ptr, targets_ptr, lse_ptr, grad_out_ptr, grad_logits_ptr,
+        V, stride_row, stride_grad_row,
+        BLOCK_V: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        g = tl.load(grad_out_ptr + row).to(tl.float32)
+        lse = tl.load(lse_ptr + row)
+        tgt = tl.load(targets_ptr + row)
+        offs = tl.arange(0, BLOCK_V)
+        for start in range(0, V, BLOCK_V):
+            cols = start + offs
+            valid = cols < V
+            x = tl.load(logits_ptr + row * stride_row + cols, mask=valid, other=0.0).to(tl.float32)
+            p = tl.exp(x - lse)                                         # softmax recomputed from the saved lse
+            d = g * (tl.where(cols == tgt, 1.0, 0.0) - p)               # ∂ log p_a / ∂ z_v = 1[v = a] − p_v
+            tl.store(grad_logits_ptr + row * stride_grad_row + cols,
+                     d.to(grad_logits_ptr.dtype.element_ty), mask=valid)
+
+
+def _block_v(V: int, block_v: Optional[int]) -> int:
+    if block_v is None:
+        block_v = min(4096, triton.next_power_of_2(V))
+    if block_v < 16 or block_v & (block_v - 1):
+        raise ValueError(f"block_v must be a power of two >= 16, got {block_v}")
+    return block_v
+
+
+class _TokenLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits2d, targets1d, block_v):
+        N, V = logits2d.shape
+        logp = torch.empty(N, device=logits2d.device, dtype=torch.float32)
+        lse = torch.empty(N, device=logits2d.device, dtype=torch.float32)
+        bv = _block_v(V, block_v)
+        if N > 0:
+            _logprob_fwd_kernel[(N,)](logits2d, targets1d, logp, lse, V, logits2d.stride(0), BLOCK_V=bv)
+        ctx.save_for_backward(logits2d, targets1d, lse)
+        ctx.block_v = bv
+        return logp
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits2d, targets1d, lse = ctx.saved_tensors
+        N, V = logits2d.shape
+        grad_out = grad_out.contiguous()
+        grad = torch.empty_like(logits2d)
+        if N > 0:
+            _logprob_bwd_kernel[(N,)](logits2d, targets1d, lse, grad_out, grad, V, logits2d.stride(0),
+                                      grad.stride(0), BLOCK_V=ctx.block_v)
+        return grad, None, None
+
+
+def _check_logprob_args(logits, targets):
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() < 1:
+        raise TypeError("logits must be a floating tensor of shape (..., V)")
+    if not isinstance(targets, torch.Tensor) or targets.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"targets must be an int64/int32 tensor, got {getattr(targets, 'dtype', type(targets))}")
+    if tuple(targets.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(f"targets must have shape logits.shape[:-1] = {tuple(logits.shape[:-1])}, "
+                         f"got {tuple(targets.shape)}")
+    V = logits.shape[-1]
+    if V < 1:
+        raise ValueError("logits must have a vocabulary dimension V >= 1")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= V):
+        raise ValueError(f"targets must lie in [0, V={V})")
+
+
+def token_logprobs_triton(logits: torch.Tensor, targets: torch.Tensor, block_v: Optional[int] = None):
+    """Triton path of `token_logprobs` (same signature; `block_v` only for tests). Differentiable in logits."""
+    if not HAS_TRITON:
+        raise RuntimeError("token_logprobs_triton needs triton (pip install triton)")
+    _check_logprob_args(logits, targets)
+    V = logits.shape[-1]
+    lead = logits.shape[:-1]
+    logits2d = logits.reshape(-1, V)
+    if logits2d.stride(-1) != 1:
+        logits2d = logits2d.contiguous()
+    targets1d = targets.reshape(-1).to(torch.int64).contiguous()
+    return _TokenLogprobs.apply(logits2d, targets1d, block_v).reshape(lead)
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log π(targets | ·) from logits, fp32. logits (..., V), targets (...) → (...).
+
+    Uses the Triton kernel for CUDA tensors (when triton imports), the fp32 reference otherwise; the module-level
+    `IMPL` ("reference" | "triton") forces a path (tests use it to run the kernel under TRITON_INTERPRET=1).
+    """
+    impl = IMPL or ("triton" if (HAS_TRITON and logits.is_cuda) else "reference")
+    if impl == "triton":
+        return token_logprobs_triton(logits, targets)
+    if impl != "reference":
+        raise ValueError(f"tppo.IMPL must be None, 'reference' or 'triton', got {impl!r}")
+    _check_logprob_args(logits, targets)
+    return token_logprobs_reference(logits, targets)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Successive batching: rollouts and the pool
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Rollout:
+    """One sampled response, possibly spanning several windows (steps).
+
+    `response` holds every token generated so far (all windows); the current window is response[window_start:].
+    `values[t]` = V(s_t) saved at the step that trained token t's window (V_old for the critic's later clip);
+    it covers the tokens before `window_start`.
+    """
+    rid: int                      # unique rollout id (never reused)
+    group: int                    # group id shared by the group_size samples of one prompt
+    prompt: list                  # prompt token ids
+    meta: Any = None              # whatever next_prompt returned with the prompt (e.g. the reference answer)
+    response: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+    window_start: int = 0         # index in `response` where the current window starts
+    round: int = 0                # window index: 0 … ⌈L_max/W⌉ − 1
+    finished: bool = False
+    eos: bool = False             # finished by emitting EOS (vs. stopped short / overlong)
+    reward: float = 0.0           # verifier score when finished, else 0
+
+    @property
+    def window(self) -> list:
+        return self.response[self.window_start:]
+
+
+class RolloutPool:
+    """Successive batching with a constant generation batch of `slots` rollouts (card §9).
+
+    `next_batch` returns carried rollouts first (in the order they were carried), then fresh rollouts; fresh prompts
+    come from `next_prompt() -> (prompt_tokens, meta)` and each becomes `group_size` rollouts of one group. Leftover
+    rollouts of a group wait (FIFO) for the next batch. After generation `record` appends each window and decides
+    `finished`; after training `carry` moves every unfinished rollout to the front of the next batch (round + 1).
+    There is no selection step: nothing is discarded (see the module docstring).
+
+    Checkpointing: `state_dict()` between steps holds the carried and waiting rollouts and the id counters; with
+    `load_state_dict` the next batch is exactly the one the original pool would have produced.
+    Data-parallel: give every rank its own pool (and its own prompt stream).
+    """
+
+    def __init__(self, slots: int, group_size: int, window: int, max_response: int):
+        for name, v in (("slots", slots), ("group_size", group_size), ("window", window),
+                        ("max_response", max_response)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"RolloutPool: {name} must be an int >= 1, got {v!r}")
+        self.slots, self.group_size, self.window, self.max_response = slots, group_size, window, max_response
+        self.carried: list[Rollout] = []
+        self.waiting: list[Rollout] = []
+        self.next_rid = 0
+        self.next_group = 0
+        self.num_sampled = 0      # fresh rollouts that entered a generation batch
+        self.num_finished = 0     # rollouts that left the pool finished
+
+    @classmethod
+    def from_config(cls, cfg: TPPOConfig) -> "RolloutPool":
+        return cls(cfg.slots, cfg.group_size, cfg.window, cfg.max_response)
+
+    @property
+    def max_windows(self) -> int:
+        return -(-self.max_response // self.window)
+
+    def next_batch(self, next_prompt: Callable[[], tuple]) -> list:
+        """The next generation batch: exactly `slots` rollouts, carried first."""
+        batch, self.carried = self.carried, []
+        assert len(batch) <= self.slots
+        while len(batch) < self.slots:
+            if not self.waiting:
+                prompt, meta = next_prompt()
+                prompt = [int(t) for t in prompt]
+                if not prompt:
+                    raise ValueError("next_prompt() returned an empty prompt; a prompt needs >= 1 token")
+                for _ in range(self.group_size):
+                    self.waiting.append(Rollout(rid=self.next_rid, group=self.next_group, prompt=prompt, meta=meta))
+                    self.next_rid += 1
+                self.next_group += 1
+            batch.append(self.waiting.pop(0))
+            self.num_sampled += 1
+        return batch
+
+    def max_new_tokens(self, r: Rollout) -> int:
+        """Token budget of r's current window: W, or what is left of L_max in the last window."""
+        return min(self.window, self.max_response - len(r.response))
+
+    def record(self, batch: list, new_tokens: list, eos: list) -> None:
+        """Append each row's window and set `finished` (EOS, stopped short of its budget, or last window)."""
+        if len(new_tokens) != len(batch) or len(eos) != len(batch):
+            raise ValueError(f"generate_fn must return one token list and one eos flag per row ({len(batch)}), "
+                             f"got {len(new_tokens)} and {len(eos)}")
+        for r, toks, e in zip(batch, new_tokens, eos):
+            budget = self.max_new_tokens(r)
+            toks = [int(t) for t in toks]
+            if len(toks) > budget:
+                raise ValueError(f"generate_fn returned {len(toks)} tokens for rollout {r.rid}, "
+                                 f"more than max_new_tokens={budget}")
+            r.window_start = len(r.response)
+            r.response.extend(toks)
+            r.eos = bool(e)
+            r.finished = r.eos or len(toks) < budget or r.round == self.max_windows - 1 \
+                or len(r.response) >= self.max_response
+
+    def carry(self, batch: list) -> None:
+        """After training: unfinished rollouts go (in batch order) to the front of the next batch."""
+        for r in batch:
+            if r.finished:
+                self.num_finished += 1
+            else:
+                r.round += 1
+                r.window_start = len(r.response)
+                self.carried.append(r)
+
+    def state_dict(self) -> dict:
+        return {"config": {"slots": self.slots, "group_size": self.group_size, "window": self.window,
+                           "max_response": self.max_response},
+                "carried": [asdict(r) for r in self.carried], "waiting": [asdict(r) for r in self.waiting],
+                "next_rid": self.next_rid, "next_group": self.next_group,
+                "num_sampled": self.num_sampled, "num_finished": self.num_finished}
+
+    def load_state_dict(self, state: dict) -> None:
+        cfg = {"slots": self.slots, "group_size": self.group_size, "window": self.window,
+               "max_response": self.max_response}
+        if state.get("config") != cfg:
+            raise ValueError(f"RolloutPool.load_state_dict: saved config {state.get('config')} != pool {cfg}")
+        self.carried = [Rollout(**d) for d in state["carried"]]
+        self.waiting = [Rollout(**d) for d in state["waiting"]]
+        for k in ("next_rid", "next_group", "num_sampled", "num_finished"):
+            setattr(self, k, int(state[k]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One T-PPO step
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class StepBatch:
+    """The tensors of one step, in response layout (S rows, Lr = longest response; token t of row b is
+    response[t], predicted at absolute position prompt_len + t − 1). The masks here are the masks the losses use."""
+    rids: list
+    tokens: torch.Tensor          # (S, T) prompt + response, right-padded with pad_id
+    seq_lens: torch.Tensor        # (S,) prompt length + response length
+    pred_pos: torch.Tensor        # (S, Lr) position whose output predicts response token t (and holds V(s_t))
+    targets: torch.Tensor         # (S, Lr) response token ids
+    resp_mask: torch.Tensor       # (S, Lr) t < len(response)
+    window_mask: torch.Tensor     # (S, Lr) tokens of this step's window: the policy loss
+    value_mask: torch.Tensor      # (S, Lr) every token of finished responses: the value loss
+    nll_mask: torch.Tensor        # (S, Lr) every token of finished responses with reward > 0: the NLL loss
+    finished: torch.Tensor        # (S,) bool
+    rewards: torch.Tensor         # (S,) verifier score (0 for unfinished)
+    lengths: torch.Tensor         # (S,) response length so far
+    window_lengths: torch.Tensor  # (S,) l = tokens generated this step
+    lam: torch.Tensor             # (S,) policy λ used by EGAE
+    old_logp: torch.Tensor        # (S, Lr) log π_old on window tokens (0 elsewhere)
+    old_values: torch.Tensor      # (S, Lr) saved values for earlier windows, fresh values for this window
+    adv_raw: torch.Tensor         # (S, Lr) EGAE advantages before ignore/whiten/clamp
+    adv: torch.Tensor             # (S, Lr) advantages the policy loss uses
+    returns: torch.Tensor         # (S, Lr) critic targets (0 for unfinished rows)
+
+
+def _values_of(critic, tokens):
+    v = critic(tokens)
+    if v.dim() == 3 and v.shape[-1] == 1:
+        v = v.squeeze(-1)
+    if v.shape != tokens.shape:
+        raise ValueError(f"critic(tokens) must return values of shape (B, T) = {tuple(tokens.shape)}, "
+                         f"got {tuple(v.shape)}")
+    return v.float()
+
+
+def _response_logprobs(policy, tokens, pred_pos, targets):
+    logits = policy(tokens)                                               # (B, T, V)
+    if logits.dim() != 3 or logits.shape[:2] != tokens.shape:
+        raise ValueError(f"policy(tokens) must return logits (B, T, V) with (B, T) = {tuple(tokens.shape)}, "
+                         f"got {tuple(logits.shape)}")
+    V = logits.shape[-1]
+    sel = logits.gather(1, pred_pos.unsqueeze(-1).expand(-1, -1, V))     # (B, Lr, V) only response positions
+    return token_logprobs(sel, targets)                                  # (B, Lr)
+
+
+def _whiten(x, mask, all_reduce):
+    s = torch.stack([torch.where(mask, x, 0).sum(), torch.where(mask, x * x, 0).sum(), mask.sum().to(x.dtype)])
+    if all_reduce is not None:
+        s = all_reduce(s)
+    n = s[2].clamp(min=1)
+    mean = s[0] / n
+    var = (s[1] / n - mean * mean).clamp(min=0)
+    return (x - mean) * torch.rsqrt(var + 1e-8)
+
+
+@torch.no_grad()
+def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, device=None,
+                     all_reduce=None) -> StepBatch:
+    """Old log-probs, values, EGAE advantages and critic targets for a generated (recorded, rewarded) batch."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    S = len(batch)
+    P = torch.tensor([len(r.prompt) for r in batch], device=device)
+    L = torch.tensor([len(r.response) for r in batch], device=device)
+    ws = torch.tensor([r.window_start for r in batch], device=device)
+    wl = L - ws                                                           # l
+    finished = torch.tensor([r.finished for r in batch], device=device)
+    rewards = torch.tensor([float(r.reward) for r in batch], device=device)
+    T = int((P + L).max())
+    Lr = max(int(L.max()), 1)
+    tokens = torch.full((S, T), pad_id, dtype=torch.long, device=device)
+    for b, r in enumerate(batch):
+        seq = r.prompt + r.response
+        tokens[b, :len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
+    t = torch.arange(Lr, device=device)[None]                             # (1, Lr)
+    resp_mask = t < L[:, None]
+    window_mask = resp_mask & (t >= ws[:, None])
+    pred_pos = (P[:, None] + t - 1).clamp(max=T - 1)                      # (S, Lr)
+    targets = torch.where(resp_mask, tokens.gather(1, (pred_pos + 1).clamp(max=T - 1)), 0)
+    value_mask = resp_mask & finished[:, None]
+    nll_mask = value_mask & (rewards > 0)[:, None]
+
+    # π_old and V at the step-start weights (card §8: recomputed, current-window tokens for the policy).
+    old_logp = torch.where(window_mask, _response_logprobs(policy, tokens, pred_pos, targets), 0.0)
+    values_all = _values_of(critic, tokens)                              # (S, T)
+    fresh = values_all.gather(1, pred_pos)                                # (S, Lr) V(s_t)
+    saved = torch.zeros(S, Lr, device=device)
+    for b, r in enumerate(batch):
+        if r.window_start:
+            saved[b, :r.window_start] = torch.tensor(r.values[:r.window_start], device=device)
+    old_values = torch.where(window_mask, fresh, saved)
+    old_values = torch.where(resp_mask, old_values, 0.0)
+
+    # Window-local layout for EGAE: index j ↔ response token ws + j (card §3).
+    Wm = max(int(wl.max()), 1)
+    j = torch.arange(Wm, device=device)[None]
+    jvalid = j < wl[:, None]
+    values_w = torch.where(jvalid, fresh.gather(1, (ws[:, None] + j).clamp(max=Lr - 1)), 0.0)
+    rewards_w = torch.where(finished[:, None] & (j == wl[:, None] - 1), rewards[:, None], 0.0)
+    next_values = values_all.gather(1, (P + L - 1).clamp(max=T - 1)[:, None]).squeeze(1)   # V(s_l), exact bootstrap
+    if cfg.lam_alpha > 0:
+        lam = egae.length_adaptive_lambda(L, alpha=cfg.lam_alpha, floor=cfg.lam_floor, finished=finished,
+                                          window=cfg.window)             # unfinished rows use L + W/2
+    else:
+        lam = torch.full((S,), cfg.lam_floor, device=device)
+    adv_w, _ = egae.egae(rewards_w, values_w, wl, finished, gamma=cfg.gamma, lam=lam, bootstrap=cfg.bootstrap,
+                         next_values=next_values)
+    adv_w = torch.where(jvalid, adv_w.float(), 0.0)
+    # Post-processing (card §5): ignore last k of unfinished windows → whiten → clamp.
+    ignored = (~finished)[:, None] & (j >= wl[:, None] - cfg.ignore_last)
+    keep = jvalid & ~ignored
+    adv_pp = _whiten(adv_w, keep, all_reduce) if cfg.whiten else adv_w
+    if cfg.adv_clamp > 0:
+        adv_pp = adv_pp.clamp(-cfg.adv_clamp, cfg.adv_clamp)
+    adv_pp = torch.where(keep, adv_pp, 0.0)
+
+    # Back to response layout by gathering (never scatter: padded j would collide with real positions).
+    jj = (t - ws[:, None]).clamp(0, Wm - 1)
+    adv_raw = torch.where(window_mask, adv_w.gather(1, jj), 0.0)
+    adv = torch.where(window_mask, adv_pp.gather(1, jj), 0.0)
+
+    # Critic targets over the whole response, finished rows only (card §6).
+    rewards_full = torch.where(finished[:, None] & (t == L[:, None] - 1), rewards[:, None], 0.0)
+    if cfg.critic_lam == 1.0:
+        ret = egae.monte_carlo_returns(rewards_full, L, gamma=cfg.gamma)
+    else:
+        ret = egae.egae(rewards_full, old_values, L, torch.ones_like(finished), gamma=cfg.gamma,
+                        lam=cfg.critic_lam)[1]
+    returns = torch.where(value_mask, ret.float(), 0.0)
+    return StepBatch(rids=[r.rid for r in batch], tokens=tokens, seq_lens=P + L, pred_pos=pred_pos, targets=targets,
+                     resp_mask=resp_mask, window_mask=window_mask, value_mask=value_mask, nll_mask=nll_mask,
+                     finished=finished, rewards=rewards, lengths=L, window_lengths=wl, lam=lam, old_logp=old_logp,
+                     old_values=old_values, adv_raw=adv_raw, adv=adv, returns=returns)
+
+
+def _reduce(x, all_reduce):
+    return all_reduce(x) if all_reduce is not None else x
+
+
+def _optimizer_step(params, opt, cfg, all_reduce):
+    if all_reduce is not None:   # sum grads over ranks (each rank's loss is already divided by global counts)
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad = all_reduce(p.grad)
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+    opt.step()
+    return norm
+
+
+def _micro(idx, cfg):
+    n = cfg.micro_batch_size or max(len(idx), 1)
+    return [idx[i:i + n] for i in range(0, len(idx), n)] or [idx]
+
+
+def _trim(sb, rows):
+    """Row subset of the batch, with the token tensor cut to the longest row of the subset."""
+    Tm = int(sb.seq_lens[rows].max())
+    return sb.tokens[rows, :Tm], sb.pred_pos[rows].clamp(max=Tm - 1)
+
+
+def update_critic(sb: StepBatch, cfg: TPPOConfig, critic, critic_opt, n_minibatches: int, all_reduce=None) -> dict:
+    """Clipped value regression on finished rows (every token of every window), `n_minibatches` optimizer steps."""
+    params = [p for p in critic.parameters() if p.requires_grad]
+    rows = torch.nonzero(sb.finished).squeeze(1)
+    loss_sum, clip_sum, tok_sum = 0.0, 0.0, 0.0
+    for chunk in torch.tensor_split(rows, n_minibatches):
+        n_tok = _reduce(sb.value_mask[chunk].sum().float(), all_reduce)
+        if float(n_tok) == 0:
+            continue   # no finished token on any rank: every rank skips together
+        critic_opt.zero_grad(set_to_none=True)
+        for mic in _micro(chunk, cfg):
+            if len(mic) == 0:
+                continue
+            tok, pp = _trim(sb, mic)
+            v = _values_of(critic, tok).gather(1, pp)
+            loss, st = value_loss(v, sb.old_values[mic], sb.returns[mic], sb.value_mask[mic],
+                                  cfg.value_clip_low, cfg.value_clip_high, denominator=n_tok)
+            loss.backward()
+            k = float(sb.value_mask[mic].sum())
+            loss_sum += float(loss.detach()) * float(n_tok)
+            clip_sum += float(st["clipfrac"]) * k
+            tok_sum += k
+        _optimizer_step(params, critic_opt, cfg, all_reduce)
+    return {"value/loss": loss_sum / max(tok_sum, 1), "value/clipfrac": clip_sum / max(tok_sum, 1)}
+
+
+def update_policy(sb: StepBatch, cfg: TPPOConfig, policy, policy_opt, step: int, all_reduce=None) -> dict:
+    """PPO epochs over shuffled mini-batches: clip-higher/dual-clip loss on window tokens + μ·NLL."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    S = sb.tokens.shape[0]
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    agg = {k: 0.0 for k in ("loss", "nll", "clipfrac", "dual_clip_frac", "approx_kl", "tokens")}
+    first_dev, n_updates = 0.0, 0
+    for _ in range(cfg.ppo_epochs):
+        perm = torch.randperm(S, generator=gen).to(sb.tokens.device)
+        for mb in perm.split(cfg.minibatch_size):
+            n_tok = _reduce(sb.window_mask[mb].sum().float(), all_reduce)
+            n_nll = _reduce(sb.nll_mask[mb].sum().float(), all_reduce)
+            if float(n_tok) == 0 and float(n_nll) == 0:
+                continue
+            policy_opt.zero_grad(set_to_none=True)
+            for mic in _micro(mb, cfg):
+                tok, pp = _trim(sb, mic)
+                logp = _response_logprobs(policy, tok, pp, sb.targets[mic])
+                loss, st = policy_loss(logp, sb.old_logp[mic], sb.adv[mic], sb.window_mask[mic], cfg.clip_low,
+                                       cfg.clip_high, cfg.dual_clip, max_log_ratio=cfg.max_log_ratio,
+                                       denominator=n_tok.clamp(min=1))
+                nll = -torch.where(sb.nll_mask[mic], logp, 0.0).sum() / n_nll.clamp(min=1)
+                (loss + cfg.nll_weight * nll).backward()
+                k = float(sb.window_mask[mic].sum())
+                if n_updates == 0:   # ρ = 1 up to numerics before the first optimizer step (card §13.9)
+                    first_dev = max(first_dev, float(st["ratio_max_dev"]))
+                agg["loss"] += float(loss.detach()) * float(n_tok)
+                agg["nll"] += float(nll.detach()) * float(n_nll)
+                for key in ("clipfrac", "dual_clip_frac", "approx_kl"):
+                    agg[key] += float(st[key]) * k
+                agg["tokens"] += k
+            _optimizer_step(params, policy_opt, cfg, all_reduce)
+            n_updates += 1
+    n = max(agg["tokens"], 1)
+    return {"policy/loss": agg["loss"] / n, "policy/nll": agg["nll"] / max(float(sb.nll_mask.sum()), 1),
+            "policy/clipfrac": agg["clipfrac"] / n, "policy/dual_clip_frac": agg["dual_clip_frac"] / n,
+            "policy/approx_kl": agg["approx_kl"] / n, "policy/first_ratio_dev": first_dev, "policy/updates": n_updates}
+
+
+def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt, critic_opt, generate_fn,
+              reward_fn, next_prompt, step: int, pad_id: int = 0, device=None, all_reduce=None,
+              return_batch: bool = False):
+    """One T-PPO step: generate one window per slot → rewards → EGAE → critic update → policy update → carry.
+
+    Interfaces (all model-agnostic):
+      policy(tokens (B, T) long) -> logits (B, T, V); critic(tokens) -> values (B, T) (or (B, T, 1)). Both must be
+        causal (output at position p depends on tokens ≤ p only); rows are right-padded with `pad_id`. The output at
+        position p predicts token p + 1 and is the value of the state before it (V(s_t) sits before a_t).
+      generate_fn(contexts: list[list[int]], max_new_tokens: list[int]) -> (new_tokens: list[list[int]],
+        eos: list[bool]). Row b continues contexts[b] (= prompt + response so far) with at most max_new_tokens[b]
+        tokens, its EOS token included when it emits one (then eos[b] = True). Sampling uses the current policy.
+      reward_fn(rollout: Rollout) -> float: the verifier score of a finished rollout (rollout.prompt, .response,
+        .meta, .eos); only called for finished rollouts; never expected to raise.
+      next_prompt() -> (prompt_tokens: list[int], meta): a fresh prompt; each becomes group_size rollouts.
+      policy_opt / critic_opt: torch optimizers; this function calls zero_grad/step itself, once per mini-batch.
+      all_reduce: optional callable summing a tensor over data-parallel ranks and returning it (e.g.
+        `lambda t: (dist.all_reduce(t), t)[1]`). It is applied to token counts, whitening moments, gradients (do
+        NOT wrap the models in DDP) and the additive metrics. Every rank runs its own pool with the same config.
+    Returns: metrics dict (see README glossary), plus the StepBatch when return_batch=True.
+    """
+    t0 = time.perf_counter()
+    batch = pool.next_batch(next_prompt)
+    n_carried = sum(r.round > 0 for r in batch)
+    limits = [pool.max_new_tokens(r) for r in batch]
+    new_tokens, eos = generate_fn([r.prompt + r.response for r in batch], limits)
+    t_gen = time.perf_counter() - t0
+    pool.record(batch, new_tokens, eos)
+    for r in batch:
+        r.reward = float(reward_fn(r)) if r.finished else 0.0   # unfinished: score forced to 0 (card §4)
+        if not math.isfinite(r.reward):
+            raise ValueError(f"reward_fn returned a non-finite reward {r.reward} for rollout {r.rid}")
+
+    sb = build_step_batch(batch, cfg, policy, critic, pad_id=pad_id, device=device, all_reduce=all_reduce)
+    n_mb = -(-len(batch) // cfg.minibatch_size)
+    metrics = update_critic(sb, cfg, critic, critic_opt, n_mb, all_reduce)          # critic first (card §9)
+    if step >= cfg.critic_warmup:
+        metrics.update(update_policy(sb, cfg, policy, policy_opt, step, all_reduce))
+    # Save this window's step-start values: they are V_old of these tokens when the response finishes later.
+    fresh = sb.old_values.cpu()
+    for b, r in enumerate(batch):
+        r.values = fresh[b, :len(r.response)].tolist()
+    pool.carry(batch)
+
+    # Metrics. Additive quantities are summed over ranks; percentiles are this rank's.
+    wl = sb.window_lengths.float()
+    fin = sb.finished
+    vm = sb.value_mask
+    ret, v_old = sb.returns[vm], sb.old_values[vm]
+    sums = torch.stack([wl.sum(), len(batch) * wl.max(), fin.sum().float(), sb.rewards[fin].sum(),
+                        (sb.rewards[fin] > 0).sum().float(), sb.lengths[fin].float().sum()]).cpu()
+    if all_reduce is not None:
+        sums = all_reduce(sums.to(sb.tokens.device)).cpu()
+    tokens, slot_steps, n_fin, r_sum, n_pass, len_sum = sums.tolist()
+    fin_len = sb.lengths[fin].float()
+    wm = sb.window_mask
+    metrics.update({
+        "step": step,
+        "gen/util": tokens / max(slot_steps, 1),            # useful token-slots / slot-steps (synchronous decode)
+        "gen/tokens": tokens,
+        "gen/time_s": t_gen,
+        "gen/tokens_per_s": tokens / max(t_gen, 1e-9),
+        "pool/finished": n_fin,
+        "pool/carried_in": n_carried,
+        "pool/unfinished": len(batch) - int(fin.sum()),
+        "resp/len_mean": len_sum / max(n_fin, 1),
+        "resp/len_p90": float(torch.quantile(fin_len, 0.9)) if fin_len.numel() else 0.0,
+        "reward/mean": r_sum / max(n_fin, 1),
+        "reward/pass": n_pass / max(n_fin, 1),
+        "value/explained_var": float(1 - (ret - v_old).var() / ret.var().clamp(min=1e-8)) if ret.numel() > 1
+        else 0.0,
+        "adv/mean": float(sb.adv[wm].mean()) if wm.any() else 0.0,
+        "adv/std": float(sb.adv[wm].std()) if int(wm.sum()) > 1 else 0.0,
+        "adv/raw_abs_mean": float(sb.adv_raw[wm].abs().mean()) if wm.any() else 0.0,
+        "lam/mean": float(sb.lam.mean()),
+        "time/step_s": time.perf_counter() - t0,
+    })
+    return (metrics, sb) if return_batch else metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Toy problem: "emit exactly n copies of A, then EOS" (a verifiable, variable-length answer)
+# ----------------------------------------------------------------------------------------------------------------
+
+PAD, EOS, TOK_A, TOK_B, FIRST_N = 0, 1, 2, 3, 4     # prompt token FIRST_N + n − 1 means "n"
+
+
+class ToyLM(nn.Module):
+    """Tiny causal model: output at position p = MLP(e_first[x_0] + e_tok[x_p] + e_pos[p]).
+
+    Causal by construction; as a policy its output vocabulary is {EOS, A, B} (other logits are −1e9),
+    as a critic (out_dim=1) it returns (B, T) values.
+    """
+
+    def __init__(self, vocab: int, max_len: int, d: int = 64, out_dim: Optional[int] = None):
+        super().__init__()
+        self.first, self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(vocab, d), nn.Embedding(max_len, d)
+        self.mlp = nn.Sequential(nn.Tanh(), nn.Linear(d, 2 * d), nn.Tanh(), nn.Linear(2 * d, out_dim or vocab))
+        self.is_critic = out_dim == 1
+        mask = torch.full((vocab,), -1e9)
+        mask[[EOS, TOK_A, TOK_B]] = 0.0
+        self.register_buffer("out_mask", mask if not self.is_critic else torch.zeros(1))
+
+    def features(self, first, cur, pos):
+        return self.mlp(self.first(first) + self.tok(cur) + self.pos(pos)) + self.out_mask
+
+    def forward(self, tokens):                                            # (B, T) → (B, T, V) or (B, T)
+        B, T = tokens.shape
+        out = self.features(tokens[:, :1], tokens, torch.arange(T, device=tokens.device)[None])
+        return out.squeeze(-1) if self.is_critic else out
+
+
+@torch.no_grad()
+def toy_generate(model: ToyLM, contexts, max_new_tokens, gen: torch.Generator):
+    """Synchronous batched sampling: one decode step for the whole batch until every row is done (like a GPU
+    engine without continuous batching), so the cost grows with the longest row."""
+    B = len(contexts)
+    first = torch.tensor([c[0] for c in contexts])
+    cur = torch.tensor([c[-1] for c in contexts])
+    pos = torch.tensor([len(c) - 1 for c in contexts])
+    limit = torch.tensor(max_new_tokens)
+    out = torch.zeros(B, max(max_new_tokens), dtype=torch.long)
+    n = torch.zeros(B, dtype=torch.long)
+    done = limit <= 0
+    for s in range(max(max_new_tokens)):
+        if bool(done.all()):
+            break
+        probs = torch.softmax(model.features(first, cur, pos), -1)
+        nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        active = ~done
+        out[active, s] = nxt[active]
+        n += active.long()
+        cur, pos = torch.where(active, nxt, cur), pos + 1
+        done = done | (active & (nxt == EOS)) | (n >= limit)
+    rows = [out[b, :n[b]].tolist() for b in range(B)]
+    return rows, [bool(r) and r[-1] == EOS for r in rows]
+
+
+class ToyTask:
+    """Prompt "n" (n ~ p(n) ∝ 1/n on 1…n_max, a long-tailed answer length); answer A×n EOS; reward 1 if exact."""
+
+    def __init__(self, n_max: int, seed: int):
+        self.n_max, self.rng = n_max, random.Random(seed)
+        self.weights = [1.0 / n for n in range(1, n_max + 1)]
+
+    def next_prompt(self):
+        n = self.rng.choices(range(1, self.n_max + 1), self.weights)[0]
+        return [FIRST_N + n - 1], n
+
+    @staticmethod
+    def reward(r: Rollout) -> float:
+        return 1.0 if r.response == [TOK_A] * r.meta + [EOS] else 0.0
+
+
+def run_toy(cfg: TPPOConfig, steps: int, *, n_max: int = 16, seed: int = 0, lr: float = 3e-3, critic_lr: float = 1e-2,
+            d: int = 64, target_reward: Optional[float] = None, reward_window: int = 256,
+            max_seconds: Optional[float] = None, log: Optional[Callable[[str], None]] = None) -> list:
+    """Train the toy task with T-PPO (PPO when cfg.window >= cfg.max_response); returns the metrics per step.
+
+    Each metrics dict also has 'reward/recent' (mean reward of the last `reward_window` finished responses) and
+    'time/elapsed_s'; training stops early once reward/recent >= target_reward (if given)."""
+    torch.manual_seed(seed)
+    vocab = FIRST_N + n_max
+    max_len = 1 + cfg.max_response + 1
+    policy, critic = ToyLM(vocab, max_len, d), ToyLM(vocab, max_len, d, out_dim=1)
+    popt = torch.optim.Adam(policy.parameters(), lr=lr)
+    copt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+    task, pool, gen = ToyTask(n_max, seed), RolloutPool.from_config(cfg), torch.Generator().manual_seed(seed)
+    recent, hist, t_start = [], [], time.perf_counter()
+    for step in range(steps):
+        m, sb = tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                          generate_fn=lambda ctx, k: toy_generate(policy, ctx, k, gen), reward_fn=task.reward,
+                          next_prompt=task.next_prompt, step=step, return_batch=True)
+        recent = (recent + sb.rewards[sb.finished].tolist())[-reward_window:]
+        m["reward/recent"] = sum(recent) / max(len(recent), 1)
+        m["time/elapsed_s"] = time.perf_counter() - t_start
+        m["resp/lengths"] = sb.lengths[sb.finished].tolist()
+        hist.append(m)
+        if log is not None:
+            log(format_metrics(m, steps))
+        if target_reward is not None and len(recent) >= reward_window // 2 and m["reward/recent"] >= target_reward:
+            break
+        if max_seconds is not None and m["time/elapsed_s"] > max_seconds:
+            break
+    return hist
+
+
+def format_metrics(m: dict, steps: int) -> str:
+    return (f"step {m['step']:4d}/{steps} | reward {m['reward/mean']:.2f} | recent {m.get('reward/recent', 0):.2f} "
+            f"| fin {m['pool/finished']:4.0f} | len {m['resp/len_mean']:5.1f} p90 {m['resp/len_p90']:5.1f} "
+            f"| policy {m.get('policy/loss', 0):+.3f} | value {m['value/loss']:.3f} "
+            f"| clipfrac {m.get('policy/clipfrac', 0):.2f} | ev {m['value/explained_var']:+.2f} "
+            f"| util {m['gen/util']:.2f} | {m['time/step_s']:.2f} s")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Demo and benchmark
+# ----------------------------------------------------------------------------------------------------------------
+
+def _toy_config(window: int, **kw) -> TPPOConfig:
+    base = dict(window=window, max_response=48, slots=64, group_size=4, minibatch_size=32, critic_warmup=2,
+                ignore_last=1)
+    base.update(kw)
+    return TPPOConfig(**base)
+
+
+def bench(seeds=(0, 1), steps=400, target=0.6, n_max=40, max_seconds=60.0):
+    rows = []
+    for name, window in (("T-PPO (W=8)", 8), ("PPO (W=L_max)", 48)):
+        for seed in seeds:
+            hist = run_toy(_toy_config(window), steps, n_max=n_max, seed=seed, target_reward=target,
+                           max_seconds=max_seconds)
+            gen_tok = sum(m["gen/tokens"] for m in hist)
+            gen_t = sum(m["gen/time_s"] for m in hist)
+            slot_steps = sum(m["gen/tokens"] / max(m["gen/util"], 1e-9) for m in hist)
+            lens = sorted(x for m in hist for x in m["resp/lengths"])
+            p50, p90 = lens[len(lens) // 2], lens[int(0.9 * (len(lens) - 1))]
+            reached = hist[-1]["reward/recent"] >= target
+            rows.append(dict(algo=name, seed=seed, util=gen_tok / slot_steps, tok_s=gen_tok / gen_t,
+                             t_target=hist[-1]["time/elapsed_s"] if reached else float("nan"),
+                             steps=len(hist), p90_p50=p90 / p50, reward=hist[-1]["reward/recent"]))
+    print(f"{'algo':15s} {'seed':>4s} {'util':>6s} {'gen tok/s':>10s} {'t->target s':>12s} {'steps':>6s} "
+          f"{'p90/p50':>8s} {'reward':>7s}")
+    for r in rows:
+        print(f"{r['algo']:15s} {r['seed']:4d} {r['util']:6.3f} {r['tok_s']:10.0f} {r['t_target']:12.1f} "
+              f"{r['steps']:6d} {r['p90_p50']:8.2f} {r['reward']:7.2f}")
+
+    def mean(algo, k):
+        v = [r[k] for r in rows if r["algo"] == algo]
+        return sum(v) / len(v)
+    a, b = rows[0]["algo"], rows[-1]["algo"]
+    print(f"ratios T-PPO/PPO (mean over seeds {list(seeds)}): util {mean(a, 'util') / mean(b, 'util'):.2f}x | "
+          f"gen tokens/s {mean(a, 'tok_s') / mean(b, 'tok_s'):.2f}x | "
+          f"wall-clock to reward {target}: {mean(b, 't_target') / mean(a, 't_target'):.2f}x faster")
+    return rows
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="T-PPO toy demo / benchmark (CPU)")
+    ap.add_argument("--bench", action="store_true", help="T-PPO vs PPO on a long-tailed toy task")
+    ap.add_argument("--steps", type=int, default=60, help="demo steps")
+    ap.add_argument("--seed", type=int, default=0, help="seed for everything")
+    args = ap.parse_args()
+    torch.set_num_threads(1)   # tiny toy models: extra threads only add OpenMP sync overhead
+    if args.bench:
+        bench()
+    else:
+        cfg = _toy_config(window=8, seed=args.seed)
+        print(f"device cpu | T-PPO toy: W={cfg.window}, L_max={cfg.max_response}, slots={cfg.slots}, "
+              f"group={cfg.group_size}, ≤ {cfg.max_windows} windows per response")
+        run_toy(cfg, args.steps, seed=args.seed, log=print)
