@@ -1578,11 +1578,161 @@ def _index_key(a):
 
 
 class Clause:
-    __slots__ = ("head", "body", "nvars", "key", "source", "erased")
+    """A compiled clause. `code(args, trail)` unifies the head with the call's arguments and returns the body
+    goals (reversed, ready to push on the continuation) or None when the head does not match."""
+    __slots__ = ("head", "body", "nvars", "key", "source", "erased", "code")
 
     def __init__(self, head, body, nvars, key, source):
         self.head, self.body, self.nvars, self.key, self.source = head, body, nvars, key, source
         self.erased = False
+        self.code = _codegen(head, body) or _generic_code(head, body, nvars)
+
+
+def _generic_code(head, body, nvars):
+    """Template interpreter: the fallback for clauses too big or too deep for code generation."""
+    def run(args, trail):
+        frame = [None] * nvars
+        if not _unify_head(head, args, frame, trail):
+            return None
+        out = []
+        for g in body:
+            if type(g) is TStruct:
+                g = _build(g, frame)
+            out.append((g.fn, g.args if type(g) is Struct else ()))
+        return tuple(out)
+    return run
+
+
+# Code generation: each clause becomes a small Python function specialised to its head and body (the WAM idea of
+# compiling unification, done with Python source + exec). Constants are passed as globals K0, K1, ...; the
+# source text only depends on the clause's *shape*, so compiled code objects are cached and shared.
+_CODE_CACHE: dict = {}
+_CODEGEN_MAX_NODES = 200
+_CODEGEN_MAX_DEPTH = 12
+
+
+def _tmpl_stats(t):
+    nodes, depth, stack = 0, 0, [(t, 1)]
+    while stack:
+        x, d = stack.pop()
+        nodes += 1
+        depth = max(depth, d)
+        if type(x) is TStruct:
+            stack.extend((y, d + 1) for y in x.args)
+    return nodes, depth
+
+
+def _codegen(hargs, body_rev):
+    total = 0
+    for t in list(hargs) + list(body_rev):
+        n, d = _tmpl_stats(t)
+        total += n
+        if d > _CODEGEN_MAX_DEPTH or total > _CODEGEN_MAX_NODES:
+            return None
+    g = {"Var": Var, "Struct": Struct, "unify": unify}
+    consts = {}
+    lines = ["def f(a, trail):"]
+    known = set()
+
+    def K(obj):
+        key = (type(obj), obj) if type(obj) in (int, float) else id(obj)
+        name = consts.get(key)
+        if name is None:
+            name = consts[key] = "K%d" % len(consts)
+            g[name] = obj
+        return name
+
+    def emit(s, ind=1):
+        lines.append("    " * ind + s)
+
+    def goal_expr(t):
+        if type(t) is TStruct:
+            return "(%s, (%s,))" % (K(t.fn), ", ".join(expr(x) for x in t.args))
+        return K((t.fn, t.args if type(t) is Struct else ()))
+
+    def expr(t):
+        tt = type(t)
+        if tt is Slot:
+            return "x%d" % t
+        if tt is TStruct:
+            return "Struct(%s, (%s,))" % (K(t.fn), ", ".join(expr(x) for x in t.args))
+        return K(t)
+
+    def ensure_known(t, ind):
+        stack = [t]
+        while stack:
+            x = stack.pop()
+            if type(x) is Slot:
+                if x not in known:
+                    known.add(x)
+                    emit("x%d = Var()" % x, ind)
+            elif type(x) is TStruct:
+                stack.extend(reversed(x.args))
+
+    def deref_v(ind):
+        emit("while type(v) is Var:", ind)
+        emit("r = v.ref", ind + 1)
+        emit("if r is None: break", ind + 1)
+        emit("v = r", ind + 1)
+
+    for i, h in enumerate(hargs):
+        th = type(h)
+        if th is Slot:
+            if h in known:
+                emit("v = a[%d]" % i)
+                emit("if v is not x%d and not unify(x%d, v, trail): return None" % (h, h))
+            else:
+                emit("x%d = a[%d]" % (h, i))
+                known.add(h)
+            continue
+        emit("v = a[%d]" % i)
+        deref_v(1)
+        if th is TStruct:
+            saved = set(known)
+            emit("if type(v) is Var:")
+            ensure_known(h, 2)
+            emit("v.ref = %s" % expr(h), 2)
+            emit("trail.append(v)", 2)
+            known.clear()
+            known.update(saved)
+            emit("elif type(v) is Struct and v.fn is %s:" % K(h.fn))
+            emit("va = v.args", 2)
+            for j, s in enumerate(h.args):
+                ts = type(s)
+                if ts is Slot:
+                    if s in known:
+                        emit("if va[%d] is not x%d and not unify(x%d, va[%d], trail): return None" % (j, s, s, j), 2)
+                    else:
+                        emit("x%d = va[%d]" % (s, j), 2)
+                        known.add(s)
+                elif ts is TStruct:
+                    ensure_known(s, 2)
+                    emit("if not unify(%s, va[%d], trail): return None" % (expr(s), j), 2)
+                else:
+                    emit("if not unify(%s, va[%d], trail): return None" % (K(s), j), 2)
+            emit("else: return None")
+        elif th is Struct:
+            emit("if not unify(%s, v, trail): return None" % K(h))
+        else:
+            emit("if type(v) is Var:")
+            emit("v.ref = %s" % K(h), 2)
+            emit("trail.append(v)", 2)
+            if th is Atom or th is Nil:
+                emit("elif v is not %s: return None" % K(h))
+            else:
+                emit("elif v is not %s and (type(v) is not %s or v != %s): return None" % (K(h), K(th), K(h)))
+    for b in body_rev:
+        ensure_known(b, 1)
+    if body_rev:
+        emit("return (%s,)" % ", ".join(goal_expr(b) for b in body_rev))
+    else:
+        emit("return ()")
+    src = "\n".join(lines)
+    code = _CODE_CACHE.get(src)
+    if code is None:
+        code = _CODE_CACHE[src] = compile(src, "<clause>", "exec")
+    exec(code, g)
+    return g["f"]
 
 
 class Pred:
@@ -1691,9 +1841,10 @@ class _Special:
         self.kind, self.a, self.b = kind, a, b
 
 
-_S_SOLUTION, _S_CUTTO, _S_SOFTCUT, _S_COLLECT, _S_EXITCATCH = range(5)
+_S_SOLUTION, _S_CUTTO, _S_SOFTCUT, _S_COLLECT, _S_EXITCATCH, _S_CALL = range(6)
 _SOLUTION = _Special(_S_SOLUTION)
 _CP_CLAUSES, _CP_ALT, _CP_ITER, _CP_CATCH, _CP_FINDALL, _CP_DEAD = range(6)
+_FAIL_NODE = (functor_of("fail", 0), (), 0, None)
 
 NECK = functor_of(":-", 2)
 CALL1 = functor_of("call", 1)
@@ -1709,6 +1860,24 @@ _CONTROL = {("true", 0): C_TRUE, ("otherwise", 0): C_TRUE, ("fail", 0): C_FAIL, 
 for _n in range(1, 9):
     _CONTROL[("call", _n)] = C_CALL
 _CONTROL_FNS = {functor_of(",", 2), functor_of(";", 2), functor_of("->", 2), functor_of("*->", 2)}
+
+
+def _goal_node(t, cb, nxt, strict=False):
+    """Continuation node for a goal term. A variable (or other non-callable) goal is deferred: it is
+    dereferenced when it is reached, so `(X = true, X)` works; `strict` raises type errors at once."""
+    t = deref(t)
+    tt = type(t)
+    if tt is Struct:
+        return (t.fn, t.args, cb, nxt)
+    if tt is Atom:
+        return (t.fn, (), cb, nxt)
+    if tt is Var:
+        if strict:
+            raise inst_error()
+        return (_Special(_S_CALL, t), None, cb, nxt)
+    if strict:
+        raise type_error("callable", t)
+    return (_Special(_S_CALL, t), None, cb, nxt)
 
 
 class _Det:
@@ -1948,8 +2117,10 @@ class Prolog:
         self.extra += n
 
     def _run(self, goal, base):
+        # The continuation is a linked list of nodes (functor, args, cut_barrier, next); choicepoints are lists
+        # [kind, trail_mark, ...] on self.cps. Cut to barrier b = drop choicepoints above index b.
         trail, cps, table = self.trail, self.cps, self.table
-        cont = (goal, base, (_SOLUTION, base, None))
+        cont = _goal_node(goal, base, (_SOLUTION, None, base, None))
         ninf = self.inferences
         limit = self.max_inferences
         next_check = min(ninf + 65536, limit + 1)
@@ -1972,10 +2143,9 @@ class Prolog:
                                 args, cands, i, n = cp[3], cp[4], cp[5], cp[6]
                                 cutb = len(cps) - 1
                                 while i < n:
-                                    c = cands[i]
+                                    body = cands[i].code(args, trail)
                                     i += 1
-                                    frame = [None] * c.nvars
-                                    if _unify_head(c.head, args, frame, trail):
+                                    if body is not None:
                                         break
                                     while len(trail) > m:
                                         trail.pop().ref = None
@@ -1987,10 +2157,8 @@ class Prolog:
                                 else:
                                     cps.pop()
                                 cont = cp[2]
-                                for g in c.body:
-                                    if type(g) is TStruct:
-                                        g = _build(g, frame)
-                                    cont = (g, cutb, cont)
+                                for fn, args in body:
+                                    cont = (fn, args, cutb, cont)
                                 break
                             if k == _CP_ALT:
                                 cps.pop()
@@ -2014,45 +2182,7 @@ class Prolog:
                             cps.pop()       # catch frames and dead alternatives just disappear
                         ok = True
                     # ---------------- call the next goal ----------------
-                    goal, cb, cont = cont
-                    tg = type(goal)
-                    if tg is Struct:
-                        fn = goal.fn
-                        args = goal.args
-                    elif tg is Atom:
-                        fn = goal.fn
-                        args = ()
-                    else:
-                        if tg is _Special:
-                            sk = goal.kind
-                            if sk == _S_CUTTO:
-                                del cps[goal.a:]
-                            elif sk == _S_COLLECT:
-                                goal.a.append(copy_term(goal.b, self.charge))
-                                ok = False
-                            elif sk == _S_EXITCATCH:
-                                cp = goal.a
-                                if cps and cps[-1] is cp:
-                                    cps.pop()
-                                else:
-                                    cp[6].ref = TRUE
-                                    trail.append(cp[6])
-                            elif sk == _S_SOFTCUT:
-                                cp = goal.a
-                                cp[0] = _CP_DEAD
-                            else:  # solution
-                                self.inferences = ninf
-                                yield True
-                                ninf = self.inferences
-                                ok = False
-                            continue
-                        goal = deref(goal)
-                        if type(goal) is Var:
-                            raise inst_error()
-                        if type(goal) is Struct or type(goal) is Atom:
-                            cont = (Struct(CALL1, (goal,)), cb, cont)
-                            continue
-                        raise type_error("callable", goal)
+                    fn, args, cb, cont = cont
                     entry = table.get(fn)
                     ninf += 1
                     if type(entry) is Pred:
@@ -2063,7 +2193,16 @@ class Prolog:
                             self._check_stacks(cont)
                         cands = entry.clauses
                         n = len(cands)
-                        if n > 1 and args:
+                        if n == 1:
+                            body = cands[0].code(args, trail)
+                            if body is None:
+                                ok = False
+                                continue
+                            cutb = len(cps)
+                            for fn, args in body:
+                                cont = (fn, args, cutb, cont)
+                            continue
+                        if args:
                             a0 = args[0]
                             while type(a0) is Var:
                                 r = a0.ref
@@ -2083,10 +2222,9 @@ class Prolog:
                         m = len(trail)
                         i = 0
                         while i < n:
-                            c = cands[i]
+                            body = cands[i].code(args, trail)
                             i += 1
-                            frame = [None] * c.nvars
-                            if _unify_head(c.head, args, frame, trail):
+                            if body is not None:
                                 break
                             while len(trail) > m:
                                 trail.pop().ref = None
@@ -2096,12 +2234,36 @@ class Prolog:
                         cutb = len(cps)
                         if i < n:
                             cps.append([_CP_CLAUSES, m, cont, args, cands, i, n])
-                        for g in c.body:
-                            if type(g) is TStruct:
-                                g = _build(g, frame)
-                            cont = (g, cutb, cont)
+                        for fn, args in body:
+                            cont = (fn, args, cutb, cont)
                         continue
                     if entry is None:
+                        if type(fn) is _Special:
+                            ninf -= 1
+                            sk = fn.kind
+                            if sk == _S_CUTTO:
+                                del cps[fn.a:]
+                            elif sk == _S_COLLECT:
+                                fn.a.append(copy_term(fn.b, self.charge))
+                                ok = False
+                            elif sk == _S_EXITCATCH:
+                                cp = fn.a
+                                if cps and cps[-1] is cp:
+                                    cps.pop()
+                                else:
+                                    cp[6].ref = TRUE
+                                    trail.append(cp[6])
+                            elif sk == _S_SOFTCUT:
+                                fn.a[0] = _CP_DEAD
+                            elif sk == _S_CALL:
+                                # a goal that was not callable when pushed (a variable at that time)
+                                cont = _goal_node(fn.a, cb, cont, strict=True)
+                            else:  # solution
+                                self.inferences = ninf
+                                yield True
+                                ninf = self.inferences
+                                ok = False
+                            continue
                         if self.flags.get("unknown") == "fail":
                             ok = False
                             continue
@@ -2135,7 +2297,7 @@ class Prolog:
                     # ---------------- control constructs ----------------
                     if entry == C_CONJ:
                         ninf -= 1          # ','/2 is not counted as an inference (as SWI)
-                        cont = (args[0], cb, (args[1], cb, cont))
+                        cont = _goal_node(args[0], cb, _goal_node(args[1], cb, cont))
                     elif entry == C_TRUE:
                         pass
                     elif entry == C_CUT:
@@ -2145,49 +2307,55 @@ class Prolog:
                     elif entry == C_DISJ:
                         lhs = deref(args[0])
                         k = len(cps)
-                        cps.append([_CP_ALT, len(trail), (args[1], cb, cont)])
+                        cps.append([_CP_ALT, len(trail), _goal_node(args[1], cb, cont)])
                         if type(lhs) is Struct and lhs.fn is IFTHEN:
-                            cont = (lhs.args[0], k + 1, (_Special(_S_CUTTO, k), cb, (lhs.args[1], cb, cont)))
+                            cont = _goal_node(lhs.args[0], k + 1, (_Special(_S_CUTTO, k), None, cb,
+                                                                   _goal_node(lhs.args[1], cb, cont)))
                         elif type(lhs) is Struct and lhs.fn is SOFTCUT:
-                            cont = (lhs.args[0], k + 1, (_Special(_S_SOFTCUT, cps[k]), cb, (lhs.args[1], cb, cont)))
+                            cont = _goal_node(lhs.args[0], k + 1, (_Special(_S_SOFTCUT, cps[k]), None, cb,
+                                                                   _goal_node(lhs.args[1], cb, cont)))
                         else:
-                            cont = (lhs, cb, cont)
+                            cont = _goal_node(lhs, cb, cont)
                     elif entry == C_IFTHEN:
                         k = len(cps)
-                        cont = (args[0], k, (_Special(_S_CUTTO, k), cb, (args[1], cb, cont)))
+                        cont = _goal_node(args[0], k, (_Special(_S_CUTTO, k), None, cb,
+                                                       _goal_node(args[1], cb, cont)))
                     elif entry == C_SOFTCUT:
-                        cont = (args[0], len(cps), (args[1], cb, cont))
+                        cont = _goal_node(args[0], len(cps), _goal_node(args[1], cb, cont))
                     elif entry == C_CALL:
                         g = _add_args(args[0], args[1:])
                         if type(g) is Struct and g.fn in _CONTROL_FNS:
                             _check_callable_body(g)
-                        cont = (g, len(cps), cont)
+                        cont = _goal_node(g, len(cps), cont, strict=True)
                     elif entry == C_NOT:
                         k = len(cps)
                         g = _add_args(args[0], ())
                         cps.append([_CP_ALT, len(trail), cont])
-                        cont = (g, k + 1, (_Special(_S_CUTTO, k), cb, (FAIL, cb, None)))
+                        cont = _goal_node(g, k + 1, (_Special(_S_CUTTO, k), None, cb, _FAIL_NODE), strict=True)
                     elif entry == C_ONCE:
                         k = len(cps)
-                        cont = (_add_args(args[0], ()), k, (_Special(_S_CUTTO, k), cb, cont))
+                        cont = _goal_node(_add_args(args[0], ()), k, (_Special(_S_CUTTO, k), None, cb, cont),
+                                          strict=True)
                     elif entry == C_FINDALL or entry == C_FINDALL4:
                         acc = []
                         k = len(cps)
                         tail = args[3] if entry == C_FINDALL4 else NIL
                         cps.append([_CP_FINDALL, len(trail), cont, acc, args[2], tail])
-                        cont = (_add_args(args[1], ()), k + 1, (_Special(_S_COLLECT, acc, args[0]), cb, None))
+                        cont = _goal_node(_add_args(args[1], ()), k + 1,
+                                          (_Special(_S_COLLECT, acc, args[0]), None, cb, None), strict=True)
                     elif entry == C_FORALL:
-                        # forall(C, A) :- \+ (C, \+ A)
+                        # forall(C, A) :- \\+ (C, \\+ A)
                         k = len(cps)
                         cps.append([_CP_ALT, len(trail), cont])
                         inner = Struct(functor_of("\\+", 1), (args[1],))
-                        cont = (Struct(COMMA, (args[0], inner)), k + 1,
-                                (_Special(_S_CUTTO, k), cb, (FAIL, cb, None)))
+                        cont = _goal_node(Struct(COMMA, (args[0], inner)), k + 1,
+                                          (_Special(_S_CUTTO, k), None, cb, _FAIL_NODE))
                     elif entry == C_CATCH:
                         k = len(cps)
                         cp = [_CP_CATCH, len(trail), cont, args[1], args[2], cb, Var()]
                         cps.append(cp)
-                        cont = (_add_args(args[0], ()), k + 1, (_Special(_S_EXITCATCH, cp), cb, cont))
+                        cont = _goal_node(_add_args(args[0], ()), k + 1,
+                                          (_Special(_S_EXITCATCH, cp), None, cb, cont), strict=True)
                     elif entry == C_THROW:
                         ball = deref(args[0])
                         if type(ball) is Var:
@@ -2202,7 +2370,7 @@ class Prolog:
                         undo(trail, cp[1])
                         m = len(trail)
                         if unify(cp[3], ball, trail):
-                            cont = (cp[4], len(cps), cp[2])
+                            cont = _goal_node(cp[4], len(cps), cp[2])
                             ok = True
                             break
                         undo(trail, m)
@@ -2221,7 +2389,7 @@ class Prolog:
             d += 1
             if d > lim:
                 raise _Budget("resource_error(stack)")
-            cont = cont[2]
+            cont = cont[3]
 
 
 _BASE_TABLE: dict = {}
