@@ -197,10 +197,10 @@ def _add(a: dict, b: dict, sign: int = 1) -> dict:
     return _check(out)
 
 
-def _mono_mul(m1: tuple, m2: tuple, sign: int = 1) -> tuple:
+def _mono_mul(m1: tuple, m2: tuple) -> tuple:
     d = dict(m1)
     for var, e in m2:
-        d[var] = d.get(var, 0) + sign * e
+        d[var] = d.get(var, 0) + e
         if abs(d[var]) > _MAX_EXP:
             raise _Unsupported("exponent too large")
     return tuple(sorted((k, e) for k, e in d.items() if e))
@@ -483,11 +483,20 @@ _INF = {"\\infty": 1, "+\\infty": 1, "-\\infty": -1, "∞": 1, "+∞": 1, "-∞"
         "-oo": -1, "infinity": 1, "-infinity": -1}
 
 
+_MIXED_RE = re.compile(r"([+-]?)\s*([0-9]{1,9})(?:\s*\\frac\{([0-9]{1,9})\}\{([0-9]{1,9})\}|\s+([0-9]{1,9})/([0-9]{1,9}))")
+
+
 def _value(s: str):
     """Canonical exact value of one element, or ('inf', sign), or None when the parser does not read it."""
     t = s.replace(" ", "")
     if t in _INF:
         return ("inf", _INF[t])
+    m = _MIXED_RE.fullmatch(s.strip())                   # mixed number: 1\frac{1}{2} or 1 1/2 means 1 + 1/2
+    if m:
+        sign, whole, num, den = m.group(1), m.group(2), m.group(3) or m.group(5), m.group(4) or m.group(6)
+        if int(den) == 0:
+            return None
+        return _const((-1 if sign == "-" else 1) * (int(whole) + Fraction(int(num), int(den))))
     try:
         return _Parser(s).parse()
     except (_Unsupported, ValueError, ZeroDivisionError, RecursionError, OverflowError):
@@ -631,15 +640,24 @@ def _gt_str(ground_truth) -> str:
 #  other processes             invisible (pid namespace, fresh /proc); ipc, uts    visible; signals/ptrace/environ
 #                              namespaces are private                              blocked only by the uid (*)
 #
-# (*) When the parent runs as root, the child runs as a fresh unprivileged uid from 61000..61999 (no
-# capabilities, no_new_privs), so RLIMIT_NPROC counts only its own processes (the kernel never enforces
-# NPROC for uid 0), it cannot signal or read the parent, and every process of that uid is SIGKILLed after the
-# run. As a non-root user the child keeps the parent's uid: then NPROC counts all of that user's processes
-# and, in "limits" mode only, the child CAN signal the parent and read /proc/<ppid>/environ.
-# bwrap runs without a user namespace when we are root (a user namespace would map the child back to uid 0).
+# (*) When the parent runs as root, the child runs as a fresh unprivileged uid from 61000..61999 with no
+# capabilities and no_new_privs (setuid binaries cannot regain root). RLIMIT_NPROC then counts only the
+# sandbox's own processes (the kernel never enforces NPROC for uid 0), the child cannot signal or ptrace the
+# parent nor read /proc/<ppid>/environ, and every process of that uid is SIGKILLed after the run. The drop is
+# done by `setpriv` inside bwrap (or by the 5-line _DROP_BOOTSTRAP when setpriv is missing), by preexec_fn in
+# "limits" mode. bwrap then runs WITHOUT a user namespace (a user namespace would map the child back to host
+# uid 0). The interpreter must be reachable by that uid: ours if every directory above it is world-executable,
+# else /usr/bin/python3 (e.g. a pyenv python under /root). With no reachable interpreter there is no uid drop.
+# As a non-root user the child keeps the parent's uid: bwrap makes an unprivileged user namespace
+# (--unshare-all), NPROC counts all of that user's processes (we add the current count as headroom), and, in
+# "limits" mode only, the child CAN signal the parent and read /proc/<ppid>/environ.
+# Known leaks: in "limits" mode processes that escaped the group are killed but stay zombies until the host's
+# init reaps them; the private /tmp (64 MiB tmpfs) and the work dir count against host RAM/disk; CPU time of
+# a fork bomb before NPROC stops it is not capped beyond RLIMIT_CPU per process. No seccomp filter.
 
 SANDBOX_MODE: str | None = None          # None = auto ("bwrap" when it works, else "limits"); tests force either
 _SANDBOX_UID_BASE, _SANDBOX_UID_COUNT = 61_000, 1_000
+_SANDBOX_TMP_MB = 64                     # size of the private /tmp (tmpfs) in bwrap mode
 _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 _uid_next = [0]
@@ -851,7 +869,7 @@ def run_sandboxed(code: str, stdin: str = "", timeout_s: float = 2.0, memory_mb:
         nproc = max_procs if uid is not None else _count_user_processes(os.getuid()) + max_procs
 
         if mode == "bwrap":
-            argv = _bwrap_argv(bwrap, workdir, "/tmp/sandbox", 64, as_root)
+            argv = _bwrap_argv(bwrap, workdir, "/tmp/sandbox", _SANDBOX_TMP_MB, as_root)
             if uid is not None and _setpriv_path():
                 argv += [_setpriv_path(), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                          "--inh-caps=-all", "--bounding-set=-all", "--"]
@@ -1674,8 +1692,10 @@ def _bench(seconds: float = 0.5) -> None:
             ts.append(time.perf_counter() - t)
         return statistics.median(ts)
 
-    plain = wall(lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], capture_output=True))
-    print(f"\nsandbox per-call wall time for `pass` (median of 15; overhead = minus a plain subprocess run)")
+    py = _sandbox_python(drop_uid=os.geteuid() == 0) or sys.executable     # the interpreter the sandbox runs
+    plain = wall(lambda: subprocess.run([py, "-I", "-B", "-X", "utf8", "-c", "pass"], capture_output=True))
+    print(f"\nsandbox per-call wall time for `pass` with {py} (median of 15; overhead = minus a plain "
+          f"subprocess run of the same interpreter)")
     print(f"{'executor':<34} {'median ms':>10} {'overhead ms':>12}")
     print(f"{'plain subprocess (no isolation)':<34} {plain * 1e3:>10.1f} {0.0:>12.1f}")
     for mode in ("limits", "bwrap"):

@@ -38,6 +38,8 @@ def test_extract_boxed_is_linear_on_megabyte_adversarial_inputs():
     (r"50\%", "50"), (r"50\%", "0.5"), ("-3", "- 3"), ("(x+1)^2", "x^2+2x+1"), ("x=5", "5"),
     (r"[0, \infty)", r"[0,\infty)"), ("(1, -2)", r"\left(1,-2\right)"), ("3, 1", "1, 3"),
     (r"\{1,2\}", r"\{2,1\}"), (r"\text{Monday}", "Monday"), (r"90^\circ", "90"), (r"\$5", "5"),
+    (r"1\frac{1}{2}", "3/2"), ("-2 1/4", "-9/4"), ("2^{10}", "1024"), (r"\frac{\pi}{2}", r"\pi/2"), ("3.0", "3"),
+    (r"-\frac{1}{2}", "-0.5"), (r"\sqrt{2}^2", "2"), ("2^{1/2}", r"\sqrt{2}"), (r"\frac{1}{\sqrt{2}}", r"\frac{\sqrt2}{2}"),
 ])
 def test_math_equivalent_but_differently_written_answers_are_equal(pred, gt):
     assert math_equal(pred, gt)
