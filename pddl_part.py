@@ -149,7 +149,7 @@ _PDDL_TOKEN = re.compile(r"\(|\)|;[^\n]*|[^\s();]+")
 def _pddl_read(text, what):
     if not isinstance(text, str):
         raise TypeError(f"{what} must be PDDL text (str), got {type(text).__name__}")
-    newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+    newlines = [m.start() for m in re.finditer("\n", text)]
 
     def pos(i):
         k = bisect.bisect_left(newlines, i)
@@ -201,7 +201,7 @@ def _pddl_sym(node, what):
     return node
 
 
-def _pddl_typed_list(items, parent, want_var, what):
+def _pddl_typed_list(items, want_var, what):
     """`a b - t c` -> [(a, t), (b, t), (c, 'object')]; names must (not) start with '?'."""
     out, pending, i = [], [], 0
     while i < len(items):
@@ -275,7 +275,7 @@ def _pddl_formula(x):
     if head == "exists" or head == "forall":
         if n != 3 or not isinstance(x[1], list):
             raise _pddl_err(x, f"({head} (?vars) F) expected")
-        return (str(head), tuple(_pddl_typed_list(x[1], x, True, head)), _pddl_formula(x[2]))
+        return (str(head), tuple(_pddl_typed_list(x[1], True, head)), _pddl_formula(x[2]))
     if head == "=":
         if n != 3:
             raise _pddl_err(x, "(= a b) takes exactly two terms")
@@ -316,7 +316,7 @@ def _pddl_effects(x):
     if head == "forall":
         if len(x) != 3 or not isinstance(x[1], list):
             raise _pddl_err(x, "(forall (?vars) effect) expected")
-        return (("forall", tuple(_pddl_typed_list(x[1], x, True, "forall")), _pddl_effects(x[2])),)
+        return (("forall", tuple(_pddl_typed_list(x[1], True, "forall")), _pddl_effects(x[2])),)
     if head == "increase" and len(x) == 3 and isinstance(x[1], list) and list(x[1]) == ["total-cost"]:
         amount = x[2]
         try:
@@ -335,7 +335,7 @@ def _pddl_effects(x):
 
 
 def _pddl_walk_atoms(f, scope, out):
-    """Yield (node, kind, scope) for every atom/term-bearing node of a formula; scope = variables in force."""
+    """Collect (node, scope) for every atom, equality and quantifier of a formula; scope = variables in force."""
     op = f[0]
     if op in ("atom", "="):
         out.append((f, scope))
@@ -348,6 +348,7 @@ def _pddl_walk_atoms(f, scope, out):
         _pddl_walk_atoms(f[1], scope, out)
         _pddl_walk_atoms(f[2], scope, out)
     else:  # exists / forall
+        out.append((f, scope))
         _pddl_walk_atoms(f[2], scope | {v for v, _ in f[1]}, out)
     return out
 
@@ -360,13 +361,18 @@ def _pddl_walk_effects(effs, scope, out):
             _pddl_walk_atoms(e[1], scope, out)
             _pddl_walk_effects(e[2], scope, out)
         elif e[0] == "forall":
+            out.append((e, scope))
             _pddl_walk_effects(e[2], scope | {v for v, _ in e[1]}, out)
     return out
 
 
-def _pddl_check_atoms(nodes, predicates, names, where):
-    """Every predicate declared with the right arity; every term a variable in scope or a known name."""
+def _pddl_check_nodes(nodes, domain_types, predicates, names, where):
+    """Every predicate declared with the right arity, every term a variable in scope or a known name, every
+    quantified variable of a declared type."""
     for f, scope in nodes:
+        if f[0] in ("exists", "forall"):
+            _pddl_check_types(f[1], domain_types, where)
+            continue
         terms = f[1:] if f[0] == "=" else f[2]
         if f[0] == "atom":
             if f[1] not in predicates:
@@ -386,20 +392,6 @@ def _pddl_check_types(pairs, types, where):
     for _, ty in pairs:
         if ty not in types:
             raise _pddl_err(ty, f"unknown type {ty!r} in {where}")
-
-
-def _pddl_quantifiers(f, out):
-    """All typed variable lists bound by quantifiers inside a formula or an effect list."""
-    if isinstance(f, tuple) and f and isinstance(f[0], str):
-        if f[0] in ("exists", "forall") and isinstance(f[1], tuple):
-            out.extend(f[1])
-        for part in f[1:]:
-            if isinstance(part, tuple):
-                _pddl_quantifiers(part, out)
-    elif isinstance(f, tuple):
-        for part in f:
-            _pddl_quantifiers(part, out)
-    return out
 
 
 def _pddl_is_simple(pre, eff):
@@ -464,7 +456,7 @@ def parse_domain(text):
         if key == ":requirements":
             reqs = reqs | _pddl_requirements(sec[1:], sec)
         elif key == ":types":
-            for child, parent in _pddl_typed_list(sec[1:], sec, False, ":types"):
+            for child, parent in _pddl_typed_list(sec[1:], False, ":types"):
                 if child == "object":
                     raise _pddl_err(child, "type 'object' is the root and has no parent")
                 if types.get(child) not in (None, parent):
@@ -475,7 +467,7 @@ def parse_domain(text):
                 if parent is not None and parent not in types:
                     types[parent] = "object"
         elif key == ":constants":
-            for c, ty in _pddl_typed_list(sec[1:], sec, False, ":constants"):
+            for c, ty in _pddl_typed_list(sec[1:], False, ":constants"):
                 constants[c] = ty
         elif key == ":predicates":
             for decl in sec[1:]:
@@ -484,7 +476,7 @@ def parse_domain(text):
                 p = decl[0]
                 if p in predicates or p in ("and", "or", "not", "=", "imply", "exists", "forall", "when"):
                     raise _pddl_err(p, f"predicate {p!r} declared twice or reserved")
-                predicates[p] = tuple(ty for _, ty in _pddl_typed_list(decl[1:], decl, True, f"predicate {p}"))
+                predicates[p] = tuple(ty for _, ty in _pddl_typed_list(decl[1:], True, f"predicate {p}"))
         elif key == ":functions":
             body = [t for t in sec[1:] if not (isinstance(t, str) and t in ("-", "number"))]
             if any(not isinstance(f, list) or list(f) != ["total-cost"] for f in body):
@@ -541,15 +533,14 @@ def _pddl_action(sec, predicates, constants, types):
     params = fields.get(":parameters", _PddlList())
     if not isinstance(params, list):
         raise _pddl_err(params, f":parameters of {name!r} must be a list")
-    params = tuple(_pddl_typed_list(params, sec, True, f"parameters of {name}"))
+    params = tuple(_pddl_typed_list(params, True, f"parameters of {name}"))
     pre = _pddl_formula(fields.get(":precondition", _PddlList()))
     eff = _pddl_effects(fields.get(":effect", _PddlList()))
     where = f"action {name}"
     _pddl_check_types(params, types, where)
-    _pddl_check_types(_pddl_quantifiers(pre, []) + _pddl_quantifiers(eff, []), types, where)
     scope = frozenset(v for v, _ in params)
     nodes = _pddl_walk_atoms(pre, scope, []) + _pddl_walk_effects(eff, scope, [])
-    _pddl_check_atoms(nodes, predicates, constants, where)
+    _pddl_check_nodes(nodes, types, predicates, constants, where)
     return PDDLAction(str(name), params, pre, eff, _pddl_is_simple(pre, eff))
 
 
@@ -567,7 +558,7 @@ def _pddl_parse_problem_text(text):
         elif key == ":requirements":
             reqs = reqs | _pddl_requirements(sec[1:], sec)
         elif key == ":objects":
-            for o, ty in _pddl_typed_list(sec[1:], sec, False, ":objects"):
+            for o, ty in _pddl_typed_list(sec[1:], False, ":objects"):
                 objects[o] = ty
         elif key == ":init":
             for x in sec[1:]:
@@ -668,8 +659,8 @@ def _pddl_world(domain, problem):
         for t in atom[1:]:
             if t not in names:
                 raise _pddl_err(t, f"unknown object {t!r} in :init")
-    _pddl_check_types(_pddl_quantifiers(problem.goal, []), domain.types, ":goal")
-    _pddl_check_atoms(_pddl_walk_atoms(problem.goal, frozenset(), []), domain.predicates, names, ":goal")
+    _pddl_check_nodes(_pddl_walk_atoms(problem.goal, frozenset(), []), domain.types, domain.predicates, names,
+                      ":goal")
     return world
 
 
@@ -1011,10 +1002,24 @@ def _pddl_find_plan_bits(dom, prob, world, goal_lits, max_nodes, max_ground):
         if atom[0] in fluent:
             start |= bit(atom)
 
+    # successor generator: each op is filed under one of its positive precondition bits (its trigger), so a state
+    # only looks at ops whose trigger atom is true in it; ops without positive preconditions are always checked
+    table, always = [[] for _ in range(len(bits))], []
+    for op in ops:
+        (table[(op[1] & -op[1]).bit_length() - 1] if op[1] else always).append(op)
+
     def expand(s):
-        # s' = (s & ~del) | add  -- delete-then-add on bit masks
-        return [(label, (s & keep) | add) for label, pos, neg, keep, add in ops
-                if (s & pos) == pos and not (s & neg)]
+        out, x = [], s
+        for label, pos, neg, keep, add in always:
+            if not (s & neg):
+                out.append((label, (s & keep) | add))
+        while x:
+            low = x & -x
+            for label, pos, neg, keep, add in table[low.bit_length() - 1]:
+                if (s & pos) == pos and not (s & neg):
+                    out.append((label, (s & keep) | add))  # s' = (s & ~del) | add: delete-then-add on bit masks
+            x ^= low
+        return out
 
     return _pddl_bfs(start, expand, lambda s: (s & gpos) == gpos and not (s & gneg), max_nodes)
 
@@ -1211,7 +1216,7 @@ def logistics_task(rng, n_cities, locs_per_city, n_packages):
 # difficulty 1..5 -> generator arguments; plan lengths grow from 1-4 steps (level 1) to 10-20+ (level 5)
 _PDDL_LEVELS = {
     "blocksworld": {1: (2,), 2: (3,), 3: (4,), 4: (5,), 5: (6,)},
-    "gripper": {1: (1, 2), 2: (2, 2), 3: (3, 2), 4: (4, 3), 5: (5, 3)},
+    "gripper": {1: (1, 2), 2: (2, 2), 3: (3, 2), 4: (4, 3), 5: (6, 3)},
     "logistics": {1: (2, 1, 1), 2: (2, 2, 1), 3: (2, 2, 2), 4: (3, 2, 2), 5: (3, 2, 3)},
 }
 _PDDL_MAKERS = {"blocksworld": blocksworld_task, "gripper": gripper_task, "logistics": logistics_task}
@@ -1255,12 +1260,14 @@ def pddl_reward(task, response, max_chars=100_000, max_steps=5_000):
 
     task: PDDLTask, or any object/mapping with `domain` and `problem` PDDL text. response: the model's text
     (anything after the last `</think>` is read). reason is a Verdict reason, or 'too_long' when the response
-    exceeds max_chars characters or max_steps actions. Never raises on model output; time is linear in
-    min(len(response), max_chars).
+    exceeds max_chars characters or max_steps actions. Never raises on model output (TypeError only for a task
+    without domain/problem); time is linear in min(len(response), max_chars).
     """
+    get = task.get if isinstance(task, dict) else lambda k: getattr(task, k, None)
+    domain, problem = get("domain"), get("problem")
+    if not isinstance(domain, (str, PDDLDomain)) or not isinstance(problem, (str, PDDLProblem)):
+        raise TypeError(f"task must carry PDDL `domain` and `problem` (a PDDLTask or a dict), got {type(task).__name__}")
     try:
-        get = task.get if isinstance(task, dict) else lambda k: getattr(task, k)
-        domain, problem = get("domain"), get("problem")
         if not isinstance(response, str):
             return 0.0, "parse_error"
         if "</think>" in response:

@@ -354,6 +354,8 @@ def test_reward_is_one_for_the_reference_and_zero_with_a_reason_otherwise():
     assert pv.pddl_reward(tk, "\n".join(tk.answer.splitlines()[:-1])) == (0.0, "goal_unmet")
     assert pv.pddl_reward(tk, "I think we should move the ball") == (0.0, "unknown_action")
     assert pv.pddl_reward(tk, "(pick b1") == (0.0, "parse_error")
+    with pytest.raises(TypeError, match="task"):
+        pv.pddl_reward({"domain": tk.domain}, tk.answer)  # a caller bug, not model output
 
 
 @pytest.mark.parametrize("response", [
@@ -396,17 +398,37 @@ def _mutate(text, rng):
     return " ".join(toks)
 
 
+def _mutate_chars(text, rng):
+    chars = list(text)
+    for _ in range(rng.randint(1, 5)):
+        i, op = rng.randrange(len(chars) + 1), rng.randrange(3)
+        if op == 0 and chars:
+            del chars[min(i, len(chars) - 1)]
+        elif op == 1:
+            chars.insert(i, rng.choice("()?-;: \n\t=aé0."))
+        elif chars:
+            chars.insert(i, chars[rng.randrange(len(chars))])
+    return "".join(chars)
+
+
+def test_fuzz_regression_keyword_used_as_an_argument():
+    # found by fuzzing: a quantifier keyword in argument position once crashed the domain checker (IndexError)
+    dom = BW.replace("(handempty) (ontable ?x)))", "(handempty exists) (ontable ?x)))")
+    v = pv.validate_plan(dom, SUSSMAN, SUSSMAN_PLAN)
+    assert v.reason == "parse_error" and "handempty" in v.message
+
+
 def test_fuzz_only_documented_outcomes_and_no_hang():
     rng = random.Random(0)
     bases = [(BW, SUSSMAN, SUSSMAN_PLAN), (GRIPPER, GRIPPER4, GRIPPER4_PLAN), (MINI, MINI_PROB, "(flip a)"),
              (ADL, ADL_PROB, "(light r2)\n(light r3)\n(finish)")]
     t_start = time.perf_counter()
-    for trial in range(400):
+    for trial in range(600):
         dom, prob, plan = rng.choice(bases)
-        which = rng.randrange(3)
-        dom = _mutate(dom, rng) if which == 0 else dom
-        prob = _mutate(prob, rng) if which == 1 else prob
-        plan = _mutate(plan, rng) if which == 2 else plan
+        which, mutate = rng.randrange(3), rng.choice([_mutate, _mutate_chars])
+        dom = mutate(dom, rng) if which == 0 else dom
+        prob = mutate(prob, rng) if which == 1 else prob
+        plan = mutate(plan, rng) if which == 2 else plan
         t0 = time.perf_counter()
         v = pv.validate_plan(dom, prob, plan)
         assert isinstance(v, pv.Verdict) and v.reason in pv.VERDICT_REASONS
