@@ -3764,3 +3764,427 @@ def _init_base_table():
 
 
 _init_base_table()
+
+
+# ── Answer protocol: canonical JSON of answers (card §3) ─────────────────────────────────────────────────────────
+def term_to_json(t, var_numbers=None):
+    """Card §3 canonical value: ints stay ints (bignums too), floats stay floats, atoms and strings -> str (the
+    distinction is deliberately lost, like SWI's json_write_dict), proper lists -> lists, compounds ->
+    {"$f": name, "args": [...]}, unbound variables -> {"$var": k} numbered by first occurrence. Iterative;
+    raises PrologError('cyclic_term') for cyclic input."""
+    if var_numbers is None:
+        var_numbers = {}
+    t = deref(t)
+    if type(t) is Struct and not is_acyclic(t):
+        raise PrologError("cyclic_term", "cyclic terms have no JSON form")
+    out, work = [], [t]
+    while work:
+        x = work.pop()
+        if type(x) is tuple:                   # ("list", n) or ("cmp", name, n) markers
+            n = x[-1]
+            vals = out[len(out) - n:] if n else []
+            del out[len(out) - n:]
+            out.append(vals if x[0] == "list" else {"$f": x[1], "args": vals})
+            continue
+        x = deref(x)
+        tx = type(x)
+        if tx is int or tx is float:
+            out.append(x)
+        elif tx is Atom:
+            out.append(x.name)
+        elif tx is PString:
+            out.append(x.val)
+        elif tx is Nil:
+            out.append([])
+        elif tx is Var:
+            k = var_numbers.get(x)
+            if k is None:
+                k = var_numbers[x] = len(var_numbers)
+            out.append({"$var": k})
+        elif x.fn is LIST:
+            items = list_to_py(x)
+            if items is not None:
+                work.append(("list", len(items)))
+                work.extend(reversed(items))
+            else:
+                work.append(("cmp", "[|]", 2))
+                work.extend(reversed(x.args))
+        else:
+            work.append(("cmp", x.fn.name, x.fn.arity))
+            work.extend(reversed(x.args))
+    return out[0]
+
+
+def canonical_json(value) -> str:
+    """Sorted keys, no whitespace; the one text form every comparison uses."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def query_values(program: str, query: str, answer_vars, max_solutions: int = 1000,
+                 max_inferences: int = 1_000_000):
+    """findall(AnswerVars, Query, Sols) as Python/JSON values: one entry per solution; each entry is the value
+    of the single answer variable, or a list of values when several are asked for. Returns (values, engine)."""
+    eng = Prolog(max_inferences=max_inferences)
+    eng.consult(program)
+    eng.inferences = 0
+    parser = _Parser(query.strip().rstrip(".") + " .", eng.flags)
+    goal, varmap = parser.read_clause()
+    missing = [v for v in answer_vars if v not in varmap]
+    if missing:
+        raise ValueError(f"answer_vars {missing} do not occur in the query {query!r}")
+    sols = []
+    for _ in eng._solve_goal(goal, max_solutions):
+        vn = {}
+        vals = [term_to_json(varmap[v], vn) for v in answer_vars]
+        sols.append(vals[0] if len(vals) == 1 else vals)
+    return sols, eng
+
+
+# ── Task synthesis in prototype space (labels come from the engine, never from a model) ──────────────────────────
+@dataclass
+class Task:
+    """One synthesized Prolog task.
+
+    prompt  : what the policy sees (the program, the query, a one-line instruction)
+    answer  : the reference answer as canonical JSON text (also the SFT target)
+    compare : "set" (order and duplicates ignored), "sequence" (ordered list of solutions) or "first"
+              (the value of the first solution only)
+    """
+    kind: str
+    difficulty: int
+    program: str
+    query: str
+    answer_vars: list
+    compare: str
+    answer: str
+    prompt: str
+    inferences: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def value(self):
+        return json.loads(self.answer)
+
+
+PROLOG_TASK_KINDS = ("family", "graph", "list", "puzzle", "arith")
+_NAMES = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "leo", "mia", "ned", "oli",
+          "pam", "ray", "sue", "tom", "uma", "val", "wes", "xia", "yan", "zoe", "abe", "bea", "cal", "dot", "eli",
+          "flo", "gil", "hana", "ian", "jo", "kai", "lu", "max", "nia", "otto")
+
+_FAMILY_RULES = {
+    "grandparent": "grandparent(X, Z) :- parent(X, Y), parent(Y, Z).",
+    "ancestor": "ancestor(X, Y) :- parent(X, Y).\nancestor(X, Y) :- parent(X, Z), ancestor(Z, Y).",
+    "sibling": "sibling(X, Y) :- parent(P, X), parent(P, Y), X \\= Y.",
+    "cousin": "cousin(X, Y) :- parent(P, X), parent(Q, Y), sibling(P, Q).",
+    "uncle": "uncle(U, X) :- parent(P, X), sibling(U, P), male(U).",
+    "descendant_count": "descendant(X, Y) :- parent(Y, X).\ndescendant(X, Y) :- parent(Z, X), descendant(Z, Y).",
+}
+
+
+def _family(rng, d):
+    # a proper family tree: couples per generation; some children marry newcomers and found the next generation
+    n_gen = min(2 + d, 5)
+    names = iter(rng.sample(_NAMES, len(_NAMES)))
+    gender, facts = {}, []
+    try:
+        a, b = next(names), next(names)
+        gender[a], gender[b] = "male", "female"
+        couples = [(a, b)]
+        for g in range(1, n_gen):
+            nxt = []
+            for (p, q) in couples:
+                kids = [next(names) for _ in range(rng.randrange(1, 3 + min(d, 2)))]
+                for i, c in enumerate(kids):
+                    gender[c] = rng.choice(("male", "female"))
+                    facts += [(p, c), (q, c)]
+                    if g < n_gen - 1 and (i == 0 or rng.random() < 0.4) and len(nxt) < 2 + d:
+                        sp = next(names)
+                        gender[sp] = "female" if gender[c] == "male" else "male"
+                        nxt.append((c, sp) if gender[c] == "male" else (sp, c))
+            couples = nxt
+    except StopIteration:
+        pass
+    people = sorted(gender)
+    rng.shuffle(facts)
+    rels = ["grandparent", "ancestor", "sibling"] + (["cousin", "uncle"] if d >= 2 else [])
+    rel = rng.choice(rels)
+    needs = {"cousin": ["sibling", "cousin"], "uncle": ["sibling", "uncle"]}.get(rel, [rel])
+    lines = [f"parent({x}, {y})." for x, y in facts]
+    if rel == "uncle":
+        lines += [f"{gender[p]}({p})." for p in people]
+    lines += [_FAMILY_RULES[r] for r in needs]
+    program = "\n".join(lines)
+    want_nonempty = rng.random() < 0.9          # mostly non-empty answers; empty sets are legitimate answers too
+    for _ in range(8):
+        who = rng.choice(people)
+        query = f"{rel}({who}, X)" if rng.random() < 0.5 else f"{rel}(X, {who})"
+        if not want_nonempty or query_values(program, query, ["X"], max_solutions=1)[0]:
+            break
+    return program, query, ["X"], "set", f"Family relations. Find every X with {query}."
+
+
+def _graph(rng, d):
+    n = 4 + 3 * d + rng.randrange(3)
+    nodes = [f"n{i}" for i in range(n)]
+    m = int(n * (0.8 + 0.4 * rng.random()))
+    edges = set()
+    while len(edges) < m:
+        a, b = rng.sample(nodes, 2)
+        edges.add((a, b))
+    edges = sorted(edges, key=lambda e: rng.random())
+    lines = [f"edge({a}, {b})." for a, b in edges]
+    lines.append("reach(X, Y) :- walk(X, Y, [X]).")
+    lines.append("walk(X, Y, Seen) :- edge(X, Z), \\+ member(Z, Seen), ( Y = Z ; walk(Z, Y, [Z|Seen]) ).")
+    src = rng.choice(nodes)
+    if rng.random() < 0.7:
+        return "\n".join(lines), f"setof(Y, reach({src}, Y), S)", ["S"], "first", \
+            f"Directed graph. Which nodes can be reached from {src}? Sorted list S."
+    dst = rng.choice([x for x in nodes if x != src])
+    lines.append("path(X, X, _, [X]).")
+    lines.append("path(X, Y, Seen, [X|P]) :- edge(X, Z), \\+ member(Z, Seen), path(Z, Y, [Z|Seen], P).")
+    return "\n".join(lines), f"path({src}, {dst}, [{src}], P)", ["P"], "sequence", \
+        f"Directed graph. List every simple path P from {src} to {dst}, in Prolog's order."
+
+
+_LIST_OPS = {
+    "evens": ("evens([], []).\nevens([H|T], [H|R]) :- 0 is H mod 2, !, evens(T, R).\n"
+              "evens([_|T], R) :- evens(T, R).", "Keep the even numbers."),
+    "double": ("double([], []).\ndouble([H|T], [D|R]) :- D is 2*H, double(T, R).", "Double every element."),
+    "rev": ("rev(L, R) :- rev(L, [], R).\nrev([], A, A).\nrev([H|T], A, R) :- rev(T, [H|A], R).",
+            "Reverse the list."),
+    "sum": ("sum([], 0).\nsum([H|T], S) :- sum(T, S0), S is S0 + H.", "Sum the list."),
+    "maxl": ("maxl([X], X).\nmaxl([H|T], M) :- maxl(T, M0), ( H > M0 -> M = H ; M = M0 ).", "Largest element."),
+    "rle": ("rle([], []).\nrle([X|T], [[X,N]|R]) :- run(X, T, 1, N, Rest), rle(Rest, R).\n"
+            "run(X, [X|T], N0, N, Rest) :- !, N1 is N0 + 1, run(X, T, N1, N, Rest).\n"
+            "run(_, Rest, N, N, Rest).", "Run-length encode as [Value, Count] pairs."),
+    "isort": ("isort([], []).\nisort([H|T], S) :- isort(T, S0), ins(H, S0, S).\n"
+              "ins(X, [], [X]).\nins(X, [Y|T], [X,Y|T]) :- X =< Y, !.\nins(X, [Y|T], [Y|R]) :- ins(X, T, R).",
+              "Insertion sort."),
+    "prefix": ("prefix_sums(L, P) :- ps(L, 0, P).\nps([], _, []).\nps([H|T], A, [S|R]) :- S is A + H, ps(T, S, R).",
+               "Running totals."),
+    "dedup": ("dedup([], []).\ndedup([X], [X]) :- !.\ndedup([X,X|T], R) :- !, dedup([X|T], R).\n"
+              "dedup([X|T], [X|R]) :- dedup(T, R).", "Drop consecutive duplicates."),
+}
+
+
+def _list_task(rng, d):
+    n = rng.randrange(2, 4 + 5 * d)
+    hi = 3 + 4 * d
+    op = rng.choice(sorted(_LIST_OPS))
+    xs = [rng.randrange(0, hi) for _ in range(max(n, 1))]
+    if op == "rle":
+        xs = sorted(xs) if rng.random() < 0.5 else xs
+    prog, desc = _LIST_OPS[op]
+    name = {"prefix": "prefix_sums"}.get(op, op)
+    lst = "[" + ",".join(map(str, xs)) + "]"
+    return prog, f"{name}({lst}, R)", ["R"], "first", f"List puzzle. {desc} What is R?"
+
+
+_PUZZLE_HELPERS = ("left_of(A, B, P) :- nth1(I, P, A), nth1(J, P, B), I < J.\n"
+                   "next_to(A, B, P) :- nth1(I, P, A), nth1(J, P, B), 1 =:= abs(I - J).\n"
+                   "at(A, I, P) :- nth1(I, P, A).\n"
+                   "not_at(A, I, P) :- \\+ nth1(I, P, A).")
+
+
+def _puzzle(rng, d):
+    if d >= 3 and rng.random() < 0.4:
+        return _digits_puzzle(rng, d)
+    k = min(3 + d // 2 + rng.randrange(2), 6)
+    people = rng.sample(_NAMES[:20], k)
+    hidden = rng.sample(people, k)
+    pos = {p: i + 1 for i, p in enumerate(hidden)}
+    # candidate constraints that are true of the hidden order, each with a Python test used only to choose a
+    # small set that pins the order down; the label itself is computed by the engine below
+    cands = []
+    for a in people:
+        for b in people:
+            if a != b and pos[a] < pos[b]:
+                cands.append((f"left_of({a}, {b}, P)", lambda o, a=a, b=b: o.index(a) < o.index(b)))
+            if a < b and abs(pos[a] - pos[b]) == 1:
+                cands.append((f"next_to({a}, {b}, P)", lambda o, a=a, b=b: abs(o.index(a) - o.index(b)) == 1))
+        for i in range(1, k + 1):
+            if pos[a] == i:
+                cands.append((f"at({a}, {i}, P)", lambda o, a=a, i=i: o[i - 1] == a))
+            else:
+                cands.append((f"not_at({a}, {i}, P)", lambda o, a=a, i=i: o[i - 1] != a))
+    rng.shuffle(cands)
+    perms = list(itertools.permutations(people))
+
+    def n_models(cs):
+        return sum(all(t(o) for _, t in cs) for o in perms)
+    chosen = []
+    for c in cands:
+        chosen.append(c)
+        if n_models(chosen) == 1:
+            break
+    for c in list(chosen):                 # drop constraints that are not needed (shorter prompts)
+        trial = [x for x in chosen if x is not c]
+        if n_models(trial) == 1:
+            chosen = trial
+    base = f"solve(P) :- permutation([{', '.join(sorted(people))}], P)"
+    prog = _PUZZLE_HELPERS + "\n" + base + "".join(", " + c for c, _ in chosen) + "."
+    return prog, "solve(P)", ["P"], "first", "Ordering puzzle (generate and test). Who stands where? P, left to right."
+
+
+def _digits_puzzle(rng, d):
+    k = 3 + d
+    a, b = rng.randrange(1, k), rng.randrange(1, k)
+    rel = rng.choice(["A + B =:= C", "A * B =:= C", "A + B + C =:= %d" % (a + b + rng.randrange(1, k)),
+                      "A - B =:= C"])
+    prog = (f"digit(D) :- between(1, {k}, D).\n"
+            f"sol([A, B, C]) :- digit(A), digit(B), digit(C), A < B, {rel}.")
+    return prog, "sol(S)", ["S"], "set", f"Digit puzzle (generate and test). All S = [A,B,C] with digits 1..{k}."
+
+
+def _arith(rng, d):
+    op = rng.choice(["fact", "fib", "pow", "gcd", "collatz"])
+    progs = {
+        "fact": "fact(0, 1) :- !.\nfact(N, F) :- N1 is N - 1, fact(N1, F1), F is N * F1.",
+        "fib": "fib(N, F) :- fib(N, 0, 1, F).\nfib(0, A, _, A) :- !.\nfib(N, A, B, F) :- N1 is N - 1, C is A + B, "
+               "fib(N1, B, C, F).",
+        "pow": "pow(_, 0, 1) :- !.\npow(X, N, P) :- N1 is N - 1, pow(X, N1, P1), P is X * P1.",
+        "gcd": "gcd(A, 0, A) :- !.\ngcd(A, B, G) :- C is A mod B, gcd(B, C, G).",
+        "collatz": "steps(1, 0) :- !.\nsteps(N, S) :- ( 0 is N mod 2 -> M is N // 2 ; M is 3 * N + 1 ), "
+                   "steps(M, S0), S is S0 + 1.",
+    }
+    top = 6 + 14 * d
+    if op == "fact":
+        q = f"fact({rng.randrange(1, top)}, R)"
+    elif op == "fib":
+        q = f"fib({rng.randrange(1, 3 * top)}, R)"
+    elif op == "pow":
+        q = f"pow({rng.randrange(2, 10)}, {rng.randrange(1, 2 * top)}, R)"
+    elif op == "gcd":
+        q = f"gcd({rng.randrange(1, 10 ** (1 + d))}, {rng.randrange(1, 10 ** (1 + d))}, R)"
+    else:
+        q = f"steps({rng.randrange(1, 10 ** (1 + d))}, R)"
+    return progs[op], q, ["R"], "first", "Arithmetic with recursion (exact big integers). What is R?"
+
+
+_GENERATORS = {"family": _family, "graph": _graph, "list": _list_task, "puzzle": _puzzle, "arith": _arith}
+
+
+def generate_prolog_task(rng_or_seed=0, kind: str | None = None, difficulty: int = 2,
+                         max_inferences: int = 2_000_000) -> Task:
+    """Synthesize one task whose reference answer is computed by this engine (correct by construction).
+
+    Args:
+        rng_or_seed: a `random.Random` or an int seed (same seed -> same task).
+        kind: one of PROLOG_TASK_KINDS, or None to pick one at random.
+        difficulty: 1 (tiny) .. 5 (large); sizes grow with it, so answer lengths range from one token to
+            hundreds of characters.
+    Returns: Task (see its docstring).
+    """
+    rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
+    if kind is None:
+        kind = rng.choice(PROLOG_TASK_KINDS)
+    if kind not in _GENERATORS:
+        raise ValueError(f"kind must be one of {PROLOG_TASK_KINDS} or None, got {kind!r}")
+    if not isinstance(difficulty, int) or not 1 <= difficulty <= 5:
+        raise ValueError(f"difficulty must be an int in 1..5, got {difficulty!r}")
+    program, query, avars, compare, instr = _GENERATORS[kind](rng, difficulty)
+    sols, eng = query_values(program, query, avars, max_solutions=10_000, max_inferences=max_inferences)
+    if compare == "first":
+        value = sols[0] if sols else None
+    elif compare == "set":
+        value = sorted({canonical_json(s): s for s in sols}.values(), key=canonical_json)
+    else:
+        value = sols
+    what = {"first": "Answer with the JSON value of " + avars[0],
+            "set": "Answer with a JSON list of all " + avars[0] + " (any order)",
+            "sequence": "Answer with a JSON list of all " + avars[0] + " in order"}[compare]
+    prompt = f"{instr}\n{program}\n?- {query}.\n{what}."
+    return Task(kind, difficulty, program, query, avars, compare, canonical_json(value), prompt,
+                eng.inferences, {"n_solutions": len(sols)})
+
+
+# ── Reward: score a model's answer against the engine's reference (never raises) ─────────────────────────────────
+_MAX_RESPONSE_CHARS = 50_000
+
+
+def _extract_answer(response: str):
+    """The model's answer value: the whole response as JSON, else the LAST top-level JSON value in it, else
+    (if it comes later) the last bracketed Prolog list such as `[ann,bob]`, read with our reader.
+    Returns (found, value)."""
+    s = response.strip()
+    if not s:
+        return False, None
+    try:
+        return True, json.loads(s)
+    except (ValueError, RecursionError):
+        pass
+    s = s[-4000:]                          # answers come last; bounds the scan
+    dec = json.JSONDecoder()
+    found, val, end_at, i, n, tries = False, None, -1, 0, len(s), 0
+    while i < n and tries < 400:
+        c = s[i]
+        if c in '[{"' or ((c.isdigit() or c == "-") and (i == 0 or not (s[i - 1].isalnum() or s[i - 1] in "_."))):
+            tries += 1
+            try:
+                v, e = dec.raw_decode(s, i)
+                found, val, end_at, i = True, v, e, e
+                continue
+            except (ValueError, RecursionError):
+                pass
+        i += 1
+    j = s.rfind("]")
+    if j >= end_at:
+        depth, i = 0, j
+        while i >= 0:
+            depth += {"]": 1, "[": -1}.get(s[i], 0)
+            if depth == 0:
+                break
+            i -= 1
+        if i >= 0:
+            try:
+                t, _ = read_term(s[i:j + 1])
+                return True, term_to_json(t)
+            except (PrologError, RecursionError, ValueError):
+                pass
+    return found, val
+
+
+def prolog_reward(task_or_answer, response, compare: str | None = None):
+    """Score a response in [0, 1] with a reason. Never raises on model output.
+
+    Args:
+        task_or_answer: a Task, or the reference answer (canonical JSON text or a Python value).
+        response: the model's text.
+        compare: "set" | "sequence" | "first" (taken from the Task when one is given).
+    Returns: (score, reason) with reason in {"ok", "empty", "no_answer", "wrong_type", "wrong_answer",
+        "bad_reference"}; the reason for wrong answers says how many items are missing/extra.
+    """
+    try:
+        if isinstance(task_or_answer, Task):
+            ref, mode = json.loads(task_or_answer.answer), task_or_answer.compare
+        else:
+            ref = json.loads(task_or_answer) if isinstance(task_or_answer, str) else task_or_answer
+            mode = compare or "first"
+        if mode not in ("set", "sequence", "first"):
+            return 0.0, "bad_reference"
+    except Exception:            # a broken reference is the caller's bug, but still no exception here
+        return 0.0, "bad_reference"
+    try:
+        if not isinstance(response, str):
+            return 0.0, "no_answer"
+        if not response.strip():
+            return 0.0, "empty"
+        found, val = _extract_answer(response[-_MAX_RESPONSE_CHARS:])
+        if not found:
+            return 0.0, "no_answer"
+        if mode == "first":
+            ok = canonical_json(val) == canonical_json(ref)
+            return (1.0, "ok") if ok else (0.0, "wrong_answer")
+        if not isinstance(val, list):
+            return 0.0, "wrong_type"
+        if mode == "sequence":
+            got, want = [canonical_json(x) for x in val], [canonical_json(x) for x in ref]
+            if got == want:
+                return 1.0, "ok"
+            return 0.0, f"wrong_answer (got {len(got)} items, want {len(want)})"
+        got, want = {canonical_json(x) for x in val}, {canonical_json(x) for x in ref}
+        if got == want:
+            return 1.0, "ok"
+        return 0.0, f"wrong_answer (missing {len(want - got)}, extra {len(got - want)})"
+    except Exception:
+        return 0.0, "no_answer"
