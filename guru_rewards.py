@@ -26,10 +26,20 @@ What is implemented
 * Simulation (card §2.5): CodeI/O output/input prediction compared as normalized JSON (json.loads only).
 * Tabular (card §2.6): `|`-separated answer sets, numbers within 1e-3 relative, percent signs and thousands
   separators -- parsed by the same safe parser, never evaluated.
-* `run_sandboxed(code, stdin, timeout_s, memory_mb)`: see the SANDBOX section for exactly what is isolated.
+* `run_sandboxed(code, stdin, timeout_s, memory_mb)`: a separate Python process in its own session, rlimits
+  (CPU, address space, file size, process count, open files), a wall-clock kill of the whole group, a fresh
+  temp cwd, a scrubbed env, capped stdout/stderr; bubblewrap (read-only root, private /tmp, no network, pid
+  namespace) when present, else limits only with a one-time warning. As root the child also runs under a fresh
+  unprivileged uid. The SANDBOX section has the table of exactly what is and is not isolated in each mode.
 * Data pipeline (card §4): `dedup` (normalized exact hash + MinHash/LSH candidates verified by exact n-gram
   Jaccard), `decontaminate(train, eval)`, `pass_rate`, `difficulty_filter(items, pass_rates, low, high)`
   (keep low < pass rate < high, i.e. drop <= low and >= high, as `model_filtering/run_filter.py`).
+
+Ground truths: math/science/tabular a string (or number); code {"inputs": [...], "outputs": [...]} or
+{"functional": "assert ..."}; logic {"type": "ordering"|"zebra"|"graph"|"arc", "answer": ...} (or the bare
+answer), {"type": "pddl", "domain": str, "problem": str}, {"type": "prolog", "task": proto_verify Task};
+simulation '"output": <json>'. A malformed ground truth raises GroundTruthError (a ValueError): it is a data
+bug, not a wrong answer. Scorer bugs give Score(0, "scorer_error: ...") and are counted in SCORER_ERRORS.
 
 Equations: Guru has no numbered equations; the rewards are (card §2)
   r_math = 1[answer == gt]        r_code = 1[all tests pass]        r_zebra = #correct cells / #cells
@@ -43,6 +53,7 @@ Deviations from the paper (deliberate; see the card's "security smells" §3)
   `50.00001` != `50` (released: rel. tol 1e-4), and the percentage quirk is dropped: `0.5` and `5000` do NOT
   match ground truth `50`; a `%` sign may be read either as a unit (`50\\%` == `50`) or as /100 (`50\\%` == `0.5`).
   `6.28` != `2\\pi` (same outcome as the released code, but by design, not by a crashing fallback).
+  Mixed numbers `1\\frac{1}{2}` and `1 1/2` mean 3/2 (as the released normalizer's "1 1/2" -> "1+1/2").
   Answers the parser cannot read are compared as normalized strings. No sympy, no `eval`, no SIGALRM.
 * `\\boxed{}` inside fenced code blocks or inline code spans is ignored (a spoofed box in code cannot win).
 * Unicode digits (`٣`, `²`, `３`) are not numbers: only ASCII digits are parsed; such answers compare as text.
@@ -51,7 +62,13 @@ Deviations from the paper (deliberate; see the card's "security smells" §3)
   sign is present on one side.
 * Code: the default executor is a bubblewrap sandbox (the released default is `unsafe_local`), per-case wall
   clock 2 s instead of 30 s / 5 s, cases run sequentially and stop at the first failure.
-* The logic `<answer>` single-line rule is kept for zebra/ordering/graph (card §2.4) as in the released code.
+* The logic `<answer>` single-line rule is kept for zebra/ordering/graph (card §2.4) as in the released code;
+  the ordering puzzle has no `eval` fallback for unbracketed answers (they score 0); no per-scorer timeouts are
+  needed because every parser is linear or size-capped (the released code uses SIGALRM/setitimer).
+* Tabular `|` answers are matched as multisets of equivalent items instead of sorting both sides as strings
+  (`1,000|5` matches `5|1000`).
+* Dedup/decontamination thresholds and method are not given by the paper (card §4 [NR]); ours are an exact
+  normalized hash plus character-5-gram Jaccard >= 0.8.
 
 Run:  python guru_rewards.py            # demo: a few scored responses per domain (seconds, CPU)
       python guru_rewards.py --bench    # scores/s per domain and the sandbox per-call overhead
@@ -1617,6 +1634,9 @@ SCORERS: dict[str, Callable[[str, object], Score]] = {
     "simulation": score_simulation, "tabular": score_tabular}
 
 
+SCORER_ERRORS: Counter = Counter()      # domain -> number of scorer bugs caught (NOT wrong answers; card §3)
+
+
 def score(domain: str, response: str, ground_truth) -> Score:
     """Reward of one response. Adding a domain = one function `f(response, ground_truth) -> Score` in SCORERS.
 
@@ -1635,14 +1655,15 @@ def score(domain: str, response: str, ground_truth) -> Score:
         raise TypeError(f"response must be a str, got {type(response).__name__}")
     try:
         s = SCORERS[domain](response, ground_truth)
+        value = float(s.value)
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"value {value!r} outside [0, 1]")
     except GroundTruthError:
         raise
     except Exception as e:                                # counted apart from wrong answers (card §3)
+        SCORER_ERRORS[domain] += 1
         return Score(0.0, f"scorer_error: {type(e).__name__}: {str(e)[:200]}")
-    value = float(s.value)
-    if not (0.0 <= value <= 1.0) or math.isnan(value):
-        return Score(0.0, f"scorer_error: value {value!r} outside [0, 1]")
-    return Score(value, s.reason)
+    return Score(value, str(s.reason))
 
 
 # --------------------------------------------------------------------------------------------- demo/bench ----

@@ -538,3 +538,21 @@ def test_pddl_items_are_delegated_to_validate_plan():
     assert score("logic", "\n".join(task.answer.split("\n")[:-1]), gt).value == 0.0  # last step missing
     assert score("logic", "<answer>(fly-to the-moon)</answer>", gt).reason == "invalid_plan: unknown_action"
     assert score("logic", "<answer>((((</answer>", gt).value == 0.0
+
+
+# ----------------------------------------------------------------------------------------------- router ----
+
+def test_scorer_errors_are_reported_apart_from_wrong_answers_and_a_domain_is_one_function(monkeypatch):
+    def buggy(response, ground_truth):
+        return {}["missing"]
+
+    monkeypatch.setitem(gr.SCORERS, "buggy", buggy)
+    monkeypatch.setitem(gr.SCORERS, "nan", lambda r, g: Score(float("nan"), "oops"))
+    monkeypatch.setitem(gr.SCORERS, "echo", lambda r, g: Score(float(r == g), "echo"))   # a new domain
+    before = gr.SCORER_ERRORS["buggy"]
+    s = score("buggy", "anything", "gt")
+    assert s.value == 0.0 and s.reason.startswith("scorer_error: KeyError")
+    assert gr.SCORER_ERRORS["buggy"] == before + 1
+    assert score("nan", "x", "y").reason.startswith("scorer_error")
+    assert score("echo", "hi", "hi") == Score(1.0, "echo")
+    assert score("math", r"\boxed{2}", "3").reason == "wrong"                   # a wrong answer is not an error
