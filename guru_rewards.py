@@ -771,9 +771,16 @@ _DROP_BOOTSTRAP = ("import ctypes, os, sys\n"
                    "os.execv(sys.argv[2], sys.argv[2:])\n")
 
 
-def _drop_privileges(uid: int) -> None:
-    import ctypes
-    if ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0) != 0:   # PR_SET_NO_NEW_PRIVS
+def _libc():
+    """libc via ctypes, loaded in the parent: preexec_fn must not import (fork + import lock = deadlock)."""
+    if "libc" not in _probe_cache:
+        import ctypes
+        _probe_cache["libc"] = ctypes.CDLL(None, use_errno=True)
+    return _probe_cache["libc"]
+
+
+def _drop_privileges(uid: int, libc) -> None:
+    if libc.prctl(38, 1, 0, 0, 0) != 0:                  # PR_SET_NO_NEW_PRIVS
         raise OSError("prctl(PR_SET_NO_NEW_PRIVS) failed")
     os.setgroups([])
     os.setgid(uid)
@@ -897,14 +904,16 @@ def run_sandboxed(code: str, stdin: str = "", timeout_s: float = 2.0, memory_mb:
         else:
             argv, cwd = py_argv, workdir
 
-        def preexec():                                    # runs in the child between fork and exec
+        libc = _libc() if uid is not None and mode == "limits" else None
+
+        def preexec():                                    # runs in the child between fork and exec (no imports)
             lim = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, memory_mb << 20),
                    (resource.RLIMIT_FSIZE, file_size_mb << 20), (resource.RLIMIT_NOFILE, 64),
                    (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, nproc)]
             for r, v in lim:
                 resource.setrlimit(r, (v, v))
             if uid is not None and mode == "limits":
-                _drop_privileges(uid)
+                _drop_privileges(uid, libc)
 
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, preexec_fn=preexec, start_new_session=True,

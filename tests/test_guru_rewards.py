@@ -556,3 +556,14 @@ def test_scorer_errors_are_reported_apart_from_wrong_answers_and_a_domain_is_one
     assert score("nan", "x", "y").reason.startswith("scorer_error")
     assert score("echo", "hi", "hi") == Score(1.0, "echo")
     assert score("math", r"\boxed{2}", "3").reason == "wrong"                   # a wrong answer is not an error
+
+
+def test_concurrent_sandboxes_from_threads_are_independent():
+    from concurrent.futures import ThreadPoolExecutor
+    src = "import os, sys\nprint(sys.stdin.read().strip(), os.getuid())"
+    with ThreadPoolExecutor(6) as ex:
+        rs = list(ex.map(lambda i: gr.run_sandboxed(src, stdin=str(i), timeout_s=5), range(6)))
+    assert all(r.ok for r in rs), [r.stderr for r in rs]
+    assert [r.stdout.split()[0] for r in rs] == [str(i) for i in range(6)]
+    if ROOT:
+        assert len({r.stdout.split()[1] for r in rs}) == 6            # a distinct uid per concurrent run
