@@ -299,9 +299,16 @@ class TinyGPT(nn.Module):
 # Coordinate check (card Sec. 4 and 7.6; mup.coord_check's method)
 # ----------------------------------------------------------------------------------------------------------------
 
-def coord_check(make_model, widths, steps=3, lr=1e-2, regime="mup", base_width=None, batch=None, seeds=(0,),
-                betas=(0.9, 0.95), readout_zero_init=False, vocab_size=64, seq_len=16, batch_size=4):
+def coord_check(make_model, widths, steps=3, lr=1e-2, regime="mup", base_width=None, batch=None, seeds=(0, 1),
+                betas=(0.9, 0.95), readout_zero_init=True, vocab_size=64, seq_len=8, batch_size=2, num_threads=1):
     """Train each width `steps` Adam steps on one fixed batch; record mean |output| of every leaf module.
+
+    Defaults: the readout is zero-initialized, so the logits are exactly 0 at t = 0 and not "exempt" at t = 1
+    (card Sec. 7.6); the batch is small (2 x 8 tokens) because the infinite-width behaviour needs
+    width >> number of tokens whose features the Adam update averages (with 64 tokens and width 32..256 the
+    muP readout slope was about -0.2 at t = 2, with 16 tokens about -0.02; measured while building this file).
+    num_threads: torch intra-op threads while it runs (restored after); these ops are tiny, and on the shared
+    2-core machine 2 threads took 30-40 s where 1 thread took 0.6-5 s.
 
     Args: make_model(width) -> nn.Module following the contract (readout `lm_head`); widths: increasing ints;
       regime: "sp" | "mup" | "lv"; base_width: defaults to widths[0]; batch: LongTensor (B, T+1) of token ids
@@ -317,7 +324,18 @@ def coord_check(make_model, widths, steps=3, lr=1e-2, regime="mup", base_width=N
     base_width = widths[0] if base_width is None else base_width
     if batch is None:
         batch = torch.randint(0, vocab_size, (batch_size, seq_len + 1), generator=torch.Generator().manual_seed(1234))
-    stats = {}
+    stats, old_threads = {}, torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        _coord_check_loop(make_model, widths, steps, lr, regime, base_width, batch, seeds, betas, readout_zero_init,
+                          stats)
+    finally:
+        torch.set_num_threads(old_threads)
+    return stats
+
+
+def _coord_check_loop(make_model, widths, steps, lr, regime, base_width, batch, seeds, betas, readout_zero_init,
+                      stats):
     for i, n in enumerate(widths):
         for seed in seeds:
             torch.manual_seed(seed)
@@ -341,7 +359,6 @@ def coord_check(make_model, widths, steps=3, lr=1e-2, regime="mup", base_width=N
                 opt.step()
             for h in hooks:
                 h.remove()
-    return stats
 
 
 def fit_slope(x, y) -> float:
@@ -357,3 +374,78 @@ def coord_slopes(stats: dict, widths) -> dict:
         out[name] = np.array([fit_slope(widths, a[:, t]) if np.all(a[:, t] > 0) else float("nan")
                               for t in range(a.shape[1])])
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Toy large-vocabulary experiment (card Sec. 7.8): one-hot -> embedding E (m x n) -> readout W (m x n)
+# ----------------------------------------------------------------------------------------------------------------
+
+def zipf_probs(m: int, s: float = 1.1) -> torch.Tensor:
+    """p(x) proportional to 1 / (x + 1)^s over x = 0..m-1, float64, shape (m,)."""
+    p = 1.0 / torch.arange(1, m + 1, dtype=torch.float64) ** s
+    return p / p.sum()
+
+
+class ToyTeacher:
+    """Fixed teacher p*(.|x) = softmax(tau * (A B^T)_x / sqrt(r)), A, B ~ N(0, 1)^(m x r) (card Sec. 7.8).
+
+    `logp(x)` gives the (B, m) rows for a batch of tokens without ever forming the (m, m) matrix."""
+
+    def __init__(self, m: int, rank: int = 8, tau: float = 3.0, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.a, self.b = torch.randn(m, rank, generator=g), torch.randn(m, rank, generator=g)
+        self.scale = tau / math.sqrt(rank)
+
+    def logp(self, x):  # x (B,) -> (B, m)
+        return torch.log_softmax(self.scale * (self.a[x] @ self.b.T), dim=-1)
+
+
+def toy_grads_reference(E, W, x, logp_star):
+    """Literal autograd version of toy_grads. E, W (m, n); x (B,); logp_star (B, m)."""
+    E, W = E.detach().clone().requires_grad_(True), W.detach().clone().requires_grad_(True)
+    logits = E[x] @ W.T                                                     # (B, m)
+    kl = (logp_star.exp() * (logp_star - torch.log_softmax(logits, -1))).sum(-1).mean()
+    kl.backward()
+    return kl.detach(), E.grad, W.grad
+
+
+def toy_grads(E, W, x, logp_star):
+    """Batch-mean KL(p*(.|x) || softmax(W E[x])) and its gradients, written out by hand (no autograd graph).
+
+    E, W (m, n); x (B,) token ids; logp_star (B, m). Returns kl (scalar), dE (m, n), dW (m, n)."""
+    h = E[x]                                                                # (B, n)
+    logp = torch.log_softmax(h @ W.T, -1)                                   # (B, m)
+    p_star = logp_star.exp()
+    kl = (p_star * (logp_star - logp)).sum(-1).mean()
+    dlogits = (logp.exp() - p_star) / x.shape[0]                            # (B, m)   d KL / d logits
+    dW = dlogits.T @ h                                                      # (m, n)
+    dE = torch.zeros_like(E).index_add_(0, x, dlogits @ W)                  # (m, n)   rows of absent tokens: 0
+    return kl, dE, dW
+
+
+def lv_toy_run(m, n, lr_emb, lr_out, steps=250, batch=64, seed=0, zipf_s=1.1, tail=50, teacher=None):
+    """Train one toy student per entry of lr_emb on the same token stream; return mean KL over the last `tail`.
+
+    Student (TP5 Table 3 form, no multipliers): E ~ N(0, 1), W = 0, logits = W E[x]. torch Adam (fused),
+    betas (0.9, 0.999), no weight decay, constant LR: lr_emb[g] on E_g, lr_out on W_g. Every student sees the
+    same init and the same tokens (common random numbers, so LR comparisons are not blurred by data noise).
+    Returns ndarray (G,) of excess loss (KL to the teacher; inf if it diverged)."""
+    lr_emb = [float(v) for v in np.atleast_1d(lr_emb)]
+    teacher = ToyTeacher(m) if teacher is None else teacher
+    gen = torch.Generator().manual_seed(seed)
+    E0 = torch.randn(m, n, generator=gen)
+    Es = [nn.Parameter(E0.clone()) for _ in lr_emb]
+    Ws = [nn.Parameter(torch.zeros(m, n)) for _ in lr_emb]
+    groups = [{"params": [e], "lr": lr} for e, lr in zip(Es, lr_emb)] + [{"params": Ws, "lr": float(lr_out)}]
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.999), fused=True)
+    probs = zipf_probs(m, zipf_s)
+    scores = np.zeros(len(lr_emb))
+    for t in range(1, steps + 1):
+        x = torch.multinomial(probs, batch, replacement=True, generator=gen)  # (B,)  Zipf tokens
+        logp_star = teacher.logp(x)                                            # (B, m)
+        for g, (E, W) in enumerate(zip(Es, Ws)):
+            kl, E.grad, W.grad = toy_grads(E.data, W.data, x, logp_star)
+            if t > steps - tail:
+                scores[g] += kl.item() / tail
+        opt.step()
+    return np.nan_to_num(scores, nan=float("inf"))
