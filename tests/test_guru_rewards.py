@@ -567,3 +567,41 @@ def test_concurrent_sandboxes_from_threads_are_independent():
     assert [r.stdout.split()[0] for r in rs] == [str(i) for i in range(6)]
     if ROOT:
         assert len({r.stdout.split()[1] for r in rs}) == 6            # a distinct uid per concurrent run
+
+
+def _rand_expr(rng, depth):
+    """(latex, plain, float) of a random expression over ints, pi, sqrt and + - * /."""
+    r = rng.random()
+    if depth == 0 or r < 0.3:
+        k = rng.random()
+        if k < 0.6:
+            n = rng.randint(-20, 20)
+            return str(n), str(n), float(n)
+        if k < 0.8:
+            return r"\pi", "pi", math.pi
+        n = rng.randint(0, 50)
+        return rf"\sqrt{{{n}}}", f"sqrt({n})", math.sqrt(n)
+    (la, pa, fa), (lb, pb, fb) = _rand_expr(rng, depth - 1), _rand_expr(rng, depth - 1)
+    op = rng.choice("+-*/")
+    if op == "/":
+        return rf"\frac{{{la}}}{{{lb}}}", f"({pa})/({pb})", fa / fb if fb else float("nan")
+    f = {"+": fa + fb, "-": fa - fb, "*": fa * fb}[op]
+    lop = {"+": "+", "-": "-", "*": r"\cdot"}[op]
+    return f"({la}){lop}({lb})", f"({pa}){op}({pb})", f
+
+
+def test_exact_parser_agrees_with_float_evaluation_on_random_expressions():
+    rng = random.Random(0)
+    parsed = 0
+    for _ in range(800):
+        latex, plain, f = _rand_expr(rng, 3)
+        v = gr._value(gr._normalize_math(latex))
+        if v is None or math.isnan(f):
+            continue
+        parsed += 1
+        assert v == gr._value(gr._normalize_math(plain)), (latex, plain)          # two spellings, one value
+        assert math.isclose(gr._const_float(v), f, rel_tol=1e-9, abs_tol=1e-9), (latex, f)
+        assert math_equal(latex, plain)
+        other = f"({plain})+1"
+        assert not math_equal(latex, other)
+    assert parsed > 600                                  # most random expressions are read exactly
