@@ -25,15 +25,18 @@ Everything reduces to one primitive: a *reverse discounted scan* y_t = x_t + c_b
 c_b = γλ_b per row. Three implementations share the signature of `egae`:
 
 * `egae_reference`   — the literal backward loop over t (vectorized over rows), reads like Eq. 2/6.
-* `_reverse_scan`    — vectorized PyTorch: chunks of C tokens are solved with one (C × C) matrix of powers c^{s−t}
-                       (a batched matmul), and the chunk boundary values by the same scan, recursively, with c^C.
-                       Only non-negative powers of c are formed, never divisions, so it is stable for any c ∈ [0, 1]
-                       (the "cumsum of c^{−t} δ_t" trick overflows for c < 1 and long T).
-* `egae_triton`      — one Triton program per row walks the row in tiles from the end; inside a tile a first-order
-                       linear-recurrence `tl.associative_scan` (fp32) solves the tile, and the carry crosses tiles.
+* `egae_torch`       — vectorized PyTorch, no loop over tokens: chunks of C tokens are solved with one (C × C)
+                       upper-triangular matrix of powers c^{s−t} (a batched matmul); the chunk boundary values obey
+                       the same scan with discount c^C on a C-times-shorter sequence, solved recursively. Only
+                       non-negative powers of c are formed, never divisions, so it is stable for any c ∈ [0, 1] and
+                       any T (the "cumsum of c^{−t} δ_t" trick overflows for small c and long T). Rows are processed
+                       in blocks that fit the L2 cache. Differentiable.
+* `egae_triton`      — one Triton program per row walks the row tile by tile from its end; a tile is solved with the
+                       same power matrix (held in registers, fp32) and joined to the rest of the row by a carry.
+                       Forward only.
 
-`egae` dispatches: Triton for CUDA tensors (when no gradient is needed), the vectorized path otherwise; the module-level
-`IMPL` forces a path ("reference" | "torch" | "triton").
+`egae` dispatches: Triton for CUDA fp32/bf16/fp16 tensors when no gradient is needed, the vectorized path otherwise;
+the module-level `IMPL` forces a path ("reference" | "torch" | "triton").
 
 Deviations from the paper:
 * `bootstrap="value"` (exact V(s_l), as ReaLHF/AReaL/CleanRL bootstrap truncated segments) is offered as an ablation;
@@ -42,7 +45,7 @@ Deviations from the paper:
   clamp ±10) is not done here; it belongs to the training loop (`tppo.py`).
 * Rewards are taken per token (any position), not only at the last token; with the usual terminal reward this is the
   paper's setting. Values and rewards past a row's length are ignored (zeroed before the recursion, card §14).
-* Outputs are float32 (float64 if the inputs are float64), whatever the input dtype.
+* Outputs are float32 (float64 for float64 inputs on the reference/PyTorch paths; the Triton path is fp32 only).
 
 Run:
     python egae.py            # worked example: a finished and a truncated window side by side
@@ -52,7 +55,6 @@ Run:
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
@@ -244,11 +246,10 @@ def _scan_plan(c: torch.Tensor, T: int, chunk: int = _CHUNK):
         C = max(1, min(chunk, T))
         N = (T + C - 1) // C
         pw = _powers(c, C)                                                 # (B, C+1)  c^0 … c^C
-        k = torch.arange(C, device=c.device)
-        expo = k[:, None] - k[None, :]                                     # (C, C)  [s, t] → s − t
-        # P^T[s, t] = c^(s−t) on and above the diagonal (s ≥ t); index C points at an appended 0 below it.
-        zero_col = torch.zeros_like(c)[:, None]
-        Pt = torch.cat([pw[:, :C], zero_col], 1)[:, torch.where(expo >= 0, expo, C)]  # (B, C, C)
+        # P^T[s, t] = c^(s−t) for s ≥ t, else 0: a Toeplitz matrix, i.e. sliding windows of the sequence
+        # e = [c^(C−1), …, c^1, c^0, 0, …, 0] (length 2C − 1): window C−1−s is row s. No gather needed.
+        e = torch.cat([pw[:, :C].flip(1), torch.zeros_like(pw[:, 1:C])], 1)  # (B, 2C − 1)
+        Pt = e.unfold(1, C, 1).flip(1)                                      # (B, C, C)
         decay = pw[:, 1:].flip(1) if N > 1 else None                       # (B, C)  c^(e−t) = c^(C−k)
         plan.append((C, N, Pt, decay))
         if N == 1:
@@ -300,7 +301,7 @@ def egae_torch(rewards, values, lengths, finished, gamma=1.0, lam=0.95, bootstra
         j = min(B, i + rows)
         mask = pos[None, :] < lengths[i:j, None]                           # (b, T)
         delta = r[i:j] - V[i:j]                                            # r_t − V_t
-        delta[:, :-1] += gamma * V[i:j, 1:]                                # + γ V_{t+1}
+        delta[:, :-1].add_(V[i:j, 1:], alpha=gamma)                        # + γ V_{t+1}
         # Padding may hold garbage (even NaN): cut it out before the recursion (ROLL #447), then overwrite t = l−1,
         # whose V_{t+1} was padding too. Rows with l = 0 have no valid position; the scatter writes a masked slot.
         delta = torch.where(mask, delta, 0.0)
@@ -436,9 +437,7 @@ def length_adaptive_lambda(lengths, alpha=0.05, floor=0.95, finished=None, windo
             raise ValueError(f"window must be a positive number, got {window!r}")
         L = L + torch.where(finished.bool(), torch.zeros_like(L), torch.full_like(L, window / 2))
     # L = 0 gives 1 − 1/0 = −inf, which the floor absorbs.
-    with torch.no_grad():
-        raw = 1.0 - 1.0 / (alpha * L)
-    return torch.clamp(raw, min=floor)
+    return torch.clamp(1.0 - 1.0 / (alpha * L), min=floor)
 
 
 def monte_carlo_returns(rewards, lengths, gamma=1.0):
@@ -478,7 +477,7 @@ def _demo():
     finished = torch.tensor([True, False])                                 # row 1: same tokens, but cut at l = 6
     print("EGAE worked example (γ = 1, λ = 0.95): two windows with identical critic values V")
     print("  row 0 finished (EOS, reward +1 at the last token)   row 1 unfinished (cut at l = 6, reward 0)")
-    print(f"  V                 = {V[0].tolist()}")
+    print(f"  V                 = {[round(x, 4) for x in V[0].tolist()]}")
     adv, ret = egae(r, V, lengths, finished, gamma=1.0, lam=0.95)
     print(f"  finished   Â      = {[round(x, 4) for x in adv[0].tolist()]}   (standard GAE, V_T := 0)")
     print(f"  unfinished Â      = {[round(x, 4) for x in adv[1].tolist()]}   (Eq. 6, V(s_l) := V(s_(l-1)))")

@@ -3,7 +3,6 @@
 Tier 1: properties of the estimator (run on the reference and on the vectorized path).
 Tier 2: vectorized path and Triton launcher (TRITON_INTERPRET=1 on CPU) vs the literal reference, awkward sizes.
 """
-import math
 
 import pytest
 import torch
@@ -302,6 +301,16 @@ def test_bad_argument_types_raise_type_error():
         egae.monte_carlo_returns(r, torch.tensor([4, 0]))
     with pytest.raises(ValueError, match="alpha"):
         egae.length_adaptive_lambda(torch.tensor([10]), alpha=0.0)
+
+
+def test_low_precision_inputs_give_fp32_outputs():
+    gen = torch.Generator().manual_seed(15)
+    r, V, lengths, finished, lam, _ = random_batch(3, 40, gen, garbage=False)
+    for impl in PATHS + ["triton"]:
+        adv, ret = run(impl, r.bfloat16(), V.bfloat16(), lengths, finished, 1.0, lam)
+        ref, _ = egae.egae_reference(r.bfloat16().float(), V.bfloat16().float(), lengths, finished, 1.0, lam)
+        assert adv.dtype == torch.float32 and ret.dtype == torch.float32
+        assert rel_err(adv, ref) < 1e-5
 
 
 def test_dispatcher_override_selects_each_path(monkeypatch):
