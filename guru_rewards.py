@@ -1082,7 +1082,8 @@ def _fail_reason(r: SandboxResult) -> str:
 
 # --------------------------------------------------------------------------------------- domain: science ----
 
-_CHOICE_RE = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*(?:[.:)]|$|\s)")
+# A boxed choice: "B", "(B)", "(B) 42", "B. Paris", "B: ..." -- but not "A and B" or "A, B" (hedging scores 0).
+_CHOICE_RE = re.compile(r"\s*(?:\(\s*([A-Ja-j])\s*\).*|([A-Ja-j])\s*(?:[.:)].*)?)", re.S)
 _CHOICE_TEXT_RE = re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?\(?\s*([A-J])\s*\)?(?![A-Za-z])", re.I)
 _SCI_NUM_RE = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
                          r"(?:\s*(?:\\times|\*|x|×|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?\s*(.*)$", re.S)
@@ -1125,8 +1126,10 @@ def score_science(response: str, ground_truth) -> Score:
     if gt_choice:
         letter = None
         if boxed is not None:
-            m = _CHOICE_RE.match(_clean_text(boxed).upper() if "\\" in boxed else boxed)
-            letter = m.group(1) if m else None
+            for _ in range(3):
+                boxed = _TEXT_CMD_RE.sub(lambda m: m.group(1), boxed)
+            m = _CHOICE_RE.fullmatch(boxed.strip()[:1000])
+            letter = (m.group(1) or m.group(2)) if m else None
         else:
             ms = _CHOICE_TEXT_RE.findall(text[-2000:])
             letter = ms[-1] if ms else None

@@ -287,6 +287,7 @@ def test_sandbox_has_no_network_in_bwrap_mode():
     (r"\boxed{9.81\ \text{m/s}^2}", "9.8 m/s^2", 1), (r"\boxed{3 \times 10^{8}\,\mathrm{m/s}}", "3e8 m/s", 1),
     (r"\boxed{9.8 km}", "9.8 m", 0), (r"\boxed{12}", "9.8", 0), (r"\boxed{The Mitochondria.}", "mitochondria", 1),
     (r"\boxed{ribosome}", "mitochondria", 0), (r"\boxed{\frac{1}{2}}", "0.5", 1), ("0.5", "0.5", 0),
+    (r"\boxed{A and B}", "A", 0), (r"\boxed{A, B}", "B", 0), (r"\boxed{Apple}", "A", 0), (r"\boxed{(B) 42}", "B", 1),
 ])
 def test_science_choices_and_short_answers(resp, gt, want):
     assert score("science", resp, gt).value == want
