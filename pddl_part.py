@@ -36,7 +36,8 @@ Deviations from the paper / from VAL:
     reported as `unsupported`.
   * The paper's PDDL task formats are not public; our tasks are plan generation from a compact natural prompt.
 
-Run:  python -c "import pddl_part; pddl_part.pddl_bench()"        (benchmark; `proto_verify.py --bench` after merge)
+Run:  python -c "import pddl_part; pddl_part.pddl_demo()"         (demo; part of `python proto_verify.py` after merge)
+      python -c "import pddl_part; pddl_part.pddl_bench()"        (benchmark; `proto_verify.py --bench` after merge)
       pytest tests/test_proto_verify_pddl.py -q
 """
 # ----------------------------------------------------------------------------------------------------------------
@@ -84,6 +85,8 @@ class PDDLAction:
     pre: tuple  # formula, see _pddl_formula
     eff: tuple  # effects, see _pddl_effects
     simple: bool  # precondition a conjunction of literals/equalities and effects plain add/del/cost
+    lits: tuple = None  # the precondition as ((positive, atom-or-equality), ...) when it is a conjunction
+    var_names: tuple = ()  # parameter variables in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -450,6 +453,7 @@ def parse_domain(text):
     tree = _pddl_read(text, "domain")
     name, sections = _pddl_header(tree, "domain", "domain")
     reqs, types, constants, predicates, actions = frozenset(), {"object": None}, {}, {}, {}
+    declared = set()  # types given a parent explicitly (a type used only as a parent hangs under object)
     raw_actions = []
     for sec in sections:
         key = sec[0]
@@ -458,14 +462,17 @@ def parse_domain(text):
         elif key == ":types":
             for child, parent in _pddl_typed_list(sec[1:], False, ":types"):
                 if child == "object":
-                    raise _pddl_err(child, "type 'object' is the root and has no parent")
-                if types.get(child) not in (None, parent):
+                    if parent != "object":
+                        raise _pddl_err(child, "type 'object' is the root and has no parent")
+                    continue
+                if child in declared and types[child] != parent:
                     raise _pddl_unsup(child, ":typing (multiple parents)",
                                       f"type {child!r} declared with two parents")
                 types[child] = parent
+                declared.add(child)
             for parent in list(types.values()):
                 if parent is not None and parent not in types:
-                    types[parent] = "object"
+                    types[parent] = "object"  # a parent that is never declared itself hangs under object
         elif key == ":constants":
             for c, ty in _pddl_typed_list(sec[1:], False, ":constants"):
                 constants[c] = ty
@@ -541,7 +548,9 @@ def _pddl_action(sec, predicates, constants, types):
     scope = frozenset(v for v, _ in params)
     nodes = _pddl_walk_atoms(pre, scope, []) + _pddl_walk_effects(eff, scope, [])
     _pddl_check_nodes(nodes, types, predicates, constants, where)
-    return PDDLAction(str(name), params, pre, eff, _pddl_is_simple(pre, eff))
+    lits = _pddl_literals(pre)
+    return PDDLAction(str(name), params, pre, eff, _pddl_is_simple(pre, eff),
+                      None if lits is None else tuple(lits), tuple(v for v, _ in params))
 
 
 @functools.lru_cache(maxsize=64)
@@ -692,6 +701,7 @@ def _pddl_as_problem(problem):
 _PDDL_PLAN_PREFIX = re.compile(r"^\s*(?:step\s*)?\d+(?:\.\d+)?\s*[:.)]\s*", re.IGNORECASE)
 _PDDL_PLAN_SUFFIX = re.compile(r"\[[^\]]*\]\s*$")
 _PDDL_PLAN_GROUP = re.compile(r"\(([^()]*)\)")
+_PDDL_PLAN_FAST = re.compile(r"\s*\(([^();:\[\],]*)\)\s*|\s*([A-Za-z_][^();:\[\],]*)")  # `(a b c)` or `a b c`
 
 
 def parse_plan(text):
@@ -701,6 +711,12 @@ def parse_plan(text):
         raise TypeError(f"plan must be text (str), got {type(text).__name__}")
     steps = []
     for lineno, raw in enumerate(text.split("\n"), 1):
+        fast = _PDDL_PLAN_FAST.fullmatch(raw)  # the common clean line: no comment, prefix, suffix or comma
+        if fast:
+            toks = (fast.group(1) if fast.group(2) is None else fast.group(2)).lower().split()
+            if toks:
+                steps.append(tuple(toks))
+                continue
         line = raw.split(";", 1)[0]
         m = _PDDL_PLAN_PREFIX.match(line)
         if m:
@@ -743,10 +759,14 @@ def _pddl_as_plan(plan):
                 if len(sub) != 1:
                     raise PDDLError(f"plan: {step[:40]!r} is not one action")
                 steps.append(sub[0])
-            elif isinstance(step, (list, tuple)) and step and all(isinstance(s, str) for s in step):
-                steps.append(tuple(s.lower() for s in step))
             else:
-                raise PDDLError(f"plan: step {len(steps) + 1} is not an action")
+                try:  # a tuple/list of names; str.lower raises TypeError on anything that is not a str
+                    low = tuple(map(str.lower, step)) if isinstance(step, (list, tuple)) else ()
+                except TypeError:
+                    low = ()
+                if not low:
+                    raise PDDLError(f"plan: step {len(steps) + 1} is not an action")
+                steps.append(low)
         return steps
     raise TypeError(f"plan must be text or a list of actions, got {type(plan).__name__}")
 
@@ -757,7 +777,7 @@ def _pddl_as_plan(plan):
 
 
 def _pddl_ground(pred, terms, b):
-    return (pred,) + tuple(b.get(t, t) for t in terms)
+    return (pred, *map(b.get, terms, terms))  # variables replaced by their binding, constants kept
 
 
 def _pddl_holds(f, state, b, world):
@@ -863,8 +883,20 @@ def _pddl_simulate(dom, prob, world, steps):
                 return Verdict(False, i, "unknown_object", (), f"step {i}: unknown object {a!r}")
             if ty not in ancestors[objects[a]]:
                 return Verdict(False, i, "type", (), f"step {i}: {a!r} is a {objects[a]}, {name} wants a {ty}")
-        b = dict(zip([v for v, _ in act.params], args))
-        if not _pddl_holds(act.pre, state, b, world):
+        b = dict(zip(act.var_names, args))
+        if act.lits is not None:  # fast path for conjunctions of literals: no recursion
+            ok = True
+            for positive, f in act.lits:
+                if f[0] == "=":
+                    holds = b.get(f[1], f[1]) == b.get(f[2], f[2])
+                else:
+                    holds = (f[1], *map(b.get, f[2], f[2])) in state
+                if holds is not positive:
+                    ok = False
+                    break
+        else:
+            ok = _pddl_holds(act.pre, state, b, world)
+        if not ok:
             unsat = tuple(_pddl_unsatisfied(act.pre, state, b, world))
             return Verdict(False, i, "precondition", unsat,
                            f"step {i}: ({' '.join(step)}) precondition fails: {' '.join(unsat)}",
@@ -1284,6 +1316,29 @@ def pddl_reward(task, response, max_chars=100_000, max_steps=5_000):
         return (1.0 if verdict.valid else 0.0), verdict.reason
     except Exception as e:  # last resort: a reward must never take down training (tests assert it is unused)
         return 0.0, f"error:{type(e).__name__}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# demo and benchmark (called from proto_verify.py's __main__ / --bench after the merge)
+# ----------------------------------------------------------------------------------------------------------------
+
+_PDDL_SUSSMAN = """(define (problem sussman) (:domain blocksworld) (:objects a b c)
+  (:init (on c a) (ontable a) (ontable b) (clear c) (clear b) (handempty)) (:goal (and (on a b) (on b c))))"""
+
+
+def pddl_demo(seed=0):
+    """Print what the validator says about the Sussman anomaly and its broken variants, then one task per kind."""
+    plan = find_plan(BLOCKSWORLD_DOMAIN, _PDDL_SUSSMAN)
+    print("Sussman anomaly, BFS plan:", "; ".join(" ".join(a) for a in plan))
+    for label, variant in (("as found", plan), ("put-down dropped", plan[:1] + plan[2:]),
+                           ("last step dropped", plan[:-1]), ("upper case, k: prefixes",
+                           "\n".join(f"{i}: ({' '.join(a).upper()})" for i, a in enumerate(plan)))):
+        v = validate_plan(BLOCKSWORLD_DOMAIN, _PDDL_SUSSMAN, variant)
+        print(f"  {label:<24} valid={v.valid!s:<5} reason={v.reason:<12} step={v.failed_step} {' '.join(v.unsatisfied)}")
+    rng = random.Random(seed)
+    for kind in PDDL_KINDS:
+        tk = generate_pddl_task(rng, kind, difficulty=3)
+        print(f"\n[{kind}, difficulty 3] {tk.prompt}\n{tk.answer}\nreward: {pddl_reward(tk, tk.answer)}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -515,3 +515,23 @@ def test_verdicts_and_failing_steps_match_pyval_on_mutated_plans(tmp_path):
         assert (ours.valid, ours.failed_step) == (theirs.is_valid, theirs.failed_step), (text, tk.problem)
         if ours.reason == "precondition":
             assert len(ours.unsatisfied) == sum(len(s.unsatisfied) for s in theirs.steps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# demo and bench entry points used by proto_verify.py
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_demo_prints_the_sussman_verdicts(capsys):
+    pv.pddl_demo()
+    out = capsys.readouterr().out
+    assert "reason=precondition step=2 (handempty)" in out and "reason=goal_unmet" in out
+    assert out.count("reward: (1.0, 'ok')") == 3
+
+
+def test_bench_reports_throughput_for_every_generator(capsys):
+    rows = pv.pddl_bench(seconds=0.05)
+    assert set(rows) == set(pv.PDDL_KINDS) | {"10k_step_plan"}
+    assert all(rows[k]["tasks_per_s"] > 0 and rows[k]["plans_per_s"] > 0 for k in pv.PDDL_KINDS)
+    assert rows["10k_step_plan"]["valid"]
+    assert "tasks/s" in capsys.readouterr().out
