@@ -769,6 +769,7 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         "step": step,
         "gen/util": tokens / max(slot_steps, 1),            # useful token-slots / slot-steps (synchronous decode)
         "gen/tokens": tokens,
+        "gen/slot_steps": slot_steps,                       # slots × decode steps of this step's generate call
         "gen/time_s": t_gen,
         "gen/tokens_per_s": tokens / max(t_gen, 1e-9),
         "pool/finished": n_fin,
@@ -797,15 +798,17 @@ PAD, EOS, TOK_A, TOK_B, FIRST_N = 0, 1, 2, 3, 4     # prompt token FIRST_N + n �
 
 
 class ToyLM(nn.Module):
-    """Tiny causal model: output at position p = MLP(e_first[x_0] + e_tok[x_p] + e_pos[p]).
+    """Tiny causal model: output at position p = MLP(e_pair[x_0, p] + e_tok[x_p]).
 
-    Causal by construction; as a policy its output vocabulary is {EOS, A, B} (other logits are −1e9),
-    as a critic (out_dim=1) it returns (B, T) values.
+    The embedding is indexed by (prompt token, position), so the toy can learn "stop after n tokens" for each n
+    without learning arithmetic. Causal by construction. As a policy its output vocabulary is {EOS, A, B} (other
+    logits are −1e9); as a critic (out_dim=1) it returns (B, T) values.
     """
 
     def __init__(self, vocab: int, max_len: int, d: int = 64, out_dim: Optional[int] = None):
         super().__init__()
-        self.first, self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(vocab, d), nn.Embedding(max_len, d)
+        self.max_len = max_len
+        self.pair, self.tok = nn.Embedding(vocab * max_len, d), nn.Embedding(vocab, d)
         self.mlp = nn.Sequential(nn.Tanh(), nn.Linear(d, 2 * d), nn.Tanh(), nn.Linear(2 * d, out_dim or vocab))
         self.is_critic = out_dim == 1
         mask = torch.full((vocab,), -1e9)
@@ -813,7 +816,7 @@ class ToyLM(nn.Module):
         self.register_buffer("out_mask", mask if not self.is_critic else torch.zeros(1))
 
     def features(self, first, cur, pos):
-        return self.mlp(self.first(first) + self.tok(cur) + self.pos(pos)) + self.out_mask
+        return self.mlp(self.pair(first * self.max_len + pos) + self.tok(cur)) + self.out_mask
 
     def forward(self, tokens):                                            # (B, T) → (B, T, V) or (B, T)
         B, T = tokens.shape
@@ -848,7 +851,11 @@ def toy_generate(model: ToyLM, contexts, max_new_tokens, gen: torch.Generator):
 
 
 class ToyTask:
-    """Prompt "n" (n ~ p(n) ∝ 1/n on 1…n_max, a long-tailed answer length); answer A×n EOS; reward 1 if exact."""
+    """Prompt "n" (n ~ p(n) ∝ 1/n on 1…n_max: long-tailed answer lengths); the answer is A×n EOS.
+
+    Verifier (in [−1, 1], like the ±1 math rewards of the card): +1 for the exact answer; a well-formed answer
+    A×k EOS with k ≠ n scores −|k − n|/n (≥ −1); anything else (a B, no EOS / overlong) scores −1. Only exact answers
+    are positive, so the NLL term (reward > 0) imitates correct answers only."""
 
     def __init__(self, n_max: int, seed: int):
         self.n_max, self.rng = n_max, random.Random(seed)
@@ -860,7 +867,11 @@ class ToyTask:
 
     @staticmethod
     def reward(r: Rollout) -> float:
-        return 1.0 if r.response == [TOK_A] * r.meta + [EOS] else 0.0
+        n, resp = r.meta, r.response
+        if not r.eos or any(t != TOK_A for t in resp[:-1]):
+            return -1.0
+        k = len(resp) - 1
+        return 1.0 if k == n else -min(1.0, abs(k - n) / n)
 
 
 def run_toy(cfg: TPPOConfig, steps: int, *, n_max: int = 16, seed: int = 0, lr: float = 3e-3, critic_lr: float = 1e-2,
@@ -915,34 +926,42 @@ def _toy_config(window: int, **kw) -> TPPOConfig:
     return TPPOConfig(**base)
 
 
-def bench(seeds=(0, 1), steps=400, target=0.6, n_max=40, max_seconds=60.0):
+def bench(seeds=(0, 1), steps=400, target=0.3, n_max=40, max_seconds=90.0):
+    """T-PPO (W = 8) vs PPO (W = L_max = 48) on the toy task, same seeds; prints a table and the ratios."""
     rows = []
-    for name, window in (("T-PPO (W=8)", 8), ("PPO (W=L_max)", 48)):
+    for name, window in (("T-PPO W=8", 8), ("PPO W=L_max", 48)):
         for seed in seeds:
-            hist = run_toy(_toy_config(window), steps, n_max=n_max, seed=seed, target_reward=target,
-                           max_seconds=max_seconds)
-            gen_tok = sum(m["gen/tokens"] for m in hist)
+            cfg = _toy_config(window)
+            hist = run_toy(cfg, steps, n_max=n_max, seed=seed, target_reward=target, max_seconds=max_seconds)
+            tok = sum(m["gen/tokens"] for m in hist)
+            slot_steps = sum(m["gen/slot_steps"] for m in hist)
             gen_t = sum(m["gen/time_s"] for m in hist)
-            slot_steps = sum(m["gen/tokens"] / max(m["gen/util"], 1e-9) for m in hist)
             lens = sorted(x for m in hist for x in m["resp/lengths"])
             p50, p90 = lens[len(lens) // 2], lens[int(0.9 * (len(lens) - 1))]
             reached = hist[-1]["reward/recent"] >= target
-            rows.append(dict(algo=name, seed=seed, util=gen_tok / slot_steps, tok_s=gen_tok / gen_t,
-                             t_target=hist[-1]["time/elapsed_s"] if reached else float("nan"),
-                             steps=len(hist), p90_p50=p90 / p50, reward=hist[-1]["reward/recent"]))
-    print(f"{'algo':15s} {'seed':>4s} {'util':>6s} {'gen tok/s':>10s} {'t->target s':>12s} {'steps':>6s} "
-          f"{'p90/p50':>8s} {'reward':>7s}")
+            nan = float("nan")
+            rows.append(dict(algo=name, seed=seed, util=tok / slot_steps, tok_s=tok / gen_t, steps=len(hist),
+                             decode=slot_steps / cfg.slots if reached else nan, gen_s=gen_t if reached else nan,
+                             wall=hist[-1]["time/elapsed_s"] if reached else nan, p50=p50, p90=p90,
+                             reward=hist[-1]["reward/recent"]))
+    print(f"toy task: n ~ 1/n on 1..{n_max}, slots 64 (16 prompts x 4), L_max 48; target = mean reward of the last "
+          f"256 finished responses >= {target}; nan = not reached within {steps} steps / {max_seconds:.0f} s")
+    hdr = (f"{'algo':12s} {'seed':>4s} {'util':>6s} {'gen tok/s':>9s} {'steps':>5s} {'decode steps':>12s} "
+           f"{'gen s':>6s} {'wall s':>6s} {'len p50/p90':>11s} {'reward':>6s}")
+    print(hdr)
     for r in rows:
-        print(f"{r['algo']:15s} {r['seed']:4d} {r['util']:6.3f} {r['tok_s']:10.0f} {r['t_target']:12.1f} "
-              f"{r['steps']:6d} {r['p90_p50']:8.2f} {r['reward']:7.2f}")
+        print(f"{r['algo']:12s} {r['seed']:4d} {r['util']:6.3f} {r['tok_s']:9.0f} {r['steps']:5d} {r['decode']:12.0f} "
+              f"{r['gen_s']:6.2f} {r['wall']:6.1f} {r['p50']:5d}/{r['p90']:<5d} {r['reward']:6.2f}")
 
     def mean(algo, k):
         v = [r[k] for r in rows if r["algo"] == algo]
         return sum(v) / len(v)
     a, b = rows[0]["algo"], rows[-1]["algo"]
-    print(f"ratios T-PPO/PPO (mean over seeds {list(seeds)}): util {mean(a, 'util') / mean(b, 'util'):.2f}x | "
-          f"gen tokens/s {mean(a, 'tok_s') / mean(b, 'tok_s'):.2f}x | "
-          f"wall-clock to reward {target}: {mean(b, 't_target') / mean(a, 't_target'):.2f}x faster")
+    print(f"T-PPO vs PPO, mean over seeds {list(seeds)}: generation utilization {mean(a, 'util') / mean(b, 'util'):.2f}x"
+          f" | generation tokens/s {mean(a, 'tok_s') / mean(b, 'tok_s'):.2f}x"
+          f" | to reward {target}: decode steps {mean(b, 'decode') / mean(a, 'decode'):.2f}x fewer,"
+          f" generation time {mean(b, 'gen_s') / mean(a, 'gen_s'):.2f}x less, wall-clock {mean(b, 'wall') / mean(a, 'wall'):.2f}x less")
+    print(f"response lengths p90/p50: T-PPO {mean(a, 'p90') / mean(a, 'p50'):.1f}, PPO {mean(b, 'p90') / mean(b, 'p50'):.1f}")
     return rows
 
 
