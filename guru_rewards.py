@@ -37,7 +37,8 @@ What is implemented
 
 Ground truths: math/science/tabular a string (or number); code {"inputs": [...], "outputs": [...]} or
 {"functional": "assert ..."}; logic {"type": "ordering"|"zebra"|"graph"|"arc", "answer": ...} (or the bare
-answer), {"type": "pddl", "domain": str, "problem": str}, {"type": "prolog", "task": proto_verify Task};
+answer), {"type": "pddl", "domain": str, "problem": str}, {"type": "prolog", "task": proto_verify Task} or
+{"type": "prolog", "answer": JSON, "compare": "set"|"sequence"|"first"};
 simulation '"output": <json>'. A malformed ground truth raises GroundTruthError (a ValueError): it is a data
 bug, not a wrong answer. Scorer bugs give Score(0, "scorer_error: ...") and are counted in SCORER_ERRORS.
 
@@ -1306,14 +1307,25 @@ def _score_delegated(kind: str, response: str, gt: dict) -> Score:
 
 
 def _score_prolog(proto_verify, response: str, gt: dict) -> Score:
-    """ground_truth {"type": "prolog", "task": <proto_verify Task>} or {"type": "prolog", **task fields}:
-    proto_verify.prolog_reward(task, response) -> (score, reason) runs the reference program in its engine."""
+    """ground_truth {"type": "prolog", "task": proto_verify.Task} or {"type": "prolog", "answer": reference
+    (canonical JSON text or value), "compare": "set" | "sequence" | "first"}: proto_verify.prolog_reward compares
+    the answer after `</think>` with the engine-computed reference."""
     reward = getattr(proto_verify, "prolog_reward", None)
     if reward is None:
         return Score(0.0, "verifier_unavailable: proto_verify.prolog_reward")
-    task = gt.get("task", {k: v for k, v in gt.items() if k != "type"})
-    value, reason = reward(task, response)
-    return Score(min(1.0, max(0.0, float(value))), str(reason))
+    text = strip_think(response)
+    if "task" in gt:
+        value, reason = reward(gt["task"], text)
+    elif "answer" in gt:
+        compare = gt.get("compare", "first")
+        if compare not in ("set", "sequence", "first"):
+            raise GroundTruthError(f"prolog ground_truth['compare'] must be set/sequence/first, got {compare!r}")
+        value, reason = reward(gt["answer"], text, compare=compare)
+    else:
+        raise GroundTruthError("prolog ground_truth needs 'task' (a proto_verify Task) or 'answer' (+ 'compare')")
+    if reason == "bad_reference":
+        raise GroundTruthError(f"prolog ground_truth has a bad reference answer: {gt!r:.200}")
+    return Score(min(1.0, max(0.0, float(value))), "correct" if value == 1.0 else str(reason))
 
 
 # ------------------------------------------------------------------------------------ domain: simulation ----

@@ -418,11 +418,35 @@ def _fuzz_strings(n, seed):
     return out
 
 
+def _delegated_fuzz_cases():
+    """Prolog / PDDL ground truths for the fuzz test, when proto_verify / pddl_part are in the checkout."""
+    cases = []
+    try:
+        import proto_verify
+        if hasattr(proto_verify, "prolog_reward"):
+            cases.append(("logic", {"type": "prolog", "answer": ["a", "b"], "compare": "set"}))
+    except ImportError:
+        pass
+    try:
+        import proto_verify as pv
+        gen = pv.generate_pddl_task
+    except (ImportError, AttributeError):
+        try:
+            import pddl_part as pv
+            gen = pv.generate_pddl_task
+        except ImportError:
+            gen = None
+    if gen is not None:
+        t = gen(0, kind="blocksworld", difficulty=1)
+        cases.append(("logic", {"type": "pddl", "domain": t.domain, "problem": t.problem}))
+    return cases
+
+
 @pytest.mark.parametrize("domain,gt", [
     ("math", r"\frac{1}{2}"), ("science", "B"), ("science", "9.8 m/s^2"), ("tabular", "12|0.5"),
     ("simulation", '"output": [1, true]'), ("logic", ZEBRA), ("logic", ["a", "b"]), ("logic", "abd"),
     ("logic", [[1, 2]]), ("code", ADD_GT),
-])
+] + _delegated_fuzz_cases())
 def test_fuzz_10000_random_strings_never_raise_and_stay_in_unit_interval(domain, gt, monkeypatch):
     calls = []
 
@@ -433,9 +457,12 @@ def test_fuzz_10000_random_strings_never_raise_and_stay_in_unit_interval(domain,
     monkeypatch.setattr(gr, "run_sandboxed", fake_sandbox)
     strings = _fuzz_strings(10_000, seed=hash(domain) % 1000)
     n_fenced = sum(gr.extract_code(s) is not None for s in strings)
+    delegated = isinstance(gt, dict) and gt.get("type") in ("prolog", "pddl")
     for s in strings:
         v = score(domain, s, gt)
-        assert 0.0 <= v.value <= 1.0 and not v.reason.startswith("scorer_error"), (s, v)
+        assert 0.0 <= v.value <= 1.0, (s, v)
+        # our own scorers have no bugs the fuzz finds; a delegated verifier's bug is caught and labelled
+        assert delegated or not v.reason.startswith("scorer_error"), (s, v)
     if domain == "code":
         assert len(calls) == n_fenced < 10_000          # only strings with a fenced block reach the sandbox
 
@@ -606,3 +633,30 @@ def test_exact_parser_agrees_with_float_evaluation_on_random_expressions():
         other = f"({plain})+1"
         assert not math_equal(latex, other)
     assert parsed > 600                                  # most random expressions are read exactly
+
+
+def _prolog_available():
+    try:
+        import proto_verify
+        return hasattr(proto_verify, "prolog_reward") and hasattr(proto_verify, "generate_prolog_task")
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _prolog_available(), reason="proto_verify (Prolog half with prolog_reward) not present")
+def test_prolog_items_are_delegated_to_proto_verify():
+    import json
+    import proto_verify
+    task = proto_verify.generate_prolog_task(1, kind="family", difficulty=2)
+    gt = {"type": "prolog", "task": task}
+    ref = json.loads(task.answer)
+    assert score("logic", f"<think>[\"nobody\"]</think> {task.answer}", gt) == Score(1.0, "correct")
+    assert score("logic", "<think>" + task.answer + "</think> no idea", gt).value == 0.0   # only after </think>
+    assert score("logic", json.dumps(["zzz"]), gt).value == 0.0
+    if task.compare == "set" and len(ref) > 1:
+        assert score("logic", json.dumps(ref[::-1]), gt).value == 1.0                      # set: order-free
+    by_answer = {"type": "prolog", "answer": ["a", "b"], "compare": "sequence"}
+    assert score("logic", "[a, b]", by_answer).value == 1.0
+    assert score("logic", "[b, a]", by_answer).value == 0.0
+    with pytest.raises(ValueError, match="ground_truth"):
+        score("logic", "[a]", {"type": "prolog"})
