@@ -449,3 +449,108 @@ def lv_toy_run(m, n, lr_emb, lr_out, steps=250, batch=64, seed=0, zipf_s=1.1, ta
                 scores[g] += kl.item() / tail
         opt.step()
     return np.nan_to_num(scores, nan=float("inf"))
+
+
+def optimum_log2(grid, scores) -> tuple:
+    """log2 of the best LR: parabola through the argmin and its two neighbours in log2(LR) (argmin at an edge:
+    the edge itself, flagged). Returns (log2_lr_star, at_edge)."""
+    lg = np.log2(np.asarray(grid, dtype=np.float64))
+    s = np.asarray(scores, dtype=np.float64)
+    i = int(np.argmin(s))
+    if i == 0 or i == len(s) - 1 or not np.all(np.isfinite(s[i - 1:i + 2])):
+        return float(lg[i]), True
+    a, b, _ = np.polyfit(lg[i - 1:i + 2], np.log(s[i - 1:i + 2]), 2)  # log-loss is smoother near the optimum
+    x = -b / (2 * a) if a > 0 else lg[i]
+    return float(np.clip(x, lg[i - 1], lg[i + 1])), False
+
+
+def lv_experiment(widths=(32, 64, 128, 256, 512), vocabs=(64, 4096), grid_log2=range(-7, 0), eta_out=2.0 ** -7,
+                  base_width=32, steps=200, batch=64, seed=0, log=print):
+    """Sweep the embedding LR at a fixed readout LR lr_out(n) = eta_out * base_width / n (muP/TP5 Table 3) for
+    each (m, n); fit log2(lr_emb*/lr_out) = alpha * log2(n) + c per m. Returns {m: {"rows": [...], "alpha": a}}."""
+    grid = [2.0 ** k for k in grid_log2]
+    out = {}
+    for m in vocabs:
+        teacher = ToyTeacher(m)
+        rows = []
+        for n in widths:
+            t0 = time.time()
+            lr_out = eta_out * base_width / n
+            scores = lv_toy_run(m, n, grid, lr_out, steps=steps, batch=batch, seed=seed, teacher=teacher)
+            l2, edge = optimum_log2(grid, scores)
+            rows.append({"m": m, "n": n, "lr_out": lr_out, "log2_lr_emb_star": l2, "at_edge": edge,
+                         "log2_ratio": l2 - math.log2(lr_out), "scores": scores, "seconds": time.time() - t0})
+            log(f"m={m:5d} n={n:4d} lr_out=2^{math.log2(lr_out):6.2f} lr_emb*=2^{l2:6.2f}{' (grid edge!)' if edge else ''}"
+                f" ratio=2^{l2 - math.log2(lr_out):5.2f} | KL per lr_emb 2^{grid_log2[0]}..: "
+                + " ".join(f"{v:.3f}" for v in scores) + f" | {time.time() - t0:.0f}s")
+        alpha = float(np.polyfit(np.log2([r["n"] for r in rows]), [r["log2_ratio"] for r in rows], 1)[0])
+        out[m] = {"rows": rows, "alpha": alpha}
+        log(f"m={m}: fitted exponent of lr_emb*/lr_out vs width: alpha = {alpha:.2f}  (muP: 1, LV claim: 0.5)")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Demo
+# ----------------------------------------------------------------------------------------------------------------
+
+def print_table(widths=(64, 128, 256, 512, 1024), base_width=64, lr=1e-3):
+    print(f"base width {base_width}, base LR {lr:g} (Adam); init std for a fan_in = width matrix; "
+          f"ratio = lr_emb / lr_hidden")
+    print(f"{'regime':6s} {'width':>5s} | {'lr_emb':>9s} {'lr_hidden':>9s} {'lr_readout':>10s} {'ratio':>7s} | "
+          f"{'std_emb':>7s} {'std_hid':>7s} {'std_out':>7s} {'mult':>7s} {'std*mult':>8s}")
+    for regime in REGIMES:
+        for n in widths:
+            lm, st = lr_multipliers(regime, n, base_width), init_stds(regime, n, base_width, n)
+            mult = readout_multiplier(regime, n, base_width)
+            print(f"{regime:6s} {n:5d} | {lr * lm['embedding']:9.3g} {lr * lm['hidden']:9.3g} "
+                  f"{lr * lm['readout']:10.3g} {lm['embedding'] / lm['hidden']:7.3g} | {st['embedding']:7.3g} "
+                  f"{st['hidden']:7.3g} {st['readout']:7.3g} {mult:7.3g} {st['readout'] * mult:8.3g}")
+
+
+def run_coord_demo(widths=(32, 64, 128, 256, 512), steps=3, lr=1e-2):
+    print(f"coordinate check: TinyGPT(vocab 64, 2 layers, head dim 16), Adam lr {lr:g}, 2 seeds, fixed 2x8 batch, "
+          f"zero-init readout; log-log slope of mean |output| vs width {list(widths)} after t = 1..{steps} steps")
+    for regime in REGIMES:
+        stats = coord_check(lambda n: TinyGPT(64, n), widths, steps=steps, lr=lr, regime=regime)
+        slopes = coord_slopes(stats, widths)
+        print(f"\n[{regime}]  {'module':24s} " + " ".join(f"t={t:<5d}" for t in range(1, steps + 1)))
+        for name, s in slopes.items():
+            flag = "  <-- not flat" if np.nanmax(np.abs(s[1:])) >= 0.15 else ""
+            print(f"      {name:24s} " + " ".join(f"{v:+.2f}  " for v in s[1:]) + flag)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--coord", action="store_true", help="coordinate check of a tiny transformer (slopes)")
+    ap.add_argument("--lv-experiment", action="store_true", help="toy embedding->readout model, emb-LR exponent")
+    ap.add_argument("--widths", type=str, default=None, help="comma-separated widths (default per mode)")
+    ap.add_argument("--vocabs", type=str, default="64,4096", help="--lv-experiment: vocab sizes m")
+    ap.add_argument("--steps", type=int, default=200, help="--lv-experiment: Adam steps per run")
+    ap.add_argument("--batch", type=int, default=64, help="--lv-experiment: tokens per step")
+    ap.add_argument("--eta-out", type=float, default=2.0 ** -7, help="--lv-experiment: readout LR at width 32")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads; 1 by default: on the shared 2-core machine 2 threads ran 2-10x slower")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    widths = [int(v) for v in args.widths.split(",")] if args.widths else None
+    if args.coord:
+        run_coord_demo(widths or (32, 64, 128, 256, 512))
+    elif args.lv_experiment:
+        t0 = time.time()
+        print(f"toy LV experiment: Zipf(1.1) tokens, teacher rank 8, tau 3; Adam(0.9, 0.999), {args.steps} steps x "
+              f"{args.batch} tokens; score = mean KL to the teacher over the last 50 steps; torch threads "
+              f"{torch.get_num_threads()}")
+        res = lv_experiment(widths or (32, 64, 128, 256, 512), [int(v) for v in args.vocabs.split(",")],
+                            steps=args.steps, batch=args.batch, eta_out=args.eta_out)
+        print("\nsummary: fitted alpha (lr_emb*/lr_out ~ width^alpha); muP predicts 1, the paper's LV regime 0.5")
+        for m, r in res.items():
+            print(f"  m = {m:5d}: alpha = {r['alpha']:.2f}   optima log2 lr_emb*: "
+                  + ", ".join(f"n={row['n']}: {row['log2_lr_emb_star']:.2f}" for row in r["rows"]))
+        print(f"total {time.time() - t0:.0f} s")
+    else:
+        print_table(tuple(widths) if widths else (64, 128, 256, 512, 1024))
+
+
+if __name__ == "__main__":
+    main()

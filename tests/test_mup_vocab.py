@@ -258,3 +258,24 @@ def test_toy_student_learns_and_kl_is_nonnegative():
     lp = mv.ToyTeacher(64).logp(x)
     kl0 = (lp.exp() * (lp + math.log(64))).sum(-1).mean().item()
     assert scores[1] < 0.5 * kl0 and scores[1] < scores[0]  # training the embedding helps at this m, n
+
+
+def test_optimum_log2_recovers_a_known_vertex_and_flags_edges():
+    grid = [2.0 ** k for k in range(-6, 1)]
+    true = -2.3
+    scores = [math.exp(0.2 * (math.log2(g) - true) ** 2) for g in grid]  # log-score is an exact parabola
+    l2, edge = mv.optimum_log2(grid, scores)
+    assert not edge and l2 == pytest.approx(true, abs=1e-9)
+    assert mv.optimum_log2(grid, sorted(scores, reverse=True)) == (0.0, True)
+
+
+def test_lv_experiment_pipeline_fits_an_exponent():
+    logs = []
+    res = mv.lv_experiment(widths=(8, 16, 32), vocabs=(16,), grid_log2=range(-6, 0), steps=30, batch=16,
+                           base_width=8, log=logs.append)
+    r = res[16]
+    assert len(r["rows"]) == 3 and math.isfinite(r["alpha"]) and len(logs) == 4
+    ys = [row["log2_ratio"] for row in r["rows"]]
+    assert r["alpha"] == pytest.approx(np.polyfit(np.log2([8, 16, 32]), ys, 1)[0])
+    for row in r["rows"]:  # ratio = lr_emb* / lr_out with lr_out = eta_out * base / n
+        assert row["log2_ratio"] == pytest.approx(row["log2_lr_emb_star"] - math.log2(2.0 ** -7 * 8 / row["n"]))
