@@ -660,3 +660,33 @@ def test_prolog_items_are_delegated_to_proto_verify():
     assert score("logic", "[b, a]", by_answer).value == 0.0
     with pytest.raises(ValueError, match="ground_truth"):
         score("logic", "[a]", {"type": "prolog"})
+
+
+def test_no_scorer_evaluates_model_output(monkeypatch, tmp_path):
+    """Card §3/§8.7: the released table scorer and ordering fallback eval() the model's string; ours parse."""
+    import builtins
+    canary = tmp_path / "evaluated"
+    payload = f"__import__('pathlib').Path({str(canary)!r}).touch()"
+
+    def forbidden(*a, **k):
+        raise AssertionError("eval/exec called on model output")
+
+    monkeypatch.setattr(builtins, "eval", forbidden)
+    monkeypatch.setattr(builtins, "exec", forbidden)
+    cases = [("math", rf"\boxed{{{payload}}}", "1"), ("tabular", rf"\boxed{{{payload}}}", "1"),
+             ("science", rf"\boxed{{{payload}}}", "1 m"), ("simulation", payload, '"output": 1'),
+             ("logic", f"<answer>{payload}</answer>", ["a"]), ("logic", f"<answer>{payload}</answer>", ZEBRA),
+             ("logic", f"<answer>[{payload}]</answer>", ["a"]), ("logic", f"<answer>[[{payload}]]</answer>", [[1]])]
+    for domain, resp, gt in cases:
+        s = score(domain, resp, gt)
+        assert s.value == 0.0 and not s.reason.startswith("scorer_error"), (domain, s)
+    assert not canary.exists()
+
+
+def test_code_score_is_bounded_by_the_total_budget(monkeypatch):
+    monkeypatch.setattr(gr, "CODE_TOTAL_TIMEOUT_S", 1.5)
+    gt = {"inputs": ["x\n"] * 20, "outputs": ["x\n"] * 20}
+    t0 = time.monotonic()
+    s = score("code", code("import time\ntime.sleep(0.3)\nprint(input())"), gt)
+    assert s.value == 0.0 and "timeout" in s.reason
+    assert time.monotonic() - t0 < 1.5 + 1.0
