@@ -957,11 +957,14 @@ def bench(seeds=(0, 1), steps=400, target=0.3, n_max=40, max_seconds=90.0):
         v = [r[k] for r in rows if r["algo"] == algo]
         return sum(v) / len(v)
     a, b = rows[0]["algo"], rows[-1]["algo"]
-    print(f"T-PPO vs PPO, mean over seeds {list(seeds)}: generation utilization {mean(a, 'util') / mean(b, 'util'):.2f}x"
+    print(f"T-PPO vs PPO, mean over seeds {list(seeds)}:"
+          f" generation utilization {mean(a, 'util') / mean(b, 'util'):.2f}x"
           f" | generation tokens/s {mean(a, 'tok_s') / mean(b, 'tok_s'):.2f}x"
           f" | to reward {target}: decode steps {mean(b, 'decode') / mean(a, 'decode'):.2f}x fewer,"
-          f" generation time {mean(b, 'gen_s') / mean(a, 'gen_s'):.2f}x less, wall-clock {mean(b, 'wall') / mean(a, 'wall'):.2f}x less")
-    print(f"response lengths p90/p50: T-PPO {mean(a, 'p90') / mean(a, 'p50'):.1f}, PPO {mean(b, 'p90') / mean(b, 'p50'):.1f}")
+          f" generation time {mean(b, 'gen_s') / mean(a, 'gen_s'):.2f}x less,"
+          f" wall-clock {mean(b, 'wall') / mean(a, 'wall'):.2f}x less")
+    print(f"response lengths p90/p50: T-PPO {mean(a, 'p90') / mean(a, 'p50'):.1f}, "
+          f"PPO {mean(b, 'p90') / mean(b, 'p50'):.1f}")
     return rows
 
 

@@ -209,7 +209,7 @@ def small_cfg(**kw):
 def test_every_generated_token_enters_policy_loss_once_and_finished_tokens_value_loss_once():
     cfg = small_cfg()
     steps, pool = run_steps(cfg, 12)
-    policy_tok, value_tok, finished_len, generated = {}, {}, {}, {}
+    policy_tok, value_tok, finished_len, generated, v_at_window = {}, {}, {}, {}, {}
     for m, sb in steps:
         for b, rid in enumerate(sb.rids):
             L, l = int(sb.lengths[b]), int(sb.window_lengths[b])
@@ -228,6 +228,11 @@ def test_every_generated_token_enters_policy_loss_once_and_finished_tokens_value
                 # unfinished: reward 0, no value target (card §4, §6)
                 assert float(sb.rewards[b]) == 0.0 and not sb.value_mask[b].any() and not sb.returns[b].any()
                 assert not sb.nll_mask[b].any()
+            # V_old of a finished response's earlier windows = the values saved when those windows were trained
+            for t in torch.nonzero(sb.window_mask[b]).flatten().tolist():
+                v_at_window[(rid, t)] = float(sb.old_values[b, t])
+            if bool(sb.finished[b]):
+                assert all(float(sb.old_values[b, t]) == v_at_window[(rid, t)] for t in range(L))
     assert set(policy_tok.values()) == {1} and set(value_tok.values()) == {1}
     assert set(policy_tok) == {(rid, t) for rid, L in generated.items() for t in range(L)}
     assert set(value_tok) == {(rid, t) for rid, L in finished_len.items() for t in range(L)}
@@ -249,13 +254,22 @@ def test_unfinished_rollouts_get_reward_zero_even_if_reward_fn_would_pay():
         assert torch.equal(sb.rewards, sb.finished.float())
 
 
-def test_ppo_is_tppo_with_window_at_least_max_response_and_gives_plain_gae():
-    cfg = small_cfg(window=20, max_response=20, lam_alpha=0.5, lam_floor=0.5, whiten=False, adv_clamp=0.0)
-    steps, pool = run_steps(cfg, 3)
+@pytest.mark.parametrize("window,max_response", [(20, 20), (30, 20), (8, 16)])
+def test_ppo_is_tppo_with_window_at_least_max_response_and_gives_plain_gae(window, max_response):
+    """W ≥ L_max: one window per response and EGAE = plain GAE. W < L_max: the same holds for every response
+    that finishes inside its first window (card §13.1)."""
+    cfg = small_cfg(window=window, max_response=max_response, lam_alpha=0.5, lam_floor=0.5, whiten=False,
+                    adv_clamp=0.0)
+    steps, pool = run_steps(cfg, 6)
+    checked = 0
     for _, sb in steps:
-        assert bool(sb.finished.all()) and not pool.carried             # one window per response
+        if window >= max_response:
+            assert bool(sb.finished.all()) and not pool.carried         # one window per response
         for b in range(len(sb.rids)):
             L = int(sb.lengths[b])
+            if not (bool(sb.finished[b]) and int(sb.window_lengths[b]) == L):
+                continue
+            checked += 1
             lam = max(0.5, 1 - 1 / (0.5 * L))                             # length-adaptive λ, finished: no W/2
             assert float(sb.lam[b]) == pytest.approx(lam, rel=1e-6)
             V = sb.old_values[b, :L].double().tolist() + [0.0]            # V_T = 0
@@ -266,6 +280,7 @@ def test_ppo_is_tppo_with_window_at_least_max_response_and_gives_plain_gae():
                 adv[t] = gae
             assert torch.allclose(sb.adv_raw[b, :L].double(), torch.tensor(adv, dtype=torch.float64), atol=1e-5)
             assert torch.equal(sb.adv_raw[b, :L], sb.adv[b, :L])          # no post-processing requested
+    assert checked >= 5
 
 
 def test_unfinished_rows_use_length_plus_half_window_in_lambda_and_zero_ignored_tail():
@@ -505,3 +520,26 @@ def test_all_reduce_hook_keeps_data_parallel_ranks_in_lock_step():
     assert all(torch.equal(a, b) for a, b in zip(cri0, cri1))
     assert not all(torch.equal(a, b) for a, b in zip(init0, pol0))
     assert [m["gen/util"] for m in m0] == [m["gen/util"] for m in m1]        # additive metrics are global
+
+
+def test_exact_bootstrap_ablation_uses_the_critic_value_after_the_window():
+    """bootstrap="value": the last advantage of an unfinished window is γ·V(s_l) − V_{l−1} (V(s_l) = the critic's
+    output at the window's last token); the paper's rule gives (γ − 1)·V_{l−1} = 0 for γ = 1."""
+    for bootstrap in ("paper", "value"):
+        cfg = small_cfg(bootstrap=bootstrap, whiten=False, adv_clamp=0.0, ignore_last=0)
+        policy, critic, popt, copt = make_models(cfg.max_response)
+        pool, stream, gen = RolloutPool.from_config(cfg), PromptStream(), ScriptedGen()
+        _, sb = tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                               generate_fn=gen, reward_fn=scripted_reward, next_prompt=stream, step=0,
+                               return_batch=True)
+        _, start_critic, _, _ = make_models(cfg.max_response)      # same seed: the step-start critic weights
+        with torch.no_grad():
+            v_all = start_critic(sb.tokens)
+        unfinished = torch.nonzero(~sb.finished).flatten().tolist()
+        assert unfinished
+        for b in unfinished:
+            L = int(sb.lengths[b])
+            v_last = float(sb.old_values[b, L - 1])
+            v_next = float(v_all[b, int(sb.seq_lens[b]) - 1])
+            want = (v_next - v_last) if bootstrap == "value" else 0.0
+            assert float(sb.adv_raw[b, L - 1]) == pytest.approx(want, abs=1e-6)
