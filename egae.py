@@ -218,10 +218,10 @@ def egae_reference(rewards, values, lengths, finished, gamma=1.0, lam=0.95, boot
 # Vectorized PyTorch path: chunked reverse discounted scan
 # ----------------------------------------------------------------------------------------------------------------------
 
-_CHUNK = 64  # tokens per chunk: the work is O(B·T·C) multiply-adds, the number of levels log_C(T)
+_CHUNK = 32  # tokens per chunk: the work is O(B·T·C) multiply-adds, the number of levels log_C(T)
 # Rows per block: a block's (rows × T) temporaries stay in the L2 cache instead of streaming a dozen full-size
 # temporaries through DRAM, which (not arithmetic) dominates on a CPU.
-_BLOCK_ELEMS = 1 << 17
+_BLOCK_ELEMS = 1 << 18
 
 
 def _powers(c: torch.Tensor, C: int) -> torch.Tensor:
@@ -492,8 +492,8 @@ def _demo():
     print(f"  critic targets (MC, γ = 1) of the finished row: {monte_carlo_returns(r[:1], lengths[:1])[0].tolist()}")
 
 
-def _verl_style_gae(rewards, values, gamma, lam):
-    """The per-token loop of verl/TRL/OpenRLHF `compute_gae_advantage_return` (vectorized over rows), for --bench."""
+def _plain_loop_gae(rewards, values, gamma, lam):
+    """The per-token loop of TRL / OpenRLHF-style GAE (vectorized over rows, one step per token), for --bench."""
     T = rewards.shape[1]
     lastgaelam = 0.0
     advantages_reversed = []
@@ -506,20 +506,38 @@ def _verl_style_gae(rewards, values, gamma, lam):
     return advantages, advantages + values
 
 
+def _masked_loop_gae(rewards, values, response_mask, gamma, lam):
+    """verl's mask-aware per-token loop (`compute_gae_advantage_return`): masked positions carry the running next
+    value and advantage through unchanged. For --bench."""
+    T = rewards.shape[1]
+    nextvalues, lastgaelam = 0.0, 0.0
+    advantages_reversed = []
+    for t in reversed(range(T)):
+        delta = rewards[:, t] + gamma * nextvalues - values[:, t]
+        lastgaelam_ = delta + gamma * lam * lastgaelam
+        m = response_mask[:, t]
+        nextvalues = values[:, t] * m + (1 - m) * nextvalues
+        lastgaelam = lastgaelam_ * m + (1 - m) * lastgaelam
+        advantages_reversed.append(lastgaelam)
+    advantages = torch.stack(advantages_reversed[::-1], dim=1)
+    return advantages, advantages + values
+
+
 def _time_ms(fn, sync, reps):
     fn()
     sync()
-    best = float("inf")
+    times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         sync()
-        best = min(best, (time.perf_counter() - t0) * 1e3)
-    return best
+        times.append((time.perf_counter() - t0) * 1e3)
+    return sorted(times)[len(times) // 2]                                  # median: robust on a shared machine
 
 
-def _bench(B=256, T=8192, reps=5):
-    global IMPL
+def _bench(B=256, T=8192, reps=7, threads=None):
+    if threads:
+        torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
@@ -527,19 +545,22 @@ def _bench(B=256, T=8192, reps=5):
     V = torch.randn(B, T, generator=g).to(device)
     lengths = torch.randint(T // 2, T + 1, (B,), generator=g).to(device)
     finished = (torch.rand(B, generator=g) < 0.5).to(device)
-    lam = length_adaptive_lambda(lengths)
-    print(f"EGAE benchmark: B = {B}, T = {T}, fp32, device = {device}, torch {torch.__version__}, "
-          f"threads = {torch.get_num_threads()}; best of {reps}")
-    rows = [("per-token loop (verl-style, over T)", lambda: _verl_style_gae(r, V, 1.0, lam)),
-            ("egae_reference (masked loop over T)", lambda: egae_reference(r, V, lengths, finished, 1.0, lam)),
+    mask = (torch.arange(T, device=device)[None, :] < lengths[:, None]).float()
+    lam = length_adaptive_lambda(lengths)                                  # per-row λ, as T-PPO uses
+    print(f"EGAE benchmark: B = {B}, T = {T}, fp32, per-row λ, device = {device}, torch {torch.__version__}, "
+          f"threads = {torch.get_num_threads()}; median of {reps} (loops: of {max(1, reps // 2)})")
+    rows = [("per-token loop (TRL/OpenRLHF style)", lambda: _plain_loop_gae(r, V, 1.0, lam)),
+            ("per-token loop, mask-aware (verl)", lambda: _masked_loop_gae(r, V, mask, 1.0, lam)),
+            ("egae_reference (masked loop)", lambda: egae_reference(r, V, lengths, finished, 1.0, lam)),
             ("egae vectorized (chunked scan)", lambda: egae_torch(r, V, lengths, finished, 1.0, lam))]
     if device == "cuda" and HAS_TRITON:
         rows.append(("egae Triton kernel", lambda: egae_triton(r, V, lengths, finished, 1.0, lam)))
     times = [(name, _time_ms(fn, sync, reps if "loop" not in name else max(1, reps // 2))) for name, fn in rows]
-    base = times[0][1]
-    print(f"{'path':40s} {'ms':>10s} {'speedup':>9s}")
+    base, base_verl = times[0][1], times[1][1]
+    print(f"| {'path':38s} | {'ms':>9s} | {'speedup vs loop':>15s} | {'vs verl loop':>12s} |")
+    print(f"|{'-' * 40}|{'-' * 11}|{'-' * 17}|{'-' * 14}|")
     for name, ms in times:
-        print(f"{name:40s} {ms:10.2f} {base / ms:8.1f}x")
+        print(f"| {name:38s} | {ms:9.2f} | {base / ms:14.1f}x | {base_verl / ms:11.1f}x |")
     mb = 4 * B * T * 4 / 1e6
     print(f"(memory traffic floor: read r, V and write adv, ret = {mb:.0f} MB per call)")
 
@@ -549,8 +570,9 @@ if __name__ == "__main__":
     parser.add_argument("--bench", action="store_true", help="time loop vs vectorized (vs Triton) at B=256, T=8192")
     parser.add_argument("--B", type=int, default=256, help="rows for --bench")
     parser.add_argument("--T", type=int, default=8192, help="window length for --bench")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for --bench (default: torch's)")
     args = parser.parse_args()
     if args.bench:
-        _bench(args.B, args.T)
+        _bench(args.B, args.T, threads=args.threads)
     else:
         _demo()
