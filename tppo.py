@@ -543,7 +543,10 @@ def _whiten(x, mask, all_reduce):
 def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, device=None,
                      all_reduce=None) -> StepBatch:
     """Old log-probs, values, EGAE advantages and critic targets for a generated (recorded, rewarded) batch."""
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device is None:   # default: where the policy's parameters live (CPU for a parameter-free callable)
+        p = next(iter(policy.parameters()), None) if isinstance(policy, nn.Module) else None
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
     S = len(batch)
     P = torch.tensor([len(r.prompt) for r in batch], device=device)
     L = torch.tensor([len(r.response) for r in batch], device=device)
@@ -725,10 +728,13 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         .meta, .eos); only called for finished rollouts; never expected to raise.
       next_prompt() -> (prompt_tokens: list[int], meta): a fresh prompt; each becomes group_size rollouts.
       policy_opt / critic_opt: torch optimizers; this function calls zero_grad/step itself, once per mini-batch.
+        The forward passes must be deterministic (no dropout), or ρ = 1 on the first mini-batch does not hold.
+      device: where the step's tensors live (default: the policy's parameters' device).
       all_reduce: optional callable summing a tensor over data-parallel ranks and returning it (e.g.
         `lambda t: (dist.all_reduce(t), t)[1]`). It is applied to token counts, whitening moments, gradients (do
         NOT wrap the models in DDP) and the additive metrics. Every rank runs its own pool with the same config.
     Returns: metrics dict (see README glossary), plus the StepBatch when return_batch=True.
+    Checkpoint between steps with pool.state_dict(): it holds every carried and waiting rollout (with saved values).
     """
     t0 = time.perf_counter()
     batch = pool.next_batch(next_prompt)
