@@ -330,14 +330,14 @@ if HAS_TRITON:
         gamma,                                                       # γ
         BLOCK_T: tl.constexpr,                                       # tile length, a power of two
     ):
-        b = tl.program_id(0)
+        b = tl.program_id(0).to(tl.int64)                            # int64 row offsets: B·T may exceed 2^31
         l = tl.load(len_ptr + b)                                     # valid tokens of this row
         v_boot = tl.load(boot_ptr + b).to(tl.float32)                # V(s_l): 0, V_{l−1} (Eq. 6) or next_values
         j = tl.arange(0, BLOCK_T)                                    # position inside the tile
         s = j[None, :]                                               # (1, BLOCK_T)  summed-over position
         # P[j, s] = c^{s−j} for s ≥ j, else 0; decay[j] = c^{BLOCK_T − j}. Powers come precomputed (no division).
         P = tl.load(pw_ptr + b * stride_pw + (s - j[:, None]), mask=s >= j[:, None], other=0.0)  # (BLOCK_T, BLOCK_T)
-        decay = tl.load(pw_ptr + b * stride_pw + BLOCK_T - j)                                        # (BLOCK_T,)
+        decay = tl.load(pw_ptr + b * stride_pw + BLOCK_T - j, mask=j < BLOCK_T, other=0.0)         # (BLOCK_T,)
         carry = tl.sum(tl.zeros([BLOCK_T], dtype=tl.float32), axis=0)  # Â at the first position of the next tile
         n_tiles = tl.cdiv(T, BLOCK_T)
         for k in range(0, n_tiles):
