@@ -501,7 +501,8 @@ _INF = {"\\infty": 1, "+\\infty": 1, "-\\infty": -1, "∞": 1, "+∞": 1, "-∞"
         "-oo": -1, "infinity": 1, "-infinity": -1}
 
 
-_MIXED_RE = re.compile(r"([+-]?)\s*([0-9]{1,9})(?:\s*\\frac\{([0-9]{1,9})\}\{([0-9]{1,9})\}|\s+([0-9]{1,9})/([0-9]{1,9}))")
+_MIXED_RE = re.compile(r"([+-]?)\s*([0-9]{1,9})"
+                       r"(?:\s*\\frac\{([0-9]{1,9})\}\{([0-9]{1,9})\}|\s+([0-9]{1,9})/([0-9]{1,9}))")
 
 
 def _value(s: str):
@@ -1019,6 +1020,8 @@ def fuzzy_equal(out: str, expected: str, atol: float = 1e-6) -> bool:
         for u, v in zip(tx, ty):
             if u == v or (u.lower() in ("yes", "no") and u.lower() == v.lower()):
                 continue
+            if not (u.isascii() and v.isascii()):           # float() would read unicode digits
+                return False
             try:
                 fu, fv = float(u), float(v)
             except ValueError:
@@ -1087,7 +1090,8 @@ def _fail_reason(r: SandboxResult) -> str:
 _CHOICE_RE = re.compile(r"\s*(?:\(\s*([A-Ja-j])\s*\).*|([A-Ja-j])\s*(?:[.:)].*)?)", re.S)
 _CHOICE_TEXT_RE = re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?\(?\s*([A-J])\s*\)?(?![A-Za-z])", re.I)
 _SCI_NUM_RE = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
-                         r"(?:\s*(?:\\times|\*|x|×|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?\s*(.*)$", re.S)
+                         r"(?:\s*(?:\\times|\*|x|×|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?\s*(.*)$",
+                         re.S | re.A)                     # re.A: only ASCII digits are numbers
 
 
 def _clean_text(s: str) -> str:
@@ -1528,13 +1532,19 @@ class _MinHashLSH:
         self.b = rng.integers(0, 2 ** 32 - 1, size=num_perm, dtype=np.uint64)
         self.buckets: list[dict] = [dict() for _ in range(bands)]
 
-    def signature(self, shingles: set[str]):
+    def signature(self, norm: str, n: int):
+        """MinHash signature (num_perm,) of the character n-gram set of `norm`. Shingles are hashed by a
+        vectorized polynomial rolling hash mod 2^32 (a rare collision only costs LSH recall: candidates are
+        verified exactly)."""
         np = self.np
-        x = np.fromiter((int.from_bytes(hashlib.blake2b(s.encode("utf-8", "surrogatepass"), digest_size=4)
-                                        .digest(), "little") for s in shingles), dtype=np.uint64,
-                        count=len(shingles))                              # (n,)
-        h = (self.a[:, None] * x[None, :] + self.b[:, None]) % np.uint64(_MH_PRIME)  # (num_perm, n)
-        return h.min(axis=1)                                                # (num_perm,)
+        c = np.frombuffer(norm.encode("utf-32-le", "replace"), dtype=np.uint32).astype(np.uint64)   # (L,)
+        m = max(1, len(c) - n + 1)
+        x = np.zeros(m, dtype=np.uint64)                                                        # (L-n+1,)
+        for j in range(min(n, len(c))):
+            x = (x * np.uint64(1_000_003) + c[j:j + m]) & np.uint64(0xFFFFFFFF)
+        x = np.unique(x)
+        h = (self.a[:, None] * x[None, :] + self.b[:, None]) % np.uint64(_MH_PRIME)  # (num_perm, n_shingles)
+        return h.min(axis=1)                                                        # (num_perm,)
 
     def _keys(self, sig):
         return [sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
@@ -1586,7 +1596,7 @@ def dedup(texts: Sequence[str], threshold: float = 0.8, ngram: int = 5, num_perm
         if h in seen:
             continue
         sh = _shingles(norm, ngram)
-        sig = lsh.signature(sh)
+        sig = lsh.signature(norm, ngram)
         if any(_jaccard(sh, kept_shingles[j]) >= threshold for j in lsh.candidates(sig)):
             continue
         seen.add(h)
@@ -1609,14 +1619,15 @@ def decontaminate(train: Sequence[str], eval: Sequence[str], threshold: float = 
         norm = normalize_text(t)
         hashes.add(hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest())
         ev_shingles.append(_shingles(norm, ngram))
-        lsh.insert(j, lsh.signature(ev_shingles[-1]))
+        lsh.insert(j, lsh.signature(norm, ngram))
     keep = []
     for i, t in enumerate(train):
         norm = normalize_text(t)
         if hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest() in hashes:
             continue
         sh = _shingles(norm, ngram)
-        if any(_jaccard(sh, ev_shingles[j]) >= threshold for j in lsh.candidates(lsh.signature(sh))):
+        cands = lsh.candidates(lsh.signature(norm, ngram))
+        if any(_jaccard(sh, ev_shingles[j]) >= threshold for j in cands):
             continue
         keep.append(i)
     return keep
