@@ -289,6 +289,22 @@ def test_problem_checked_against_its_domain():
         pv.parse_problem(SUSSMAN.replace("(clear b)", "(clear b c)"), BW)
 
 
+def test_parsed_objects_and_text_give_the_same_verdicts():
+    dom, prob = pv.parse_domain(BW), pv.parse_problem(SUSSMAN, BW)
+    for plan in (SUSSMAN_PLAN, "(unstack c a)\n(pick-up b)", ""):
+        assert pv.validate_plan(dom, prob, pv.parse_plan(plan)) == pv.validate_plan(BW, SUSSMAN, plan)
+    assert pv.find_plan(dom, prob) == pv.find_plan(BW, SUSSMAN)
+
+
+def test_validation_is_stateless_across_calls():
+    # VAL#10: after one failure every later plan of the run was reported invalid
+    good = pv.validate_plan(BW, SUSSMAN, SUSSMAN_PLAN)
+    for bad in ("(stack a a)", "(((", "(unstack c a)\n(unstack c a)"):
+        pv.validate_plan(BW, SUSSMAN, bad)
+        pv.validate_plan(BW + "(", SUSSMAN, bad)
+    assert pv.validate_plan(BW, SUSSMAN, SUSSMAN_PLAN) == good and good.valid
+
+
 def test_bad_argument_types_raise_type_error():
     with pytest.raises(TypeError, match="domain"):
         pv.validate_plan(42, SUSSMAN, "")
