@@ -48,6 +48,8 @@ Run:  python proto_verify.py            (demo, a few seconds)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import itertools
 import json
 import math
@@ -1372,6 +1374,17 @@ def eval_arith(t):
     tt = type(t)
     if tt is int or tt is float:
         return t
+    if tt is Struct and t.fn.arity == 2:      # fast path: a binary operation on two numbers (N - 1, X + Y)
+        x, y = t.args
+        while type(x) is Var and x.ref is not None:
+            x = x.ref
+        while type(y) is Var and y.ref is not None:
+            y = y.ref
+        tx, ty = type(x), type(y)
+        if (tx is int or tx is float) and (ty is int or ty is float):
+            f = _ARITH_FN.get(t.fn)
+            if f is not None:
+                return f(x, y)
     work = [t]
     vals = []
     while work:
@@ -1728,17 +1741,22 @@ def _codegen(hargs, body_rev):
     src = "\n".join(lines)
     code = _CODE_CACHE.get(src)
     if code is None:
+        if len(_CODE_CACHE) > 50_000:       # bound memory when many differently shaped programs stream through
+            _CODE_CACHE.clear()
         code = _CODE_CACHE[src] = compile(src, "<clause>", "exec")
     exec(code, g)
     return g["f"]
 
 
 class Pred:
-    __slots__ = ("fn", "clauses", "index", "varclauses", "dynamic", "library")
+    """A user or library predicate: its clauses in order plus a lazily built first-argument index
+    (`index`: key -> candidate clauses; `index1`: key -> the code of the only candidate, the common fast case)."""
+    __slots__ = ("fn", "clauses", "index", "index1", "varclauses", "dynamic", "library")
 
     def __init__(self, fn, dynamic=False, library=False):
         self.fn, self.clauses, self.dynamic, self.library = fn, [], dynamic, library
         self.index = None
+        self.index1 = None
         self.varclauses = None
 
     def build_index(self):
@@ -1756,6 +1774,7 @@ class Pred:
                     lst = idx[c.key] = list(varcl)
                 lst.append(c)
         self.index, self.varclauses = idx, varcl
+        self.index1 = {k: v[0].code for k, v in idx.items() if len(v) == 1}
 
     def add(self, c, front=False):
         if front:
@@ -1773,6 +1792,8 @@ class Pred:
                     if lst is None:
                         lst = self.index[c.key] = list(self.varclauses)
                     lst.append(c)
+                self.index1 = {k: v[0].code for k, v in self.index.items() if len(v) == 1} \
+                    if len(self.index) < 64 else {}
 
 
 def _check_callable_body(g):
@@ -1922,6 +1943,17 @@ def _add_args(g, extra):
     raise type_error("callable", g)
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 @dataclass
 class QueryResult:
     """Everything one query produced: answers (SWI writeq text), whether the solution cap cut them off,
@@ -1975,6 +2007,10 @@ class Prolog:
 
     def consult(self, text: str):
         """Load clauses and run directives. Raises PrologSyntaxError / PrologError."""
+        with _gc_paused():
+            self._consult(text)
+
+    def _consult(self, text):
         parser = _Parser(text, self.flags)
         while True:
             r = parser.read_clause()
@@ -2092,6 +2128,10 @@ class Prolog:
         base, base_trail = len(cps), len(trail)
         gen = self._run(goal, base)
         n = 0
+        # Prolog terms are millions of small GC-tracked objects: a cyclic-GC pass over a big heap (e.g. with
+        # torch loaded) per allocation burst made deep-term queries ~5x slower. Reference counting frees them.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             for _ in gen:
                 n += 1
@@ -2110,6 +2150,8 @@ class Prolog:
             gen.close()
             del cps[base:]
             undo(trail, base_trail)
+            if gc_was_enabled:
+                gc.enable()
 
     def charge(self, n):
         self.extra += n
@@ -2191,16 +2233,7 @@ class Prolog:
                             self._check_stacks(cont)
                         cands = entry.clauses
                         n = len(cands)
-                        if n == 1:
-                            body = cands[0].code(args, trail)
-                            if body is None:
-                                ok = False
-                                continue
-                            cutb = len(cps)
-                            for fn, args in body:
-                                cont = (fn, args, cutb, cont)
-                            continue
-                        if args:
+                        if n > 1 and args:
                             a0 = args[0]
                             while type(a0) is Var:
                                 r = a0.ref
@@ -2213,10 +2246,29 @@ class Prolog:
                                     entry.build_index()
                                     idx = entry.index
                                 ta = type(a0)
-                                cands = idx.get(a0.fn if ta is Struct else (a0 if ta is not float and ta is not PString
-                                                                              else _index_key(a0)),
-                                                entry.varclauses)
+                                key = a0.fn if ta is Struct else (a0 if ta is not float and ta is not PString
+                                                                  else _index_key(a0))
+                                code = entry.index1.get(key)
+                                if code is not None:      # exactly one candidate clause: no choicepoint
+                                    body = code(args, trail)
+                                    if body is None:
+                                        ok = False
+                                        continue
+                                    cutb = len(cps)
+                                    for fn, args in body:
+                                        cont = (fn, args, cutb, cont)
+                                    continue
+                                cands = idx.get(key, entry.varclauses)
                                 n = len(cands)
+                        if n == 1:
+                            body = cands[0].code(args, trail)
+                            if body is None:
+                                ok = False
+                                continue
+                            cutb = len(cps)
+                            for fn, args in body:
+                                cont = (fn, args, cutb, cont)
+                            continue
                         m = len(trail)
                         i = 0
                         while i < n:
@@ -2872,11 +2924,6 @@ def _b_string_to_atom(eng, a):
     return unify(t, PString(text_of(a[1])), eng.trail)
 
 
-@det("number_vars", 3)
-def _b_numbervars_alias(eng, a):
-    return _b_numbervars(eng, a)
-
-
 @det("numbervars", 3)
 def _b_numbervars(eng, a):
     n = _int(a[1])
@@ -2899,6 +2946,13 @@ def _b_term_to_atom(eng, a):
         term, _ = read_term(s)
         return unify(t, term, eng.trail)
     return unify(a[1], mkatom(term_to_text(t, max_chars=1_000_000)), eng.trail)
+
+
+@det("atom_to_term", 3)
+def _b_atom_to_term(eng, a):
+    term, names = read_term(text_of(a[0]))
+    bindings = list_from_py([mkstruct("=", mkatom(n), v) for n, v in names.items() if n != "_"])
+    return unify(a[1], term, eng.trail) and unify(a[2], bindings, eng.trail)
 
 
 @det("term_string", 2)
@@ -4186,3 +4240,105 @@ def prolog_reward(task_or_answer, response, compare: str | None = None):
         return 0.0, f"wrong_answer (missing {len(want - got)}, extra {len(got - want)})"
     except Exception:
         return 0.0, "no_answer"
+
+
+# ── PDDL (merged from pddl_part.py) ──────────────────────────────────────────────────────────────────────────────
+
+
+# ── Demo and benchmark ───────────────────────────────────────────────────────────────────────────────────────────
+_NREV_BENCH = """
+app([], L, L).
+app([H|T], L, [H|R]) :- app(T, L, R).
+nrev([], []).
+nrev([H|T], R) :- nrev(T, RT), app(RT, [H], R).
+range(N, N, [N]) :- !.
+range(I, N, [I|T]) :- I < N, I1 is I+1, range(I1, N, T).
+bench(0, _) :- !.
+bench(N, L) :- nrev(L, _), N1 is N-1, bench(N1, L).
+"""
+
+
+def bench_lips(repeats: int = 2000) -> dict:
+    """Logical inferences per second of this engine on naive reverse of 30 elements (496 inferences per nrev30),
+    measured in CPU time (process_time) like SWI's statistics(cputime), plus wall time."""
+    eng = Prolog(_NREV_BENCH, max_inferences=10**9)
+    eng.run("range(1, 30, L), bench(10, L)")                  # warm-up (code generation, caches)
+    w0, c0 = time.perf_counter(), time.process_time()
+    r = eng.run(f"range(1, 30, L), bench({repeats}, L)", max_inferences=10**9)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    return {"inferences": r.inferences, "cpu_s": cpu, "wall_s": wall, "lips_cpu": r.inferences / cpu,
+            "lips_wall": r.inferences / wall}
+
+
+def bench_swipl_lips(repeats: int = 100_000):
+    """SWI-Prolog's LIPS on the same program (cputime), or None when swipl is not on the PATH."""
+    import shutil
+    import subprocess
+    import tempfile
+    exe = shutil.which("swipl")
+    if exe is None:
+        return None
+    prog = _NREV_BENCH + f"""
+main :- range(1, 30, L), statistics(inferences, I0), statistics(cputime, T0), bench({repeats}, L),
+        statistics(cputime, T1), statistics(inferences, I1), I is I1 - I0, T is T1 - T0,
+        format("~w ~w~n", [I, T]).
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".pl", delete=False) as f:
+        f.write(prog)
+    out = subprocess.run([exe, "-q", "-g", "main", "-t", "halt", f.name], capture_output=True, text=True,
+                         timeout=120).stdout.split()
+    inf, cpu = int(out[0]), float(out[1])
+    return {"inferences": inf, "cpu_s": cpu, "lips_cpu": inf / cpu, "version": subprocess.run(
+        [exe, "--version"], capture_output=True, text=True).stdout.strip()}
+
+
+def bench_tasks(seconds_per_kind: float = 1.0) -> dict:
+    """Verified tasks per second per generator: synthesize (engine labels it) and check that the reference
+    answer gets reward 1.0, for difficulties cycling 1..5."""
+    out = {}
+    for kind in PROLOG_TASK_KINDS:
+        n, t0 = 0, time.process_time()
+        while time.process_time() - t0 < seconds_per_kind:
+            task = generate_prolog_task(n, kind=kind, difficulty=1 + n % 5)
+            assert prolog_reward(task, task.answer)[0] == 1.0
+            n += 1
+        out[kind] = n / (time.process_time() - t0)
+    return out
+
+
+def _demo():
+    print("solve(nrev):", solve(_NREV_BENCH, "range(1, 8, L), nrev(L, R)"))
+    print("SWI-style answers:", solve("", "X = f('A', \"s\", [1,2|T], - 1, 1 - -1), Y is 2**100"))
+    try:
+        solve("loop :- loop.", "loop", max_inferences=50_000)
+    except PrologError as e:
+        print("loop :- loop. ->", e.term)
+    for kind in PROLOG_TASK_KINDS:
+        t = generate_prolog_task(7, kind=kind, difficulty=2)
+        print(f"\n=== task kind={kind} compare={t.compare} inferences={t.inferences} ===")
+        print(t.prompt)
+        print("reference answer:", t.answer)
+        print("reward(reference) =", prolog_reward(t, t.answer), " reward('[]') =", prolog_reward(t, "[]"))
+
+
+def _bench():
+    print("machine: shared CPU; LIPS in CPU seconds (process_time), as SWI's statistics(cputime)")
+    ours = bench_lips()
+    print(f"proto_verify nrev30: {ours['inferences']:,} inferences in {ours['cpu_s']:.2f} s CPU "
+          f"({ours['wall_s']:.2f} s wall) -> {ours['lips_cpu'] / 1e6:.3f} M LIPS (wall {ours['lips_wall'] / 1e6:.3f} M)")
+    swi = bench_swipl_lips()
+    if swi is None:
+        print("swipl not on PATH: no SWI-Prolog comparison")
+    else:
+        print(f"{swi['version']} nrev30: {swi['lips_cpu'] / 1e6:.1f} M LIPS -> ratio SWI/ours = "
+              f"{swi['lips_cpu'] / ours['lips_cpu']:.0f}x (target <= 100x)")
+    print("\nverified tasks/s per generator (synthesize + engine label + reward check, difficulty 1..5):")
+    for kind, rate in bench_tasks().items():
+        print(f"  {kind:8s} {rate:8.1f} tasks/s")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="Prolog verifier demo / benchmark (ProtoReasoning, arXiv 2506.15211)")
+    ap.add_argument("--bench", action="store_true", help="LIPS on nrev30 (vs swipl when present) and tasks/s")
+    args = ap.parse_args()
+    _bench() if args.bench else _demo()
