@@ -1055,7 +1055,9 @@ def score_code(response: str, ground_truth) -> Score:
     if len(code) > MAX_CODE_CHARS:
         return Score(0.0, "code_too_long")
     code = str(gt.get("prefix", "")) + "\n" + code
-    per_case = float(gt.get("timeout_s", CODE_CASE_TIMEOUT_S))
+    per_case = gt.get("timeout_s", CODE_CASE_TIMEOUT_S)
+    if not (isinstance(per_case, (int, float)) and 0 < per_case <= 60):
+        raise GroundTruthError(f"ground_truth['timeout_s'] must be in (0, 60] seconds, got {per_case!r}")
     deadline = time.monotonic() + CODE_TOTAL_TIMEOUT_S
     if "functional" in gt:
         r = run_sandboxed(code + "\n\n" + str(gt["functional"]) + "\n", timeout_s=per_case)
@@ -1712,7 +1714,7 @@ def _demo_cases() -> list[tuple[str, str, object]]:
         ("math", r"\boxed{0.5}", "50"),
         ("code", f"{fence}python\na, b = map(int, input().split())\nprint(a + b)\n{fence}",
          {"inputs": ["1 2\n", "5 7\n"], "outputs": ["3\n", "12\n"]}),
-        ("code", f"{fence}python\nwhile True: pass\n{fence}", {"functional": "assert True"}),
+        ("code", f"{fence}python\nwhile True: pass\n{fence}", {"functional": "assert True", "timeout_s": 1}),
         ("science", r"The answer is \boxed{(C)}", "C"),
         ("science", r"\boxed{2.99\times10^{8}\ \text{m/s}}", "3e8 m/s"),
         ("logic", '<answer>{"rows": [["1", "Ann", "cat"], ["2", "Bob", "fish"]]}</answer>', zebra),
@@ -1771,7 +1773,8 @@ def _main() -> None:
     if args.bench:
         _bench(args.seconds)
         return
-    print(f"sandbox mode: {'bwrap' if _bwrap_path() else 'limits (bwrap missing)'}; python {sys.version.split()[0]}")
+    print(f"sandbox mode: {'bwrap' if _bwrap_path() else 'limits (bwrap missing)'}; sandbox interpreter: "
+          f"{_sandbox_python(drop_uid=os.geteuid() == 0) or sys.executable}")
     for domain, resp, gt in _demo_cases():
         t0 = time.perf_counter()
         s = score(domain, resp, gt)
