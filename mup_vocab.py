@@ -464,19 +464,31 @@ def optimum_log2(grid, scores) -> tuple:
     return float(np.clip(x, lg[i - 1], lg[i + 1])), False
 
 
-def lv_experiment(widths=(32, 64, 128, 256, 512), vocabs=(64, 4096), grid_log2=range(-7, 0), eta_out=2.0 ** -7,
-                  base_width=32, steps=200, batch=64, seed=0, log=print):
+def _vocab_size(spec, n):
+    """A vocab spec is an int m (fixed) or a string "<k>n" (m = k * n: the vocabulary grows with the width)."""
+    if isinstance(spec, str) and spec.endswith("n"):
+        return int(spec[:-1]) * n
+    return int(spec)
+
+
+def lv_experiment(widths=(32, 64, 128, 256, 512), vocabs=(64, 8192, "16n"), grid_log2=range(-7, 0),
+                  eta_out=2.0 ** -7, base_width=32, steps=200, batch=64, seeds=(0,), log=print):
     """Sweep the embedding LR at a fixed readout LR lr_out(n) = eta_out * base_width / n (muP/TP5 Table 3) for
-    each (m, n); fit log2(lr_emb*/lr_out) = alpha * log2(n) + c per m. Returns {m: {"rows": [...], "alpha": a}}."""
+    each (m, n); fit log2(lr_emb*/lr_out) = alpha * log2(n) + c per vocab spec.
+
+    vocabs: ints (fixed m) or "<k>n" strings (m = k * n, the paper's "m grows with n"). Scores are averaged over
+    seeds (each seed: its own init and token stream, one teacher per m). Returns {spec: {"rows": [...], "alpha"}}."""
     grid = [2.0 ** k for k in grid_log2]
     out = {}
-    for m in vocabs:
-        teacher = ToyTeacher(m)
+    for spec in vocabs:
         rows = []
         for n in widths:
             t0 = time.time()
+            m = _vocab_size(spec, n)
+            teacher = ToyTeacher(m)
             lr_out = eta_out * base_width / n
-            scores = lv_toy_run(m, n, grid, lr_out, steps=steps, batch=batch, seed=seed, teacher=teacher)
+            scores = np.mean([lv_toy_run(m, n, grid, lr_out, steps=steps, batch=batch, seed=s, teacher=teacher)
+                              for s in seeds], axis=0)
             l2, edge = optimum_log2(grid, scores)
             rows.append({"m": m, "n": n, "lr_out": lr_out, "log2_lr_emb_star": l2, "at_edge": edge,
                          "log2_ratio": l2 - math.log2(lr_out), "scores": scores, "seconds": time.time() - t0})
@@ -484,8 +496,8 @@ def lv_experiment(widths=(32, 64, 128, 256, 512), vocabs=(64, 4096), grid_log2=r
                 f" ratio=2^{l2 - math.log2(lr_out):5.2f} | KL per lr_emb 2^{grid_log2[0]}..: "
                 + " ".join(f"{v:.3f}" for v in scores) + f" | {time.time() - t0:.0f}s")
         alpha = float(np.polyfit(np.log2([r["n"] for r in rows]), [r["log2_ratio"] for r in rows], 1)[0])
-        out[m] = {"rows": rows, "alpha": alpha}
-        log(f"m={m}: fitted exponent of lr_emb*/lr_out vs width: alpha = {alpha:.2f}  (muP: 1, LV claim: 0.5)")
+        out[spec] = {"rows": rows, "alpha": alpha}
+        log(f"m={spec}: fitted exponent of lr_emb*/lr_out vs width: alpha = {alpha:.2f}  (muP: 1, LV claim: 0.5)")
     return out
 
 
@@ -524,7 +536,9 @@ def main(argv=None):
     ap.add_argument("--coord", action="store_true", help="coordinate check of a tiny transformer (slopes)")
     ap.add_argument("--lv-experiment", action="store_true", help="toy embedding->readout model, emb-LR exponent")
     ap.add_argument("--widths", type=str, default=None, help="comma-separated widths (default per mode)")
-    ap.add_argument("--vocabs", type=str, default="64,4096", help="--lv-experiment: vocab sizes m")
+    ap.add_argument("--vocabs", type=str, default="64,8192,16n",
+                    help="--lv-experiment: vocab sizes m; '16n' means m = 16 * width")
+    ap.add_argument("--seeds", type=int, default=1, help="--lv-experiment: seeds averaged per (m, n, lr)")
     ap.add_argument("--steps", type=int, default=200, help="--lv-experiment: Adam steps per run")
     ap.add_argument("--batch", type=int, default=64, help="--lv-experiment: tokens per step")
     ap.add_argument("--eta-out", type=float, default=2.0 ** -7, help="--lv-experiment: readout LR at width 32")
@@ -541,11 +555,12 @@ def main(argv=None):
         print(f"toy LV experiment: Zipf(1.1) tokens, teacher rank 8, tau 3; Adam(0.9, 0.999), {args.steps} steps x "
               f"{args.batch} tokens; score = mean KL to the teacher over the last 50 steps; torch threads "
               f"{torch.get_num_threads()}")
-        res = lv_experiment(widths or (32, 64, 128, 256, 512), [int(v) for v in args.vocabs.split(",")],
-                            steps=args.steps, batch=args.batch, eta_out=args.eta_out)
+        vocabs = [v if v.endswith("n") else int(v) for v in args.vocabs.split(",")]
+        res = lv_experiment(widths or (32, 64, 128, 256, 512), vocabs, steps=args.steps, batch=args.batch,
+                            eta_out=args.eta_out, seeds=tuple(range(args.seeds)))
         print("\nsummary: fitted alpha (lr_emb*/lr_out ~ width^alpha); muP predicts 1, the paper's LV regime 0.5")
         for m, r in res.items():
-            print(f"  m = {m:5d}: alpha = {r['alpha']:.2f}   optima log2 lr_emb*: "
+            print(f"  m = {m!s:>5s}: alpha = {r['alpha']:.2f}   optima log2 lr_emb*: "
                   + ", ".join(f"n={row['n']}: {row['log2_lr_emb_star']:.2f}" for row in r["rows"]))
         print(f"total {time.time() - t0:.0f} s")
     else:

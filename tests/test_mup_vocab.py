@@ -271,10 +271,11 @@ def test_optimum_log2_recovers_a_known_vertex_and_flags_edges():
 
 def test_lv_experiment_pipeline_fits_an_exponent():
     logs = []
-    res = mv.lv_experiment(widths=(8, 16, 32), vocabs=(16,), grid_log2=range(-6, 0), steps=30, batch=16,
+    res = mv.lv_experiment(widths=(8, 16, 32), vocabs=(16, "2n"), grid_log2=range(-6, 0), steps=30, batch=16,
                            base_width=8, log=logs.append)
+    assert [row["m"] for row in res["2n"]["rows"]] == [16, 32, 64]  # "2n": the vocabulary grows with the width
     r = res[16]
-    assert len(r["rows"]) == 3 and math.isfinite(r["alpha"]) and len(logs) == 4
+    assert len(r["rows"]) == 3 and math.isfinite(r["alpha"]) and len(logs) == 8
     ys = [row["log2_ratio"] for row in r["rows"]]
     assert r["alpha"] == pytest.approx(np.polyfit(np.log2([8, 16, 32]), ys, 1)[0])
     for row in r["rows"]:  # ratio = lr_emb* / lr_out with lr_out = eta_out * base / n
