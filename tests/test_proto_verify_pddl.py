@@ -170,6 +170,7 @@ def test_equality_in_preconditions():
     "\n".join(f"{i}: {s}" for i, s in enumerate(steps(SUSSMAN_PLAN))) + "\n; cost = 6 (unit cost)",
     "\n".join(f"step {i + 1}: {s.upper()} [1.0]" for i, s in enumerate(steps(SUSSMAN_PLAN))),
     "\n".join(s.strip("()") for s in steps(SUSSMAN_PLAN)),
+    "; Plan:\n" + "\n".join(f"{i + 1}. {s.strip('()')}" for i, s in enumerate(steps(SUSSMAN_PLAN))),
     " ".join(steps(SUSSMAN_PLAN)),
 ])
 def test_upper_case_and_prefixed_plans_get_the_same_verdict(variant):
