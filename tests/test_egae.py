@@ -404,3 +404,19 @@ def test_triton_handles_zero_and_unit_discounts():
         ref = egae.egae_reference(r, V, lengths, finished, 1.0, lam)
         out = egae.egae_triton(r, V, lengths, finished, 1.0, lam)
         assert rel_err(out[0], ref[0]) <= 1e-6 and rel_err(out[1], ref[1]) <= 1e-6
+
+
+def test_demo_and_bench_print_what_they_promise(capsys):
+    """The worked example shows Â = 0 at the cut of the unfinished window; the bench prints its table (tiny sizes).
+    Run in-process: a subprocess would spend most of the test budget importing torch and triton."""
+    egae._demo()
+    out = capsys.readouterr().out
+    unfinished = [line for line in out.splitlines() if "unfinished Â" in line][0]
+    assert unfinished.split("]")[0].endswith(" 0.0")
+    threads = torch.get_num_threads()
+    try:
+        egae._bench(B=4, T=40, reps=1)
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "egae vectorized (chunked scan)" in out and "speedup vs loop" in out
