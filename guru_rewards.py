@@ -1060,8 +1060,17 @@ def score_code(response: str, ground_truth) -> Score:
         raise GroundTruthError(f"ground_truth['timeout_s'] must be in (0, 60] seconds, got {per_case!r}")
     deadline = time.monotonic() + CODE_TOTAL_TIMEOUT_S
     if "functional" in gt:
-        r = run_sandboxed(code + "\n\n" + str(gt["functional"]) + "\n", timeout_s=per_case)
-        return Score(1.0, "passed") if r.ok else Score(0.0, _fail_reason(r))
+        # Exit status 0 alone is not enough (card §2.2): a solution that calls sys.exit(0) / os._exit(0) before
+        # the appended tests would pass. The run must also print a fresh random nonce that only the code AFTER
+        # the tests writes. (Tests share the solution's process, so a deliberately adversarial solution can
+        # still fake success, e.g. by reading the nonce from its own code object or with an always-equal object.)
+        nonce = f"guru-tests-passed-{random.SystemRandom().getrandbits(128):032x}"
+        r = run_sandboxed(code + "\n\n" + str(gt["functional"]) +
+                          f"\n\nimport os as _g_os, sys as _g_sys\n_g_sys.stdout.flush()\n"
+                          f"_g_os.write(1, b'\\n{nonce}\\n')\n", timeout_s=per_case)
+        if not r.ok:
+            return Score(0.0, _fail_reason(r))
+        return Score(1.0, "passed") if nonce in r.stdout else Score(0.0, "tests_did_not_finish")
     inputs, outputs = gt["inputs"], gt["outputs"]
     if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
         raise GroundTruthError("ground_truth 'inputs' and 'outputs' must be non-empty lists of equal length")

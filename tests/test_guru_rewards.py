@@ -697,3 +697,11 @@ def test_code_score_is_bounded_by_the_total_budget(monkeypatch):
 
 def test_fuzzy_equal_does_not_read_unicode_digits_as_numbers():
     assert not gr.fuzzy_equal("\u0663", "3") and not gr.fuzzy_equal("\uff13.0", "3")
+
+
+@pytest.mark.parametrize("exit_call", ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit"])
+def test_functional_tests_cannot_be_skipped_by_exiting_early(exit_call):
+    gt = {"functional": "assert f(2) == 4"}
+    s = score("code", code("def f(x):\n    return 0\n" + exit_call), gt)
+    assert s == Score(0.0, "tests_did_not_finish")
+    assert score("code", code("def f(x):\n    return 4\nprint('chatty', end='')"), gt).value == 1.0
