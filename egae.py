@@ -69,7 +69,7 @@ except Exception:  # pragma: no cover - depends on the environment
     tl = None
     HAS_TRITON = False
 
-# Force one implementation in `egae` / `monte_carlo_returns`: None (auto), "reference", "torch" or "triton".
+# Force one implementation in `egae`: None (auto: Triton for CUDA, else PyTorch), "reference", "torch" or "triton".
 IMPL: str | None = None
 _IMPLS = (None, "reference", "torch", "triton")
 
