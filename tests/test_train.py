@@ -1,0 +1,270 @@
+"""Tests for train.py: config/CLI, tokenizer, task sets, model, cached generation, checkpoints, smoke run, RL
+robustness (resume mid-RL, NaN skip) and 2-process data-parallel training. All shapes are tiny (CPU, shared)."""
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import train
+from train import GPT, Config, Trainer, bpe_train, bpe_train_reference, generate, make_encoding, parse_args
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """train.py runs tiny models on 1 CPU thread (see Trainer); on a shared 2-core machine 2 intra-op threads made
+    these tests ~5x slower. Restored afterwards so other test files keep conftest's setting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# A tiny end-to-end configuration (smaller than the smoke preset) for in-process runs.
+TINY = ["--preset=smoke", "--n_train=16", "--n_eval=2", "--d_model=16", "--n_heads=2", "--n_kv_heads=1",
+        "--base_width=16", "--sft_batch=4", "--max_seq_len=160", "--eval_max_new_tokens=24", "--slots=4",
+        "--group_size=2", "--window=8", "--max_response=24", "--log_every=1"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config / CLI
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_config_overrides_are_coerced_by_field_type():
+    cfg = parse_args(["--d_model=64", "--lr=1e-3", "--resume", "--tokenizer=bpe", "--algo", "ppo",
+                      "--eval_every=0", "--resume=false"])
+    assert cfg.d_model == 64 and isinstance(cfg.d_model, int)
+    assert cfg.lr == 1e-3 and isinstance(cfg.lr, float)
+    assert cfg.resume is False and cfg.algo == "ppo" and cfg.eval_every == 0
+    with pytest.raises(ValueError, match="d_model expects int"):
+        parse_args(["--d_model=wide"])
+
+
+def test_unknown_key_is_rejected_with_the_valid_names():
+    with pytest.raises(ValueError) as e:
+        parse_args(["--d_modle=64"])
+    assert "d_modle" in str(e.value) and "d_model" in str(e.value) and "sft_steps" in str(e.value)
+    with pytest.raises(ValueError, match="preset"):
+        parse_args(["--preset=huge"])
+    with pytest.raises(ValueError, match="algo"):
+        parse_args(["--algo=grpo"])
+
+
+def test_presets_set_groups_and_explicit_overrides_win():
+    smoke = parse_args(["--preset", "smoke"])
+    default = parse_args([])
+    assert smoke.preset == "smoke" and smoke.sft_steps < default.sft_steps and smoke.d_model < default.d_model
+    assert smoke.rl_steps > 0 and smoke.max_response > smoke.window  # RL with real truncation
+    over = parse_args(["--sft_steps=3", "--preset=smoke"])  # order does not matter: preset first, then overrides
+    assert over.sft_steps == 3 and over.d_model == smoke.d_model
+
+
+def test_help_is_generated_from_every_field(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    out = capsys.readouterr().out
+    for f in train.fields(Config):
+        assert f"--{f.name}=" in out
+    assert "BPE vocab" in out  # the field's doc comment
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _corpus(seed=0, n=300):
+    rng = random.Random(seed)
+    return "\n".join(f"math: Add {rng.randint(1, 9)} {rng.randint(1, 9)}. pick-up b{rng.randint(1, 5)} "
+                     f"sibling(ann, X) :- parent(P, X). {rng.choice(['foo', 'bar', 'baz'])}" for _ in range(n))
+
+
+def test_incremental_bpe_equals_reference_trainer():
+    text = _corpus()
+    assert bpe_train(text, 340) == bpe_train_reference(text, 340)
+
+
+def test_bpe_is_deterministic_and_round_trips_through_tiktoken(tmp_path):
+    text = _corpus(1)
+    r1, r2 = bpe_train(text, 330), bpe_train(text, 330)
+    assert r1 == r2 and sorted(r1.values()) == list(range(len(r1)))  # dense ranks
+    path = str(tmp_path / "t.tiktoken")
+    train.save_ranks(r1, path)
+    line = open(path).readline().split()
+    assert len(line) == 2 and line[1] == "0"  # "base64(token) rank"
+    assert train.load_ranks(path) == r1
+    tok = train.Tok(make_encoding(r1))
+    for s in [text[:500], "unseen ünïcödé ☃ text\n\twith  spaces", "(stack a b)\n42"]:
+        assert tok.decode(tok.encode(s)) == s
+    assert len(tok.encode("sibling(ann, X)")) < len("sibling(ann, X)".encode())  # merges are used
+    assert {tok.bos, tok.eos, tok.pad} == {len(r1), len(r1) + 1, len(r1) + 2}
+
+
+def test_named_tiktoken_encoding_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty cache
+    with pytest.raises(RuntimeError, match="not available offline"):
+        train.named_encoding("cl100k_base")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_train_and_heldout_task_sets_are_disjoint_and_engine_labelled():
+    cfg = parse_args(["--n_train=40", "--n_eval=12"])
+    tr, ev = train.build_tasks(cfg, log=lambda *a: None)
+    for dom in ("math", "prolog", "pddl"):
+        assert sum(t.domain == dom for t in ev) == 12
+        assert sum(t.domain == dom for t in tr) > 20
+    assert not ({t.key for t in tr} & {t.key for t in ev})
+    assert not ({t.prompt for t in tr} & {t.prompt for t in ev})
+    for t in tr[:30] + ev:  # the engine-labelled target earns full reward, a wrong answer earns 0
+        assert train.reward(t, t.target) == 1.0, (t.domain, t.prompt, t.target)
+        assert train.reward(t, "no idea") == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model and generation
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _tiny_model(n_layers=4, window=3, vocab=40, head="lm"):
+    cfg = parse_args(["--d_model=16", "--n_heads=2", "--n_kv_heads=1", "--base_width=16",
+                      f"--n_layers={n_layers}", f"--attn_window={window}"])
+    torch.manual_seed(0)
+    return GPT(cfg, vocab, head=head).eval()
+
+
+def test_forward_shapes_and_three_local_to_one_global_pattern():
+    ra = __import__("rattention")
+    m = _tiny_model(n_layers=8)
+    assert m.layer_pattern() == "LLLGLLLG"
+    assert [type(b.attn) for b in m.blocks].count(ra.RAttention) == 6
+    assert [type(b.attn) for b in m.blocks].count(ra.GlobalAttention) == 2
+    x = torch.randint(0, 40, (3, 11))
+    assert m(x).shape == (3, 11, 40)
+    critic = _tiny_model(n_layers=8, head="value")
+    assert critic(x).shape == (3, 11)
+    assert torch.all(critic(x) == critic.value_head.bias)  # scalar head starts at V ≡ bias (zero weight)
+
+
+def test_cached_generation_equals_full_forward():
+    """Rows of different prompt lengths, contexts longer than the window (the RLA state is used): the log-prob of
+    every sampled token equals the full parallel forward on prompt + continuation, and greedy tokens are its argmax."""
+    m = _tiny_model(window=3)
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11, 12], [7], [3] * 6]
+    caps = [9, 6, 12, 8]
+    for temp in (1.0, 0.0):
+        torch.manual_seed(1)
+        g = generate(m, prompts, caps, eos_id=39, pad_id=0, temperature=temp)
+        assert g.tokens.shape[0] == 4 and g.lengths.tolist() <= caps
+        for b, p in enumerate(prompts):
+            n = int(g.lengths[b])
+            assert n == caps[b] or bool(g.eos[b])
+            seq = torch.tensor([p + g.tokens[b, :n].tolist()])
+            logits = m(seq)[0, len(p) - 1: len(p) - 1 + n].float()
+            lp = F.log_softmax(logits / (temp if temp > 0 else 1.0), -1)
+            ref = lp.gather(1, g.tokens[b, :n, None])[:, 0]
+            torch.testing.assert_close(g.logprobs[b, :n], ref, rtol=1e-4, atol=1e-5)
+            if temp == 0.0:
+                assert g.tokens[b, :n].tolist() == logits.argmax(-1).tolist()
+
+
+def test_generation_stops_rows_at_eos_and_cap():
+    m = _tiny_model()
+    with torch.no_grad():
+        m.lm_head.weight.zero_()
+        m.lm_head.weight[5] = 1.0  # token 5 always wins (greedy)
+    g = generate(m, [[1, 2], [3]], [4, 2], eos_id=5, pad_id=0, temperature=0.0)
+    assert g.lengths.tolist() == [1, 1] and g.eos.tolist() == [True, True]
+    g = generate(m, [[1, 2], [3]], [4, 2], eos_id=6, pad_id=0, temperature=0.0)
+    assert g.lengths.tolist() == [4, 2] and g.eos.tolist() == [False, False]
+    assert g.tokens[1, 2:].tolist() == [0, 0]  # right-padded past the row's length
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Run folder, checkpoints, resume
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+
+
+def test_checkpoint_resume_gives_the_same_next_step_loss(tmp_path):
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=5", "--rl_steps=0", "--eval_max_new_tokens=1"]
+    full = Trainer(parse_args(args + ["--run_name=full"]))
+    full.run()
+    part = Trainer(parse_args(args + ["--run_name=part", "--stop_after=2"]))
+    part.run()
+    assert os.path.exists(tmp_path / "part" / "ckpt.pt") and not os.path.exists(tmp_path / "part" / "ckpt.pt.tmp")
+    assert "after_sft" not in part.summary
+    Trainer(parse_args(args + ["--run_name=part", "--resume"])).run()
+    a = [r["loss"] for r in _metrics(tmp_path / "full") if r.get("phase") == "sft"]
+    b = [r["loss"] for r in _metrics(tmp_path / "part") if r.get("phase") == "sft"]
+    assert len(a) == len(b) == 5
+    assert a == b  # bitwise: same data order, same RNG, same optimizer state
+
+
+def test_resume_mid_rl_reproduces_the_uninterrupted_metrics(tmp_path):
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=2", "--critic_warmup=1", "--rl_steps=3"]
+    Trainer(parse_args(args + ["--run_name=full"])).run()
+    stop = 2 + 1 + 1  # SFT steps + critic warm-up + 1 RL step: stop with rollouts carried in the pool
+    Trainer(parse_args(args + ["--run_name=part", f"--stop_after={stop}"])).run()
+    ck = torch.load(tmp_path / "part" / "ckpt.pt", weights_only=False)
+    assert ck["phase"] == "rl" and ck["pool"]["carried"], "the test needs carried rollouts at the cut"
+    Trainer(parse_args(args + ["--run_name=part", "--resume"])).run()
+    keys = ("reward/mean", "policy/loss", "value/loss", "gen/tokens", "pool/carried_in")
+    ra = [{k: r.get(k) for k in keys} for r in _metrics(tmp_path / "full") if r.get("phase") in ("critic", "rl")]
+    rb = [{k: r.get(k) for k in keys} for r in _metrics(tmp_path / "part") if r.get("phase") in ("critic", "rl")]
+    assert len(ra) == len(rb) == 4
+    assert ra == rb
+    sa = json.load(open(tmp_path / "full" / "summary.json"))
+    sb = json.load(open(tmp_path / "part" / "summary.json"))
+    assert sa["after_rl"] == sb["after_rl"]
+
+
+def test_non_finite_loss_skips_the_update_and_is_logged(tmp_path):
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=1", "--critic_warmup=1", "--rl_steps=2", "--run_name=nan",
+                   "--nan_step=1"]
+    tr = Trainer(parse_args(args))
+    tr.run()
+    rl = [r for r in _metrics(tmp_path / "nan") if r.get("phase") == "rl"]
+    assert rl[0]["skipped_updates"] >= 1 and rl[1]["skipped_updates"] == 0
+    assert all(torch.isfinite(p).all() for p in tr.policy.parameters())
+    assert tr.summary["skipped_updates"] >= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# End to end (subprocesses)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_smoke_preset_runs_sft_and_rl_end_to_end(tmp_path):
+    r = subprocess.run([sys.executable, "train.py", "--preset", "smoke", f"--out_dir={tmp_path}"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    run = tmp_path / "smoke-tppo-s0"
+    s = json.load(open(run / "summary.json"))
+    for phase in ("after_sft", "after_rl"):
+        assert set(s[phase]) == {"math", "prolog", "pddl", "overall"}
+    recs = _metrics(run)
+    rl = [x for x in recs if x.get("phase") == "rl"]
+    assert len(rl) == parse_args(["--preset=smoke"]).rl_steps and all("policy/loss" in x for x in rl)
+    assert "eval after RL" in r.stdout and (run / "tokenizer.tiktoken").exists() and (run / "ckpt.pt").exists()
+
+
+def test_two_process_data_parallel_ends_with_identical_weights(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "train.py"]
+    r = subprocess.run(cmd + TINY + [f"--out_dir={tmp_path}", "--sft_steps=2", "--critic_warmup=1", "--rl_steps=1",
+                                     "--run_name=ddp"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    a = torch.load(tmp_path / "ddp" / "ckpt.pt", weights_only=False)
+    b = torch.load(tmp_path / "ddp" / "ckpt.rank1.pt", weights_only=False)
+    assert a["phase"] == b["phase"] == "done"
+    for k in a["policy"]:
+        assert torch.equal(a["policy"][k], b["policy"][k]), k
+    for k in a["critic"]:
+        assert torch.equal(a["critic"][k], b["critic"][k]), k
+    assert a["pool"] != b["pool"]  # each rank ran its own rollout pool (own prompts and samples)
