@@ -653,8 +653,9 @@ def _gt_str(ground_truth) -> str:
 #  working directory           fresh temp dir, removed afterwards                  same
 #  filesystem writes           only the work dir and a private size-capped /tmp;   NOT isolated: any path writable
 #                              the rest of / is a read-only bind                   by the sandbox uid (e.g. /tmp)
-#  filesystem reads            NOT isolated: world-readable host files are         same
-#                              readable (read-only root bind)
+#  filesystem reads            the parent's cwd (the project), ~, /root and /home  NOT isolated: world-readable
+#                              are hidden (empty); other world-readable host      host files are readable
+#                              files stay readable (read-only root bind)
 #  network                     none (new network namespace, loopback only)         NOT isolated
 #  other processes             invisible (pid namespace, fresh /proc); ipc, uts    visible; signals/ptrace/environ
 #                              namespaces are private                              blocked only by the uid (*)
@@ -750,13 +751,35 @@ def _bwrap_path() -> str | None:
     return _probe_cache["bwrap"]
 
 
-def _bwrap_argv(bwrap: str, workdir: str, inner_cwd: str, tmp_mb: int, as_root: bool) -> list[str]:
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt", "/proc", "/sys", "/dev",
+                "/tmp", "/var", "/run")
+
+
+def _hidden_dirs(keep: Sequence[str]) -> list[str]:
+    """Host directories to cover with an empty tmpfs inside bwrap: the parent's working directory (the project,
+    its data and checkpoints) and home directories -- unless one of them holds a path in `keep` (the
+    interpreter) or is a system directory."""
+    out = []
+    for d in (os.getcwd(), os.path.expanduser("~"), "/root", "/home"):
+        d = os.path.realpath(d)
+        if (d == "/" or not os.path.isdir(d) or d in out
+                or any(d == s or d.startswith(s + "/") for s in _SYSTEM_DIRS)
+                or any(os.path.realpath(k).startswith(d + "/") for k in keep)):
+            continue
+        out.append(d)
+    return sorted(out, key=len)
+
+
+def _bwrap_argv(bwrap: str, workdir: str, inner_cwd: str, tmp_mb: int, as_root: bool,
+                hide: Sequence[str] = ()) -> list[str]:
     # As root, no user namespace (it would map the child to host uid 0, where RLIMIT_NPROC is not enforced);
     # setpriv (below) then drops to a fresh uid. As a normal user, --unshare-all makes an unprivileged userns.
     ns = (["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"] if as_root
           else ["--unshare-all"])
+    hidden = [a for d in hide for a in ("--tmpfs", d)]
     return [bwrap, *ns, "--die-with-parent", "--new-session",
             "--ro-bind", "/", "/",                                         # read-only root
+            *hidden,                                                       # project + home dirs: empty
             "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",   # private, size-capped /tmp
             "--bind", workdir, inner_cwd,                                  # the only other writable place
             "--proc", "/proc", "--dev", "/dev", "--chdir", inner_cwd,
@@ -895,7 +918,8 @@ def run_sandboxed(code: str, stdin: str = "", timeout_s: float = 2.0, memory_mb:
         nproc = max_procs if uid is not None else _count_user_processes(os.getuid()) + max_procs
 
         if mode == "bwrap":
-            argv = _bwrap_argv(bwrap, workdir, "/tmp/sandbox", _SANDBOX_TMP_MB, as_root)
+            argv = _bwrap_argv(bwrap, workdir, "/tmp/sandbox", _SANDBOX_TMP_MB, as_root,
+                               hide=_hidden_dirs(keep=[python, _setpriv_path() or python]))
             if uid is not None and _setpriv_path():
                 argv += [_setpriv_path(), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                          "--inh-caps=-all", "--bounding-set=-all", "--"]

@@ -705,3 +705,11 @@ def test_functional_tests_cannot_be_skipped_by_exiting_early(exit_call):
     s = score("code", code("def f(x):\n    return 0\n" + exit_call), gt)
     assert s == Score(0.0, "tests_did_not_finish")
     assert score("code", code("def f(x):\n    return 4\nprint('chatty', end='')"), gt).value == 1.0
+
+
+@needs_bwrap
+def test_sandbox_cannot_read_the_project_directory_in_bwrap_mode():
+    secret = os.path.join(os.getcwd(), "pytest.ini")          # any file of the repo the tests run in
+    assert os.path.exists(secret)
+    r = gr.run_sandboxed(f"import os\nprint(os.path.exists({secret!r}), os.listdir({os.getcwd()!r}))", mode="bwrap")
+    assert r.ok and r.stdout.split()[0] == "False"
