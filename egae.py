@@ -49,7 +49,7 @@ Deviations from the paper:
 
 Run:
     python egae.py            # worked example: a finished and a truncated window side by side
-    python egae.py --bench    # B = 256, T = 8192: per-token loop vs vectorized (vs Triton on CUDA)
+    python egae.py --bench    # B = 256, T = 8192: per-token loops vs vectorized (vs Triton on CUDA); --threads N
     pytest tests/test_egae.py -q
 """
 from __future__ import annotations
@@ -570,7 +570,9 @@ if __name__ == "__main__":
     parser.add_argument("--bench", action="store_true", help="time loop vs vectorized (vs Triton) at B=256, T=8192")
     parser.add_argument("--B", type=int, default=256, help="rows for --bench")
     parser.add_argument("--T", type=int, default=8192, help="window length for --bench")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for --bench (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for --bench (default 1: on a shared CPU, multi-threaded kernels stall "
+                             "whenever one of their threads is descheduled)")
     args = parser.parse_args()
     if args.bench:
         _bench(args.B, args.T, threads=args.threads)
