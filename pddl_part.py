@@ -1254,17 +1254,17 @@ _PDDL_LEVELS = {
 _PDDL_MAKERS = {"blocksworld": blocksworld_task, "gripper": gripper_task, "logistics": logistics_task}
 
 
-def generate_pddl_task(seed_or_rng, kind="blocksworld", difficulty=None, max_nodes=200_000):
+def generate_pddl_task(seed_or_rng=0, kind=None, difficulty=None, max_nodes=200_000):
     """A seeded plan-generation task labelled by find_plan and checked by validate_plan.
 
-    Args: seed_or_rng: int seed or random.Random; kind: 'blocksworld' | 'gripper' | 'logistics' | 'mixed';
-    difficulty: int 1..5 or None (uniform). Returns PDDLTask; the same seed gives the same task.
+    Args: seed_or_rng: int seed or random.Random; kind: 'blocksworld' | 'gripper' | 'logistics', or None / 'mixed'
+    for a random one; difficulty: int 1..5 or None (uniform). Returns PDDLTask; the same seed gives the same task.
     """
     rng = seed_or_rng if isinstance(seed_or_rng, random.Random) else random.Random(seed_or_rng)
-    if kind == "mixed":
+    if kind is None or kind == "mixed":
         kind = rng.choice(PDDL_KINDS)
     if kind not in _PDDL_MAKERS:
-        raise ValueError(f"kind must be one of {PDDL_KINDS + ('mixed',)}, got {kind!r}")
+        raise ValueError(f"kind must be one of {PDDL_KINDS}, 'mixed' or None, got {kind!r}")
     if difficulty is None:
         difficulty = rng.randint(1, 5)
     if not isinstance(difficulty, int) or not 1 <= difficulty <= 5:

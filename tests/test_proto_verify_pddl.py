@@ -343,7 +343,8 @@ def test_every_find_plan_answer_validates_and_no_single_step_can_be_dropped():
 
 
 def test_generators_are_seeded_and_plan_lengths_vary_widely():
-    assert pv.generate_pddl_task(123, "mixed") == pv.generate_pddl_task(123, "mixed")
+    assert pv.generate_pddl_task(123, "mixed") == pv.generate_pddl_task(123, "mixed") == pv.generate_pddl_task(123)
+    assert pv.generate_pddl_task(123, "gripper", 3) != pv.generate_pddl_task(124, "gripper", 3)
     lengths = {kind: [len(pv.generate_pddl_task(s, kind, 1 + s % 5).plan) for s in range(15)]
                for kind in pv.PDDL_KINDS}
     everything = sum(lengths.values(), [])
