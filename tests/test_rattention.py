@@ -344,3 +344,12 @@ def test_layer_with_triton_path_equals_torch_path(monkeypatch):
     monkeypatch.setattr(R, "IMPL", "triton")
     y_tri = m(x, start=st)
     assert rel_rms(y_tri, y_torch) <= 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # these tests run many tiny ops; on the shared 2-core machine one intra-op thread avoids OpenMP wait stalls
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
