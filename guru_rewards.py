@@ -653,8 +653,8 @@ def _gt_str(ground_truth) -> str:
 #  working directory           fresh temp dir, removed afterwards                  same
 #  filesystem writes           only the work dir and a private size-capped /tmp;   NOT isolated: any path writable
 #                              the rest of / is a read-only bind                   by the sandbox uid (e.g. /tmp)
-#  filesystem reads            the parent's cwd (the project), ~, /root and /home  NOT isolated: world-readable
-#                              are hidden (empty); other world-readable host      host files are readable
+#  filesystem reads            parent's cwd (the project), ~, /root, /home are     NOT isolated: world-readable
+#                              hidden (empty tmpfs); other world-readable host     host files are readable
 #                              files stay readable (read-only root bind)
 #  network                     none (new network namespace, loopback only)         NOT isolated
 #  other processes             invisible (pid namespace, fresh /proc); ipc, uts    visible; signals/ptrace/environ
