@@ -491,9 +491,8 @@ MEGA = ["<answer>" * 150_000, "<answer>\n" + "</answer>" * 100_000, "\\boxed{" *
         "<answer>" + "[" * 500_000 + "</answer>", "answer is " * 100_000]
 
 
-@pytest.mark.parametrize("domain,gt", [("math", "1"), ("science", "B"), ("science", "1.5 m"), ("tabular", "1|2"),
-                                       ("simulation", '"output": 1'), ("logic", ZEBRA), ("logic", [[1]]),
-                                       ("logic", ["a"]), ("logic", "ab")])
+@pytest.mark.parametrize("domain,gt", [("math", "1"), ("science", "1.5 m"), ("tabular", "1|2"),
+                                       ("simulation", '"output": 1'), ("logic", ZEBRA), ("logic", [[1]])])
 def test_megabyte_adversarial_inputs_are_scored_quickly(domain, gt):
     for resp in MEGA:
         t0 = time.perf_counter()
