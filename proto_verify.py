@@ -182,12 +182,12 @@ def list_from_py(items, tail=NIL):
 def list_to_py(t):
     """Proper list -> Python list, or None if `t` is not a proper list (partial, cyclic-safe via length guard)."""
     out = []
-    t = deref(t)
+    t0 = t = deref(t)
     while type(t) is Struct and t.fn is LIST:
         out.append(t.args[0])
         t = deref(t.args[1])
-        if len(out) > 50_000_000:
-            return None
+        if len(out) == _CYCLE_CHECK_AFTER and not is_acyclic(t0):
+            return None                          # a cyclic list like L = [a|L]
     return out if t is NIL else None
 
 
@@ -267,7 +267,7 @@ INFIX_OPS = {":-": (1200, "xfx"), "-->": (1200, "xfx"), ";": (1100, "xfy"), "|":
              "->": (1050, "xfy"), "*->": (1050, "xfy"), ",": (1000, "xfy"), ":=": (990, "xfx"),
              "=": (700, "xfx"), "\\=": (700, "xfx"), "==": (700, "xfx"), "\\==": (700, "xfx"),
              "@<": (700, "xfx"), "@>": (700, "xfx"), "@=<": (700, "xfx"), "@>=": (700, "xfx"),
-             "=..": (700, "xfx"), "is": (700, "xfx"), "=:=": (700, "xfx"), "=\\=": (700, "xfx"),
+             "=..": (700, "xfx"), "=@=": (700, "xfx"), "\\=@=": (700, "xfx"), "is": (700, "xfx"), "=:=": (700, "xfx"), "=\\=": (700, "xfx"),
              "<": (700, "xfx"), ">": (700, "xfx"), "=<": (700, "xfx"), ">=": (700, "xfx"),
              ">:<": (700, "xfx"), ":<": (700, "xfx"), "as": (700, "xfx"), ":": (200, "xfy"),
              "+": (500, "yfx"), "-": (500, "yfx"), "/\\": (500, "yfx"), "\\/": (500, "yfx"), "xor": (500, "yfx"),
@@ -707,7 +707,11 @@ class _Writer:
         size = 0
         stack = [(term, 1200, "arg")]
         q = self.quoted
+        steps = 0
         while stack:
+            steps += 1
+            if steps == _CYCLE_CHECK_AFTER and not is_acyclic(term):
+                raise type_error("acyclic_term", _CYCLIC)
             item = stack.pop()
             if type(item) is str:
                 s = item
@@ -756,6 +760,8 @@ class _Writer:
             while type(x) is Struct and x.fn is LIST:
                 items.append(x.args[0])
                 x = deref(x.args[1])
+                if len(items) == _CYCLE_CHECK_AFTER and not is_acyclic(t):
+                    raise type_error("acyclic_term", _CYCLIC)
                 if len(items) > self.max_chars:
                     raise _Budget("resource_error(term_too_large)")
             stack.append("]")
@@ -948,24 +954,40 @@ def unify_occurs_check(a, b, trail) -> bool:
 
 
 def is_acyclic(t) -> bool:
-    """Iterative DFS; cycles in our terms can only pass through Struct nodes."""
-    state = {}          # id(struct) -> 1 on path, 2 done
-    stack = [(deref(t), 0)]
-    while stack:
-        x, i = stack.pop()
-        if type(x) is not Struct:
-            continue
-        if i == 0:
-            s = state.get(id(x))
-            if s == 2:
-                continue
-            if s == 1:
-                return False
-            state[id(x)] = 1
-        if i < len(x.args):
-            stack.append((x, i + 1))
-            stack.append((deref(x.args[i]), 0))
+    """Iterative DFS over compound nodes (cycles can only pass through them): False iff a node is reached
+    again while it is still on the current path (state 1); finished nodes (state 2) are not revisited."""
+    t = deref(t)
+    if type(t) is not Struct:
+        return True
+    state = {id(t): 1}
+    nodes, idxs = [t], [0]
+    while nodes:
+        x = nodes[-1]
+        i = idxs[-1]
+        args = x.args
+        n = len(args)
+        while i < n:
+            a = args[i]
+            i += 1
+            while type(a) is Var:
+                r = a.ref
+                if r is None:
+                    break
+                a = r
+            if type(a) is Struct:
+                ia = id(a)
+                st = state.get(ia)
+                if st is None:
+                    idxs[-1] = i
+                    state[ia] = 1
+                    nodes.append(a)
+                    idxs.append(0)
+                    break
+                if st == 1:
+                    return False
         else:
+            nodes.pop()
+            idxs.pop()
             state[id(x)] = 2
     return True
 
@@ -1129,6 +1151,7 @@ def variant(a, b) -> bool:
     """=@= : structurally equal up to a consistent renaming of variables."""
     m1, m2 = {}, {}
     stack = [(a, b)]
+    seen = set()
     while stack:
         x, y = stack.pop()
         x, y = deref(x), deref(y)
@@ -1138,6 +1161,10 @@ def variant(a, b) -> bool:
         elif type(x) is Struct and type(y) is Struct:
             if x.fn is not y.fn:
                 return False
+            key = (id(x), id(y))
+            if key in seen:                      # cyclic terms: a pair under comparison is assumed equal
+                continue
+            seen.add(key)
             stack.extend(zip(x.args, y.args))
         elif type(x) is Var or type(y) is Var:
             return False
@@ -1387,8 +1414,12 @@ def eval_arith(t):
                 return f(x, y)
     work = [t]
     vals = []
+    steps = 0
     while work:
         x = work.pop()
+        steps += 1
+        if steps == _CYCLE_CHECK_AFTER and not is_acyclic(t):
+            raise type_error("acyclic_term", _CYCLIC)
         if type(x) is Functor:
             n = x.arity
             args = vals[-n:]
@@ -2102,16 +2133,15 @@ class Prolog:
                 if n is None:
                     n = letters[id(v)] = "_" + _var_letter(len(letters))
                 return n
-        w = _W(True, False, True, None, 1_000_000)
+        w = _W(True, False, True, None, 10_000_000)
         ans = {}
         for n, v in names:
-            t = deref(v)
-            if type(t) is Struct and not is_acyclic(t):
-                raise PrologError("cyclic_term", f"the answer for {n} is a cyclic (rational) term")
             try:
-                ans[n] = w.write(t)
+                ans[n] = w.write(v)      # the writer checks for cycles once a term gets large
             except _Budget as e:
                 raise PrologError(str(e)) from None
+            except PrologThrow:
+                raise PrologError("cyclic_term", f"the answer for {n} is a cyclic (rational) term") from None
         return ans
 
     def _ball_text(self, ball):
@@ -2489,6 +2519,14 @@ def _callable_name(t):
     return t.name
 
 
+def _reserve(eng, n):
+    """Charge n inferences up front for a builtin about to do O(n) work, so huge requests (length(L, 10**9))
+    fail fast with the budget error instead of allocating."""
+    if n > eng.max_inferences:
+        raise _Budget("resource_error(inferences)")
+    eng.extra += n
+
+
 def _py_list(t, eng=None):
     """Proper list -> Python list; partial list -> instantiation_error; otherwise type_error(list)."""
     out = []
@@ -2496,7 +2534,7 @@ def _py_list(t, eng=None):
     while type(x) is Struct and x.fn is LIST:
         out.append(x.args[0])
         x = deref(x.args[1])
-        if len(out) > 20_000_000:
+        if len(out) == _CYCLE_CHECK_AFTER and not is_acyclic(t):
             raise type_error("list", _CYCLIC)
     if x is NIL:
         if eng is not None:
@@ -2741,7 +2779,7 @@ def _b_functor(eng, a):
             raise type_error("atom", name)
         if n < 0:
             raise domain_error("not_less_than_zero", n)
-        eng.extra += n
+        _reserve(eng, n)
         return unify(t, Struct(functor_of(name.name, n), tuple(Var() for _ in range(n))), eng.trail)
     if type(t) is Struct:
         return unify(a[1], mkatom(t.fn.name) if t.fn is not LIST else mkatom("[|]"), eng.trail) and \
@@ -3142,6 +3180,8 @@ def _b_length(eng, a):
     while type(x) is Struct and x.fn is LIST:
         k += 1
         x = deref(x.args[1])
+        if k == _CYCLE_CHECK_AFTER and not is_acyclic(a[0]):
+            raise type_error("list", _CYCLIC)
     eng.extra += k >> 4
     if x is NIL:
         if unify(n, k, eng.trail):
@@ -3151,7 +3191,7 @@ def _b_length(eng, a):
         raise type_error("list", a[0])
     if type(n) is int:
         if n >= k:
-            eng.extra += n - k
+            _reserve(eng, n - k)
             if unify(x, list_from_py([Var() for _ in range(n - k)]), eng.trail):
                 yield True
         return
@@ -3316,11 +3356,9 @@ def _b_min_member(eng, a):
 @det("numlist", 3)
 def _b_numlist(eng, a):
     lo, hi = _int(a[0]), _int(a[1])
-    if hi - lo > 10_000_000:
+    _reserve(eng, max(0, hi - lo + 1) >> 2)
+    if hi - lo > 20_000_000:
         raise _err(mkstruct("resource_error", mkatom("memory")))
-    eng.extra += max(0, hi - lo + 1) >> 2
-    if eng.inferences + eng.extra > eng.max_inferences:
-        raise _Budget("resource_error(inferences)")
     return lo <= hi and unify(a[2], list_from_py(list(range(lo, hi + 1))), eng.trail)
 
 
@@ -3338,8 +3376,12 @@ def _b_list_to_set(eng, a):
 @det("flatten", 2)
 def _b_flatten(eng, a):
     out, stack = [], [a[0]]
+    steps = 0
     while stack:
         x = deref(stack.pop())
+        steps += 1
+        if steps == _CYCLE_CHECK_AFTER and not is_acyclic(a[0]):
+            raise type_error("acyclic_term", _CYCLIC)
         if type(x) is Struct and x.fn is LIST:
             stack.append(x.args[1])
             stack.append(x.args[0])
@@ -3353,8 +3395,11 @@ def _b_flatten(eng, a):
 
 @det("tab", 1)
 def _b_tab(eng, a):
-    eng.out.append(" " * max(0, eval_arith(a[0])))
-    return True
+    n = eval_arith(a[0])
+    if type(n) is not int:
+        raise type_error("integer", n)
+    _reserve(eng, n >> 4)
+    return _emit(eng, " " * min(max(0, n), _MAX_REPEAT))
 
 
 # -- all-solutions helpers (bagof/setof are in the library, on top of findall/3)
@@ -3549,6 +3594,16 @@ BUILTINS[functor_of("write_term", 2)] = _Det(lambda eng, a: _emit(eng, term_to_t
     a[0], quoted=any(term_to_text(o) == "quoted(true)" for o in _py_list(a[1])))))
 
 
+_MAX_REPEAT = 1_000_000
+
+
+def _count(num, default=1):
+    n = int(num) if num else default
+    if n > _MAX_REPEAT:
+        raise _err(mkstruct("resource_error", mkatom("memory")))
+    return n
+
+
 def format_text(fmt: str, args: list) -> str:
     """format/2 subset: ~w ~p ~q ~a ~d ~D ~s ~e ~f ~g ~n ~c ~r ~8| ~t ~+ ~i ~*c ~~ (column stops are ignored)."""
     out, i, n = [], 0, len(fmt)
@@ -3590,7 +3645,7 @@ def format_text(fmt: str, args: list) -> str:
             if type(x) is not int:
                 raise _err(mkstruct("format", PString("~d expects an integer argument")))
             s = str(abs(x))
-            k = int(num) if num else 0
+            k = _count(num, 0)
             if k > 0:
                 s = s.rjust(k + 1, "0")
                 s = s[:-k] + "." + s[-k:]
@@ -3601,17 +3656,22 @@ def format_text(fmt: str, args: list) -> str:
             out.append(("-" if x < 0 else "") + s)
         elif d in "efg":
             x = eval_arith(nxt())
-            k = int(num) if num else 6
+            k = min(_count(num, 6), 300)
             out.append(("%." + str(k) + d) % x)
         elif d == "s":
             out.append(text_of(nxt(), "list"))
         elif d == "n":
-            out.append("\n" * (int(num) if num else 1))
+            out.append("\n" * _count(num))
         elif d == "c":
-            out.append(chr(_int(nxt())) * (int(num) if num else 1))
+            c = _int(nxt())
+            if not 0 <= c <= 0x10FFFF:
+                raise representation_error("character_code")
+            out.append(chr(c) * _count(num))
         elif d == "r":
             x = _int(nxt())
-            base = int(num) if num else 8
+            base = _count(num, 8)
+            if not 2 <= base <= 36:
+                raise _err(mkstruct("format", PString("radix must be 2..36")))
             digits, v = [], abs(x)
             while True:
                 digits.append("0123456789abcdefghijklmnopqrstuvwxyz"[v % base])
