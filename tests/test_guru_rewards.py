@@ -712,3 +712,19 @@ def test_sandbox_cannot_read_the_project_directory_in_bwrap_mode():
     assert os.path.exists(secret)
     r = gr.run_sandboxed(f"import os\nprint(os.path.exists({secret!r}), os.listdir({os.getcwd()!r}))", mode="bwrap")
     assert r.ok and r.stdout.split()[0] == "False"
+
+
+def test_missing_bwrap_falls_back_to_limits_with_a_one_time_warning(monkeypatch):
+    import warnings
+    # a private probe cache without the bwrap entry; the real one is restored after the test
+    monkeypatch.setattr(gr, "_probe_cache", {k: v for k, v in gr._probe_cache.items() if k != "bwrap"})
+    monkeypatch.setattr(gr.shutil, "which", lambda name: None)
+    monkeypatch.setattr(gr, "SANDBOX_MODE", None)
+    with pytest.warns(RuntimeWarning, match="bubblewrap"):
+        r1 = gr.run_sandboxed("print(1)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # a second warning would raise here
+        r2 = gr.run_sandboxed("print(2)")
+    assert (r1.mode, r1.stdout, r2.mode, r2.stdout) == ("limits", "1\n", "limits", "2\n")
+    with pytest.raises(RuntimeError, match="bubblewrap"):
+        gr.run_sandboxed("print(3)", mode="bwrap")
