@@ -462,6 +462,8 @@ def _normalize_math(s: str) -> str:
         s = _TEXT_CMD_RE.sub(lambda m: " " + m.group(1) + " ", s)
     s = _UNIT_RE.sub(" ", s) if re.search(r"[0-9]", s) else s
     s = s.replace("{,}", ",")
+    s = re.sub(r"\s+(?:and|or)\s+", ",", s)              # "2 and 3" -> "2,3" (card §2.1 step 2)
+    s = re.sub(r"^\s*[A-Za-z]\s*\\in\s*", "", s)         # "x \in [2, 5)" -> "[2, 5)"
     while re.search(r"\d,\d{3}(?!\d)", s):                # thousands separators: 1,000,000 -> 1000000
         s = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", s)
     s = re.sub(r"\\frac\s*([0-9A-Za-z])\s*([0-9A-Za-z])", r"\\frac{\1}{\2}", s)   # \frac12 -> \frac{1}{2}

@@ -41,6 +41,7 @@ def test_extract_boxed_is_linear_on_megabyte_adversarial_inputs():
     (r"1\frac{1}{2}", "3/2"), ("-2 1/4", "-9/4"), ("2^{10}", "1024"), (r"\frac{\pi}{2}", r"\pi/2"), ("3.0", "3"),
     (r"-\frac{1}{2}", "-0.5"), (r"\sqrt{2}^2", "2"), ("2^{1/2}", r"\sqrt{2}"),
     (r"\frac{1}{\sqrt{2}}", r"\frac{\sqrt2}{2}"),
+    (r"x \in [2, 5)", "[2,5)"), (r"2 \text{ and } 3", "3, 2"), (r"(-\infty, 0]", r"(-\infty,0]"),
 ])
 def test_math_equivalent_but_differently_written_answers_are_equal(pred, gt):
     assert math_equal(pred, gt)
@@ -51,7 +52,7 @@ def test_math_equivalent_but_differently_written_answers_are_equal(pred, gt):
     ("(1,2)", "[1,2]"),                  # card §8.1: brackets must match
     ("50.00001", "50"),                  # exact: no 1e-4 tolerance (deviation)
     ("0.5", "50"), ("5000", "50"),       # the released percentage quirk is dropped (deviation)
-    ("6.28", r"2\pi"), ("0.333", "1/3"), ("3", "4"), ("x+1", "x-1"), ("(0,1)", "[0,1]"), ("1,2", "1,2,3"),
+    ("6.28", r"2\pi"), ("0.333", "1/3"), ("3", "4"), ("x+1", "x-1"), ("(0,1)", "[0,1]"), ("1,2", "1,2,3"), (r"(-\infty, 0]", r"(-\infty, 0)"),
     ("\u0663", "3"), ("\u00b2", "2"), ("\uff13", "3"),   # unicode digits are not numbers
 ])
 def test_math_wrong_answers_score_zero(pred, gt):
