@@ -556,10 +556,14 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     rewards = torch.tensor([float(r.reward) for r in batch], device=device)
     T = int((P + L).max())
     Lr = max(int(L.max()), 1)
-    tokens = torch.full((S, T), pad_id, dtype=torch.long, device=device)
+    tokens = torch.full((S, T), pad_id, dtype=torch.long)                # built on the host, one copy to device
+    saved = torch.zeros(S, Lr)                                            # values saved for earlier windows
     for b, r in enumerate(batch):
         seq = r.prompt + r.response
-        tokens[b, :len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
+        tokens[b, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        if r.window_start:
+            saved[b, :r.window_start] = torch.tensor(r.values[:r.window_start])
+    tokens, saved = tokens.to(device), saved.to(device)
     t = torch.arange(Lr, device=device)[None]                             # (1, Lr)
     resp_mask = t < L[:, None]
     window_mask = resp_mask & (t >= ws[:, None])
@@ -572,10 +576,6 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     old_logp = torch.where(window_mask, _response_logprobs(policy, tokens, pred_pos, targets), 0.0)
     values_all = _values_of(critic, tokens)                              # (S, T)
     fresh = values_all.gather(1, pred_pos)                                # (S, Lr) V(s_t)
-    saved = torch.zeros(S, Lr, device=device)
-    for b, r in enumerate(batch):
-        if r.window_start:
-            saved[b, :r.window_start] = torch.tensor(r.values[:r.window_start], device=device)
     old_values = torch.where(window_mask, fresh, saved)
     old_values = torch.where(resp_mask, old_values, 0.0)
 

@@ -543,3 +543,21 @@ def test_exact_bootstrap_ablation_uses_the_critic_value_after_the_window():
             v_next = float(v_all[b, int(sb.seq_lens[b]) - 1])
             want = (v_next - v_last) if bootstrap == "value" else 0.0
             assert float(sb.adv_raw[b, L - 1]) == pytest.approx(want, abs=1e-6)
+
+
+def test_micro_batch_split_does_not_change_the_update():
+    """Token-level aggregation with the mini-batch's token count as denominator (card §13.11): gradient
+    accumulation over micro-batches gives the same optimizer step as one big forward/backward."""
+    params = []
+    for micro in (0, 1, 2):
+        cfg = small_cfg(minibatch_size=9, micro_batch_size=micro)
+        policy, critic, popt, copt = make_models(cfg.max_response)
+        pool, stream, gen = RolloutPool.from_config(cfg), PromptStream(), ScriptedGen()
+        for s in range(2):
+            tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                           generate_fn=gen, reward_fn=scripted_reward, next_prompt=stream, step=s)
+        params.append(torch.cat([p.detach().flatten() for p in list(policy.parameters()) + list(critic.parameters())]))
+    init = torch.cat([p.detach().flatten() for m in make_models(12)[:2] for p in m.parameters()])
+    assert not torch.allclose(params[0], init)
+    for p in params[1:]:
+        assert torch.allclose(p, params[0], rtol=1e-4, atol=1e-6)
