@@ -266,7 +266,7 @@ def _scan_apply(x: torch.Tensor, plan, i: int, j: int, level: int = 0) -> torch.
     if N > 1:
         Y = _scan_apply(y[:, :, 0], plan, i, j, level + 1)                 # (b, N)  full-sequence y at chunk starts
         carry = torch.nn.functional.pad(Y[:, 1:], (0, 1))                  # (b, N)  y_e for each chunk, 0 after the end
-        y = torch.baddbmm(y, carry[:, :, None], decay[i:j, None, :])       # (b, N, C)  y^loc_t + c^(e−t) · y_e
+        y = torch.addcmul(y, carry[:, :, None], decay[i:j, None, :])       # (b, N, C)  y^loc_t + c^(e−t) · y_e
     return y.view(b, N * C)[:, :T]
 
 
@@ -305,7 +305,7 @@ def egae_torch(rewards, values, lengths, finished, gamma=1.0, lam=0.95, bootstra
         # Padding may hold garbage (even NaN): cut it out before the recursion (ROLL #447), then overwrite t = l−1,
         # whose V_{t+1} was padding too. Rows with l = 0 have no valid position; the scatter writes a masked slot.
         delta = torch.where(mask, delta, 0.0)
-        delta = delta.scatter(1, last[i:j], torch.where(lengths[i:j, None] > 0, delta_last[i:j], 0.0))
+        delta.scatter_(1, last[i:j], torch.where(lengths[i:j, None] > 0, delta_last[i:j], 0.0))
         a = _scan_apply(delta, plan, i, j)                                 # Â_t = δ_t + γλ Â_{t+1}; exactly 0 past l
         adv[i:j] = a
         ret[i:j] = torch.where(mask, a + V[i:j], 0.0)                      # ret_t = Â_t + V_t
