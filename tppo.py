@@ -387,8 +387,9 @@ class RolloutPool:
     `finished`; after training `carry` moves every unfinished rollout to the front of the next batch (round + 1).
     There is no selection step: nothing is discarded (see the module docstring).
 
-    Checkpointing: `state_dict()` between steps holds the carried and waiting rollouts and the id counters; with
-    `load_state_dict` the next batch is exactly the one the original pool would have produced.
+    Checkpointing: `state_dict()` between steps holds the carried and waiting rollouts and the id counters (plain
+    Python data; `meta` must be picklable for torch.save); with `load_state_dict` the next batch is exactly the one
+    the original pool would have produced.
     Data-parallel: give every rank its own pool (and its own prompt stream).
     """
 
@@ -915,7 +916,8 @@ def run_toy(cfg: TPPOConfig, steps: int, *, n_max: int = 16, seed: int = 0, lr: 
 
 def format_metrics(m: dict, steps: int) -> str:
     return (f"step {m['step']:4d}/{steps} | reward {m['reward/mean']:.2f} | recent {m.get('reward/recent', 0):.2f} "
-            f"| fin {m['pool/finished']:3.0f} carry {m['pool/unfinished']:3d} | len {m['resp/len_mean']:5.1f} p90 {m['resp/len_p90']:5.1f} "
+            f"| fin {m['pool/finished']:3.0f} carry {m['pool/unfinished']:3d} "
+            f"| len {m['resp/len_mean']:5.1f} p90 {m['resp/len_p90']:5.1f} "
             f"| policy {m.get('policy/loss', 0):+.3f} | value {m['value/loss']:.3f} "
             f"| clipfrac {m.get('policy/clipfrac', 0):.2f} | ev {m['value/explained_var']:+.2f} "
             f"| util {m['gen/util']:.2f} | {m['time/step_s']:.2f} s")

@@ -296,6 +296,13 @@ def test_unfinished_rows_use_length_plus_half_window_in_lambda_and_zero_ignored_
             if not fin:
                 seen_unfinished = True
                 assert torch.all(sb.adv[b, L - 2:L] == 0)                  # last k tokens of a truncated window
+        # whitening statistics over the window tokens that are not ignored: mean 0, std 1 over the whole batch
+        keep = sb.window_mask.clone()
+        for b in range(len(sb.rids)):
+            if not bool(sb.finished[b]):
+                keep[b, int(sb.lengths[b]) - 2:int(sb.lengths[b])] = False
+        a = sb.adv[keep].double()
+        assert abs(float(a.mean())) < 1e-5 and float(a.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
     assert seen_unfinished
 
 
