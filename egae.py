@@ -495,12 +495,13 @@ def _demo():
 def _plain_loop_gae(rewards, values, gamma, lam):
     """The per-token loop of TRL / OpenRLHF-style GAE (vectorized over rows, one step per token), for --bench."""
     T = rewards.shape[1]
+    gl = gamma * lam                  # hoisted: with a per-row λ tensor it would otherwise cost one op per token
     lastgaelam = 0.0
     advantages_reversed = []
     for t in reversed(range(T)):
         nextvalues = values[:, t + 1] if t < T - 1 else 0.0
         delta = rewards[:, t] + gamma * nextvalues - values[:, t]
-        lastgaelam = delta + gamma * lam * lastgaelam
+        lastgaelam = delta + gl * lastgaelam
         advantages_reversed.append(lastgaelam)
     advantages = torch.stack(advantages_reversed[::-1], dim=1)
     return advantages, advantages + values
@@ -510,11 +511,12 @@ def _masked_loop_gae(rewards, values, response_mask, gamma, lam):
     """verl's mask-aware per-token loop (`compute_gae_advantage_return`): masked positions carry the running next
     value and advantage through unchanged. For --bench."""
     T = rewards.shape[1]
+    gl = gamma * lam
     nextvalues, lastgaelam = 0.0, 0.0
     advantages_reversed = []
     for t in reversed(range(T)):
         delta = rewards[:, t] + gamma * nextvalues - values[:, t]
-        lastgaelam_ = delta + gamma * lam * lastgaelam
+        lastgaelam_ = delta + gl * lastgaelam
         m = response_mask[:, t]
         nextvalues = values[:, t] * m + (1 - m) * nextvalues
         lastgaelam = lastgaelam_ * m + (1 - m) * lastgaelam
