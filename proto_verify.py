@@ -262,19 +262,24 @@ def indicator(fn):
 # SWI-Prolog's default operator table (subset that matters for data programs): priority, type.
 PREFIX_OPS = {":-": (1200, "fx"), "?-": (1200, "fx"), "\\+": (900, "fy"), "-": (200, "fy"), "+": (200, "fy"),
               "\\": (200, "fy"), "dynamic": (1150, "fx"), "discontiguous": (1150, "fx"),
-              "initialization": (1150, "fx"), "table": (1150, "fx"), "$": (1, "fx"), "?": (500, "fx")}
-INFIX_OPS = {":-": (1200, "xfx"), "-->": (1200, "xfx"), ";": (1100, "xfy"), "|": (1100, "xfy"),
-             "->": (1050, "xfy"), "*->": (1050, "xfy"), ",": (1000, "xfy"), ":=": (990, "xfx"),
+              "initialization": (1150, "fx"), "table": (1150, "fx"), "$": (1, "fx"),
+              "multifile": (1150, "fx"), "module_transparent": (1150, "fx"), "meta_predicate": (1150, "fx"),
+              "public": (1150, "fx"), "thread_local": (1150, "fx"), "volatile": (1150, "fx")}
+INFIX_OPS = {":-": (1200, "xfx"), "-->": (1200, "xfx"), "=>": (1200, "xfx"), ";": (1100, "xfy"), "|": (1100, "xfy"),
+             "->": (1050, "xfy"), "*->": (1050, "xfy"), ",": (1000, "xfy"), ":=": (800, "xfx"),
              "=": (700, "xfx"), "\\=": (700, "xfx"), "==": (700, "xfx"), "\\==": (700, "xfx"),
              "@<": (700, "xfx"), "@>": (700, "xfx"), "@=<": (700, "xfx"), "@>=": (700, "xfx"),
              "=..": (700, "xfx"), "=@=": (700, "xfx"), "\\=@=": (700, "xfx"), "is": (700, "xfx"), "=:=": (700, "xfx"), "=\\=": (700, "xfx"),
              "<": (700, "xfx"), ">": (700, "xfx"), "=<": (700, "xfx"), ">=": (700, "xfx"),
-             ">:<": (700, "xfx"), ":<": (700, "xfx"), "as": (700, "xfx"), ":": (200, "xfy"),
-             "+": (500, "yfx"), "-": (500, "yfx"), "/\\": (500, "yfx"), "\\/": (500, "yfx"), "xor": (500, "yfx"),
+             ">:<": (700, "xfx"), ":<": (700, "xfx"), "as": (700, "xfx"), ":": (600, "xfy"),
+             "+": (500, "yfx"), "-": (500, "yfx"), "/\\": (500, "yfx"), "\\/": (500, "yfx"), "xor": (400, "yfx"),
              "*": (400, "yfx"), "/": (400, "yfx"), "//": (400, "yfx"), "rdiv": (400, "yfx"), "<<": (400, "yfx"),
              ">>": (400, "yfx"), "mod": (400, "yfx"), "rem": (400, "yfx"), "div": (400, "yfx"),
-             "divmod": (400, "yfx"), "**": (200, "xfx"), "^": (200, "xfy")}
-INFIX_OPS[":"] = (200, "xfy")
+             "**": (200, "xfx"), "^": (200, "xfy")}
+# library(clpfd)'s operators, so that programs using it *parse*; the constraints themselves are not implemented
+# and raise existence_error(procedure, (#=)/2) etc. at run time (card §4.4: "raise a clear existence_error").
+INFIX_OPS.update({op: (700, "xfx") for op in ("#=", "#\\=", "#<", "#>", "#=<", "#>=", "in", "ins")})
+INFIX_OPS[".."] = (500, "yfx")
 SYMBOL_CHARS = set("+-*/\\^<>=~:.?@#&$")
 _SOLO = {"!", ";", "[]", "{}", ","}
 
@@ -464,9 +469,7 @@ class _Parser:
                 break
             self.i += 1
             right, _ = self.parse(rmax)
-            if name == "|":
-                name = ";"
-            left = Struct(functor_of(name, 2), (left, right))
+            left = Struct(functor_of(name, 2), (left, right))     # (a|b) reads as '|'(a,b), as SWI-7
             lp = p
         self.depth -= 1
         return left, lp
@@ -652,7 +655,7 @@ def _atom_needs_quotes(s: str) -> bool:
     if _ALNUM_RE.match(s) and s[0].islower():
         return False
     if all(c in SYMBOL_CHARS for c in s):
-        return False
+        return s == "."                   # a lone '.' would read as an end token
     return True
 
 
@@ -679,7 +682,15 @@ def atom_text(s: str, quoted: bool) -> str:
 
 
 def _is_op_atom(name):
-    return name in INFIX_OPS or name in PREFIX_OPS
+    return name in INFIX_OPS or name in PREFIX_OPS or name == "."     # '.' is op(100, yfx) in SWI-7 (dicts)
+
+
+class _AlphaOp(str):
+    """An alphanumeric infix operator token: SWI puts a space after it iff it needed one before (a mod b)."""
+
+
+class _PrefixOp(str):
+    """A prefix operator token: a following '(' or '{' must be separated by a space (- (a+b), - {x})."""
 
 
 def _var_letter(n):
@@ -708,12 +719,13 @@ class _Writer:
         stack = [(term, 1200, "arg")]
         q = self.quoted
         steps = 0
+        force_space = after_prefix = False
         while stack:
             steps += 1
             if steps == _CYCLE_CHECK_AFTER and not is_acyclic(term):
                 raise type_error("acyclic_term", _CYCLIC)
             item = stack.pop()
-            if type(item) is str:
+            if isinstance(item, str):
                 s = item
             else:
                 t, maxp, ctx = item
@@ -727,12 +739,12 @@ class _Writer:
                     s = format_float(t)
                 elif tt is Atom or tt is Nil:
                     s = atom_text(t.name, q) if tt is Atom else "[]"
-                    if ctx == "op" and tt is Atom and _is_op_atom(t.name):
+                    if ctx != "arg" and tt is Atom and _is_op_atom(t.name):
                         s = "(" + s + ")"
                 elif tt is PString:
                     s = _quote(t.val, '"') if q else t.val
                 elif tt is Struct:
-                    self.push_struct(t, maxp, stack)
+                    self.push_struct(t, maxp, stack, ctx)
                     continue
                 else:
                     s = str(t)
@@ -740,8 +752,13 @@ class _Writer:
                 continue
             # glue avoidance: two symbol-char tokens or two alphanumeric tokens must be separated by a space
             c0 = s[0]
-            if (last in SYMBOL_CHARS and c0 in SYMBOL_CHARS) or \
-                    ((last.isalnum() or last == "_") and (c0.isalnum() or c0 == "_")):
+            space = (last in SYMBOL_CHARS and c0 in SYMBOL_CHARS) or \
+                ((last.isalnum() or last == "_") and (c0.isalnum() or c0 == "_"))
+            if force_space or (after_prefix and c0 in "({"):
+                space = True
+            force_space = type(s) is _AlphaOp and space and last != " "
+            after_prefix = type(s) is _PrefixOp
+            if space and last != " " and c0 != " ":
                 out.append(" ")
             out.append(s)
             last = s[-1]
@@ -750,7 +767,7 @@ class _Writer:
                 raise _Budget("resource_error(term_too_large)")
         return "".join(out)
 
-    def push_struct(self, t, maxp, stack):
+    def push_struct(self, t, maxp, stack, ctx="arg"):
         fn, args = t.fn, t.args
         name, n = fn.name, fn.arity
         q = self.quoted
@@ -787,17 +804,18 @@ class _Writer:
                 p, typ = INFIX_OPS[name]
                 lmax = p - 1 if typ[0] == "x" else p
                 rmax = p - 1 if typ[2] == "x" else p
-                open_ = p > maxp
+                open_ = p > maxp or (name == "|" and ctx == "op;")   # SWI brackets a bar term under ;
                 if open_:
                     stack.append(")")
-                stack.append((args[1], rmax, "op"))
-                if name == ",":
-                    stack.append(",")
+                octx = "op;" if name == ";" else "op"
+                stack.append((args[1], rmax, octx))
+                if name == "," or name == "|":
+                    stack.append(name)
                 elif name[0].isalpha():
-                    stack.append(" " + atom_text(name, q) + " ")
+                    stack.append(_AlphaOp(atom_text(name, q)))
                 else:
-                    stack.append(atom_text(name, q))
-                stack.append((args[0], lmax, "op"))
+                    stack.append(atom_text(name, q))     # spaces only where tokens would glue
+                stack.append((args[0], lmax, octx))
                 if open_:
                     stack.append("(")
                 return
@@ -815,11 +833,9 @@ class _Writer:
                     stack += [")", (a, 1200, "arg"), "(", " "]
                 else:
                     stack.append((a, amax, "op"))
-                    if name in ("-", "+") and _leftmost_is_unsigned_number(a):
-                        stack.append(" ")      # -(1) is written "- 1", not the number -1
-                    elif name[0].isalpha():
-                        stack.append(" ")
-                stack.append(atom_text(name, q))
+                    if name == "-" and _leftmost_is_unsigned_number(a):
+                        stack.append(" ")      # -(1) is written "- 1", not the number -1 (SWI-7 reads +1 as +(1))
+                stack.append(_PrefixOp(atom_text(name, q)))
                 if open_:
                     stack.append("(")
                 return
@@ -1271,7 +1287,11 @@ def _rem(a, b):
 
 def _pow(a, b):
     # SWI (prefer_rationals=false): int**int and int^int are exact for b >= 0; a negative exponent gives
-    # 1, -1 exactly, zero_divisor for 0, and a float otherwise (2^(-1) = 0.5).
+    # 1, -1 exactly, zero_divisor for 0, and a float otherwise (2^(-1) = 0.5). Any X ** 0 is the integer 1.
+    if b == 0 or (a == 1 and type(a) is int):
+        return 1
+    if type(a) is int and a == 0 and type(b) is float and b > 0:
+        return 0                       # SWI keeps an integer 0 or 1 base exact: 0 ** 0.5 = 0
     if type(a) is int and type(b) is int:
         if b >= 0:
             if abs(a) > 1:
@@ -1362,7 +1382,7 @@ def _bitop(f):
 def _msb(x):
     _need_int(x)
     if x <= 0:
-        raise type_error("not_less_than_one", x)
+        raise _err(mkstruct("domain_error", mkatom("not_less_than_one"), x))
     return x.bit_length() - 1
 
 
@@ -1424,6 +1444,7 @@ def eval_arith(t):
             n = x.arity
             args = vals[-n:]
             del vals[-n:]
+            args.reverse()           # arguments were evaluated right to left, as SWI does (error order)
             vals.append(_ARITH_FN[x](*args))
             continue
         while type(x) is Var:
@@ -1442,7 +1463,7 @@ def eval_arith(t):
                     continue
                 raise type_error("evaluable", indicator(fn))
             work.append(fn)
-            work.extend(reversed(x.args))
+            work.extend(x.args)
         elif tx is Atom:
             c = _ARITH_CONST.get(x.name)
             if c is None:
@@ -1904,12 +1925,13 @@ FAIL = mkatom("fail")
 IFTHEN = functor_of("->", 2)
 SOFTCUT = functor_of("*->", 2)
 _CONTROL = {("true", 0): C_TRUE, ("otherwise", 0): C_TRUE, ("fail", 0): C_FAIL, ("false", 0): C_FAIL,
-            (",", 2): C_CONJ, ("!", 0): C_CUT, (";", 2): C_DISJ, ("->", 2): C_IFTHEN, ("*->", 2): C_SOFTCUT,
+            (",", 2): C_CONJ, ("!", 0): C_CUT, (";", 2): C_DISJ, ("|", 2): C_DISJ, ("->", 2): C_IFTHEN, ("*->", 2): C_SOFTCUT,
             ("\\+", 1): C_NOT, ("not", 1): C_NOT, ("findall", 3): C_FINDALL, ("findall", 4): C_FINDALL4,
             ("catch", 3): C_CATCH, ("throw", 1): C_THROW, ("once", 1): C_ONCE, ("forall", 2): C_FORALL}
 for _n in range(1, 9):
     _CONTROL[("call", _n)] = C_CALL
-_CONTROL_FNS = {functor_of(",", 2), functor_of(";", 2), functor_of("->", 2), functor_of("*->", 2)}
+_CONTROL_FNS = {functor_of(",", 2), functor_of(";", 2), functor_of("->", 2), functor_of("*->", 2),
+                functor_of("|", 2)}
 
 
 def _goal_node(t, cb, nxt, strict=False):
@@ -3716,6 +3738,11 @@ def _b_format3(eng, a):
     return _emit(eng, s)
 
 
+@det("print_message", 2)
+def _b_print_message(eng, a):
+    return True                 # SWI prints to stderr; a verifier has no terminal
+
+
 @det("halt", 0)
 def _b_halt(eng, a):
     raise permission_error("halt", "sandbox", mkatom("halt"))
@@ -3779,7 +3806,12 @@ last([X|Xs], Last) :- '$last'(Xs, X, Last).
 reverse(Xs, Ys) :- '$reverse'(Xs, [], Ys, Ys).
 '$reverse'([], Ys, Ys, []).
 '$reverse'([X|Xs], Rs, Ys, [_|Bound]) :- '$reverse'(Xs, [X|Rs], Ys, Bound).
-permutation(Xs, Ys) :- '$perm'(Xs, Ys).
+permutation(Xs, Ys) :-
+    (   is_list(Xs) -> length(Xs, N), length(Ys, N)
+    ;   is_list(Ys) -> length(Ys, N), length(Xs, N)
+    ;   length(Xs, N), length(Ys, N)
+    ),
+    '$perm'(Xs, Ys).
 '$perm'([], []).
 '$perm'(List, [First|Perm]) :- select(First, List, Rest), '$perm'(Rest, Perm).
 nextto(X, Y, [X,Y|_]).
@@ -3796,6 +3828,7 @@ union([H|T], L, R) :- ( memberchk(H, L) -> R = R1 ; R = [H|R1] ), union(T, L, R1
 sumlist(L, S, _) :- sum_list(L, S).
 exclude_dummy_ :- fail.
 ignore(G) :- ( call(G) -> true ; true ).
+_ ^ G :- call(G).
 bagof(T, G, L) :-
     '$free_variable_set'(T^G, G1, W),
     (   W == '$w'

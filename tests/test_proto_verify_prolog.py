@@ -600,3 +600,90 @@ def test_bad_arguments_raise_value_or_type_errors_naming_them():
         solve(None, "true")
     with pytest.raises(ValueError, match="max_inferences"):
         solve("", "true", max_inferences=0)
+
+
+# ── random differential tests: arithmetic and writeq against SWI-Prolog in one batch each ──────────────────────
+def _rand_expr(rng, d=0):
+    if d >= 3 or rng.random() < 0.3:
+        return rng.choice(["0", "1", "2", "3", "7", "-7", "10", "-3", "1180591620717411303424", "0.5", "-2.25",
+                           "1.0e10", "3.0", "-0.0", "2.5"])
+    if rng.random() < 0.25:
+        f = rng.choice(["-", "abs", "sign", "float", "integer", "truncate", "round", "ceiling", "floor", "sqrt",
+                        "msb", "\\"])
+        return f"{f}({_rand_expr(rng, d + 1)})"
+    op = rng.choice(["+", "-", "*", "/", "//", "mod", "rem", "div", "min", "max", "**", "^", ">>", "<<", "/\\",
+                     "\\/", "xor", "gcd", "atan2"])
+    a, b = _rand_expr(rng, d + 1), _rand_expr(rng, d + 1)
+    if op in ("**", "^"):
+        b = rng.choice(["2", "3", "-1", "0", "0.5", "-2", "10"])
+    if op in (">>", "<<"):
+        b = rng.choice(["1", "3", "0", "-1"])
+    if op in ("min", "max", "gcd", "atan2"):
+        return f"{op}({a}, {b})"
+    return f"({a}) {op} ({b})"
+
+
+_ATOMS = ["a", "'B'", "'hello world'", "'[]'", "[]", "'{}'", "-", "+", "':-'", "','", "'|'", "''", "foo", "'\\n'",
+          "*", "is", "mod", "\\+", "'.'", ";", "!", "'don''t'", "ab_c", "'1a'", "=", "->"]
+_NUMS = ["-1", "1", "2.5", "-0.0", "1.0e20", "0", "-7", "1.5e-7", "123456789012345678901234567890", "3"]
+_OPS2 = ["+", "-", "*", "/", "^", "**", ";", "->", "','", "':-'", "=", "is", "mod", ":", "=..", "<", "rem", "xor",
+         "//", "-->", "@<"]
+_OPS1 = ["-", "+", "\\+", "\\", "':-'", "dynamic", "?"]
+
+
+def _rand_term(rng, d=0):
+    r = rng.random()
+    if d >= 4 or r < 0.3:
+        return rng.choice(_ATOMS + _NUMS + ['"s"', '"a b"'])
+    if r < 0.55:
+        return f"{rng.choice(_OPS2)}({_rand_term(rng, d + 1)}, {_rand_term(rng, d + 1)})"
+    if r < 0.7:
+        return f"{rng.choice(_OPS1)}({_rand_term(rng, d + 1)})"
+    if r < 0.85:
+        n = rng.randrange(0, 4)
+        items = ", ".join(_rand_term(rng, d + 1) for _ in range(n))
+        tail = ("|" + _rand_term(rng, d + 1)) if n and rng.random() < 0.3 else ""
+        return f"[{items}{tail}]"
+    if r < 0.9:
+        return "{" + _rand_term(rng, d + 1) + "}"
+    return f"f({_rand_term(rng, d + 1)}, {_rand_term(rng, d + 1)})"
+
+
+def _swi_batch(driver, lines):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d)
+        (p / "drv.pl").write_text(driver)
+        (p / "in.txt").write_text("".join(x + " .\n" for x in lines))
+        with open(p / "in.txt") as f:
+            return subprocess.run([SWIPL, "-q", str(p / "drv.pl")], stdin=f, capture_output=True, text=True,
+                                  timeout=60).stdout.splitlines()
+
+
+@needs_swipl
+def test_random_arithmetic_agrees_with_swi_including_error_terms():
+    rng = random.Random(1)
+    exprs = [_rand_expr(rng) for _ in range(300)]
+    drv = ("main :- read_term(T, []), ( T == end_of_file -> true ; catch((X is T, writeq(X)), E, "
+           "(E = error(F, _) -> write('ERR '), writeq(F) ; writeq(E))), nl, main ).\n"
+           ":- initialization((main, halt)).\n")
+    swi = _swi_batch(drv, exprs)
+    ours = []
+    for e in exprs:
+        try:
+            ours.append(solve("", f"X is {e}")[0]["X"])
+        except PrologError as ex:
+            ours.append("ERR " + ex.term)
+    assert len(swi) == len(exprs)
+    assert [(e, o) for e, o, s in zip(exprs, ours, swi) if o != s] == []
+
+
+@needs_swipl
+def test_random_terms_are_written_exactly_like_swi_writeq():
+    rng = random.Random(4)
+    terms = [_rand_term(rng) for _ in range(400)]
+    drv = "main :- read_term(T, []), ( T == end_of_file -> true ; writeq(T), nl, main ).\n" \
+          ":- initialization((main, halt)).\n"
+    swi = _swi_batch(drv, terms)
+    ours = [term_to_text(read_term(t)[0]) for t in terms]
+    assert len(swi) == len(terms)
+    assert [(t, o, s) for t, o, s in zip(terms, ours, swi) if o != s] == []
