@@ -739,7 +739,9 @@ def parse_plan(text):
                 col = raw.lower().find(junk[:1]) + 1 if junk[:1] else None
                 raise PDDLError(f"plan: unexpected text {junk[:40]!r} outside '(...)'", lineno, col or None)
         else:
-            steps.append(tuple(line.replace(",", " ").split()))
+            toks = line.replace(",", " ").split()
+            if toks:  # a line of only commas is as empty as a blank line
+                steps.append(tuple(toks))
     return steps
 
 

@@ -180,6 +180,15 @@ def test_upper_case_and_prefixed_plans_get_the_same_verdict(variant):
     assert (v.failed_step, v.reason) == (2, "unknown_action")
 
 
+@pytest.mark.parametrize("junk", [",", " , ,", ",\n,,"])
+def test_plan_of_only_separators_is_an_empty_plan_not_a_crash(junk):
+    # Regression (found by guru_rewards' fuzz test): a line of only commas parsed to an empty step and the
+    # simulator indexed it. It is as empty as a blank line: the verdict is goal_unmet, never an exception.
+    assert pv.parse_plan(junk) == []
+    v = pv.validate_plan(BW, SUSSMAN, junk)
+    assert (v.valid, v.reason) == (False, "goal_unmet")
+
+
 def test_atom_keys_are_tuples_so_p_o_aob_differs_from_p_oa_ob():
     dom = """(define (domain k) (:predicates (p ?x ?y) (done))
                (:action go :parameters (?x ?y) :precondition (p ?x ?y) :effect (done)))"""
