@@ -44,6 +44,8 @@ Deviations from the paper / reference recipe:
   * The last `ignore_last` tokens of unfinished windows get Â = 0 and are excluded from the whitening statistics
     (the ref leaves the second point unspecified); they stay in the policy-loss denominator.
   * No KL / entropy terms (the ref sets both to 0). Windows carried over are not importance-corrected (as in the ref).
+  * `bootstrap="value"` (the exact V(s_l), free from the same critic forward) is offered as an ablation of EGAE's
+    V(s_l) ≈ V(s_{l−1}). During the `critic_warmup` steps the window tokens are generated but not policy-trained.
   * The policy optimizer step happens once per mini-batch (`ppo_epochs` × ⌈slots / minibatch_size⌉ steps); critic
     mini-batches split the finished rows into the same number of chunks (so data-parallel ranks stay in lock-step).
 
