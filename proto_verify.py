@@ -269,7 +269,8 @@ INFIX_OPS = {":-": (1200, "xfx"), "-->": (1200, "xfx"), "=>": (1200, "xfx"), ";"
              "->": (1050, "xfy"), "*->": (1050, "xfy"), ",": (1000, "xfy"), ":=": (800, "xfx"),
              "=": (700, "xfx"), "\\=": (700, "xfx"), "==": (700, "xfx"), "\\==": (700, "xfx"),
              "@<": (700, "xfx"), "@>": (700, "xfx"), "@=<": (700, "xfx"), "@>=": (700, "xfx"),
-             "=..": (700, "xfx"), "=@=": (700, "xfx"), "\\=@=": (700, "xfx"), "is": (700, "xfx"), "=:=": (700, "xfx"), "=\\=": (700, "xfx"),
+             "=..": (700, "xfx"), "=@=": (700, "xfx"), "\\=@=": (700, "xfx"), "is": (700, "xfx"),
+             "=:=": (700, "xfx"), "=\\=": (700, "xfx"),
              "<": (700, "xfx"), ">": (700, "xfx"), "=<": (700, "xfx"), ">=": (700, "xfx"),
              ">:<": (700, "xfx"), ":<": (700, "xfx"), "as": (700, "xfx"), ":": (600, "xfy"),
              "+": (500, "yfx"), "-": (500, "yfx"), "/\\": (500, "yfx"), "\\/": (500, "yfx"), "xor": (400, "yfx"),
@@ -1060,11 +1061,6 @@ def copy_term(t, charge=None):
             nv = mapping[v] = Var()
         return nv
     return _rebuild(t, fresh, charge)
-
-
-def resolve(t):
-    """A copy of `t` with all bound variables substituted (shares unbound variables)."""
-    return _rebuild(t, lambda v: v)
 
 
 def term_vars(t) -> list:
@@ -1925,7 +1921,8 @@ FAIL = mkatom("fail")
 IFTHEN = functor_of("->", 2)
 SOFTCUT = functor_of("*->", 2)
 _CONTROL = {("true", 0): C_TRUE, ("otherwise", 0): C_TRUE, ("fail", 0): C_FAIL, ("false", 0): C_FAIL,
-            (",", 2): C_CONJ, ("!", 0): C_CUT, (";", 2): C_DISJ, ("|", 2): C_DISJ, ("->", 2): C_IFTHEN, ("*->", 2): C_SOFTCUT,
+            (",", 2): C_CONJ, ("!", 0): C_CUT, (";", 2): C_DISJ, ("|", 2): C_DISJ, ("->", 2): C_IFTHEN,
+            ("*->", 2): C_SOFTCUT,
             ("\\+", 1): C_NOT, ("not", 1): C_NOT, ("findall", 3): C_FINDALL, ("findall", 4): C_FINDALL4,
             ("catch", 3): C_CATCH, ("throw", 1): C_THROW, ("once", 1): C_ONCE, ("forall", 2): C_FORALL}
 for _n in range(1, 9):
@@ -2515,10 +2512,6 @@ def solve(program: str, query: str, max_solutions: int = 1000, max_inferences: i
 # ── Builtins ──────────────────────────────────────────────────────────────────────────────────────────────────────
 # Each deterministic builtin is f(engine, args) -> bool; each non-deterministic one is a generator that performs
 # its bindings and yields once per solution (the solver undoes the trail between solutions).
-
-
-def _bind(eng, a, b):
-    return unify(a, b, eng.trail)
 
 
 def _int(t, allow_var=False):
@@ -3851,13 +3844,17 @@ aggregate_all(min(E, W), G, min(M, Wm)) :- !, findall(E-W, G, L), L \== [], '$mi
 '$maxp'(E-W, E0-W0, R) :- ( E > E0 -> R = E-W ; R = E0-W0 ).
 '$min_pair'([P|Ps], M) :- foldl('$minp', Ps, P, M).
 '$minp'(E-W, E0-W0, R) :- ( E < E0 -> R = E-W ; R = E0-W0 ).
-predsort(P, L, Sorted) :- length(L, N), ( N < 2 -> '$predsort_small'(P, L, Sorted) ; '$predsort'(P, N, L, _, Sorted1), Sorted = Sorted1 ).
+predsort(P, L, Sorted) :-
+    length(L, N),
+    ( N < 2 -> '$predsort_small'(P, L, Sorted) ; '$predsort'(P, N, L, _, Sorted1), Sorted = Sorted1 ).
 '$predsort_small'(_, [], []).
 '$predsort_small'(_, [X], [X]).
 '$predsort'(P, 2, [X1,X2|L], L, R) :- !, call(P, Delta, X1, X2), '$sort2'(Delta, X1, X2, R).
 '$predsort'(_, 1, [X|L], L, [X]) :- !.
 '$predsort'(_, 0, L, L, []) :- !.
-'$predsort'(P, N, L1, L3, R) :- N1 is N // 2, plus(N1, N2, N), '$predsort'(P, N1, L1, L2, R1), '$predsort'(P, N2, L2, L3, R2), '$predmerge'(P, R1, R2, R).
+'$predsort'(P, N, L1, L3, R) :-
+    N1 is N // 2, plus(N1, N2, N),
+    '$predsort'(P, N1, L1, L2, R1), '$predsort'(P, N2, L2, L3, R2), '$predmerge'(P, R1, R2, R).
 '$sort2'(<, X1, X2, [X1,X2]).
 '$sort2'(=, X1, _, [X1]).
 '$sort2'(>, X1, X2, [X2,X1]).
@@ -4418,7 +4415,8 @@ def _bench():
     print("machine: shared CPU; LIPS in CPU seconds (process_time), as SWI's statistics(cputime)")
     ours = bench_lips()
     print(f"proto_verify nrev30: {ours['inferences']:,} inferences in {ours['cpu_s']:.2f} s CPU "
-          f"({ours['wall_s']:.2f} s wall) -> {ours['lips_cpu'] / 1e6:.3f} M LIPS (wall {ours['lips_wall'] / 1e6:.3f} M)")
+          f"({ours['wall_s']:.2f} s wall) -> {ours['lips_cpu'] / 1e6:.3f} M LIPS "
+          f"(wall {ours['lips_wall'] / 1e6:.3f} M)")
     swi = bench_swipl_lips()
     if swi is None:
         print("swipl not on PATH: no SWI-Prolog comparison")
