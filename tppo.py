@@ -788,8 +788,9 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         "resp/len_p90": float(torch.quantile(fin_len, 0.9)) if fin_len.numel() else 0.0,
         "reward/mean": r_sum / max(n_fin, 1),
         "reward/pass": n_pass / max(n_fin, 1),
-        "value/explained_var": float(1 - (ret - v_old).var() / ret.var().clamp(min=1e-8)) if ret.numel() > 1
-        else 0.0,
+        # 1 − Var[G − V_old] / Var[G]; undefined (reported 0) when every target is the same
+        "value/explained_var": float(1 - (ret - v_old).var() / ret.var()) if ret.numel() > 1
+        and float(ret.var()) > 1e-8 else 0.0,
         "adv/mean": float(sb.adv[wm].mean()) if wm.any() else 0.0,
         "adv/std": float(sb.adv[wm].std()) if int(wm.sum()) > 1 else 0.0,
         "adv/raw_abs_mean": float(sb.adv_raw[wm].abs().mean()) if wm.any() else 0.0,
