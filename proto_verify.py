@@ -15,7 +15,7 @@ file implements are the card's answer protocol (§3):
 Prolog engine (card §4.4, SWI-Prolog 9.0.4 is the reference behaviour, §4.2):
   * reader: atoms (quoted/unquoted), variables, bignum integers, floats, strings (double_quotes=string as SWI-7),
     back-quoted code lists, lists [H|T], curly terms, comments, the standard SWI operator table;
-    errors raise `PrologSyntaxError` with 1-based line and column.
+    errors raise `PrologSyntaxError` with 1-based line and column (SWI prints the same place 0-based).
   * engine: depth-first, left-to-right SLD resolution run by ONE iterative loop over an explicit continuation
     (a linked list of (goal, cut_barrier, next) nodes) and a choicepoint stack — no Python recursion per
     inference, so a 100 000-step tail recursion runs and no program can raise RecursionError. Clauses are
@@ -4084,7 +4084,10 @@ def _graph(rng, d):
     dst = rng.choice([x for x in nodes if x != src])
     lines.append("path(X, X, _, [X]).")
     lines.append("path(X, Y, Seen, [X|P]) :- edge(X, Z), \\+ member(Z, Seen), path(Z, Y, [Z|Seen], P).")
-    return "\n".join(lines), f"path({src}, {dst}, [{src}], P)", ["P"], "sequence", \
+    program, query = "\n".join(lines), f"path({src}, {dst}, [{src}], P)"
+    if len(query_values(program, query, ["P"], max_solutions=31)[0]) > 30:   # keep answers a model can write
+        return _graph(rng, d)
+    return program, query, ["P"], "sequence", \
         f"Directed graph. List every simple path P from {src} to {dst}, in Prolog's order."
 
 
@@ -4110,7 +4113,7 @@ _LIST_OPS = {
 
 
 def _list_task(rng, d):
-    n = rng.randrange(2, 4 + 5 * d)
+    n = rng.randrange(2, 4 + 8 * d)            # up to 43 elements at difficulty 5: long answers in the tail
     hi = 3 + 4 * d
     op = rng.choice(sorted(_LIST_OPS))
     xs = [rng.randrange(0, hi) for _ in range(max(n, 1))]
@@ -4189,7 +4192,7 @@ def _arith(rng, d):
         "collatz": "steps(1, 0) :- !.\nsteps(N, S) :- ( 0 is N mod 2 -> M is N // 2 ; M is 3 * N + 1 ), "
                    "steps(M, S0), S is S0 + 1.",
     }
-    top = 6 + 14 * d
+    top = 6 + 20 * d                           # fact(105) has 168 digits: the longest answers
     if op == "fact":
         q = f"fact({rng.randrange(1, top)}, R)"
     elif op == "fib":

@@ -309,6 +309,19 @@ def test_syntax_errors_report_line_and_column(program, line, col):
         solve("", "X = f(")
 
 
+@needs_swipl
+@pytest.mark.parametrize("program", ["p :- q(.\n", "a.\nb :- c d.\n", "f(a b).", "p :- .", "p(X) :- X = [1,2."])
+def test_syntax_error_positions_agree_with_swi(program):
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "se.pl"
+        f.write_text(program)
+        err = subprocess.run([SWIPL, "-q", "-g", "halt", str(f)], capture_output=True, text=True, timeout=30).stderr
+    line, col0 = map(int, re.search(r"se\.pl:(\d+):(\d+)", err).groups())
+    with pytest.raises(PrologSyntaxError) as ei:
+        solve(program, "true")
+    assert (ei.value.line, ei.value.column) == (line, col0 + 1)     # SWI prints 0-based columns, we 1-based
+
+
 # ── 11: puzzles ──────────────────────────────────────────────────────────────────────────────────────────────────
 ZEBRA = """
 right_of(X, Y, [Y,X|_]).
