@@ -3811,15 +3811,12 @@ nextto(X, Y, [X,Y|_]).
 nextto(X, Y, [_|Zs]) :- nextto(X, Y, Zs).
 delete([], _, []).
 delete([H|T], X, R) :- ( H \= X -> R = [H|R1] ; R = R1 ), delete(T, X, R1).
-exclude_one_(_, _, _) :- fail.
 subtract([], _, []).
 subtract([H|T], L, R) :- ( memberchk(H, L) -> R = R1 ; R = [H|R1] ), subtract(T, L, R1).
 intersection([], _, []).
 intersection([H|T], L, R) :- ( memberchk(H, L) -> R = [H|R1] ; R = R1 ), intersection(T, L, R1).
 union([], L, L).
 union([H|T], L, R) :- ( memberchk(H, L) -> R = R1 ; R = [H|R1] ), union(T, L, R1).
-sumlist(L, S, _) :- sum_list(L, S).
-exclude_dummy_ :- fail.
 ignore(G) :- ( call(G) -> true ; true ).
 _ ^ G :- call(G).
 bagof(T, G, L) :-
@@ -3864,22 +3861,25 @@ predsort(P, L, Sorted) :-
 '$predmerge_'(<, P, H1, H2, T1, T2, [H1|R]) :- '$predmerge'(P, T1, [H2|T2], R).
 '$predmerge_'(=, P, H1, _, T1, T2, [H1|R]) :- '$predmerge'(P, T1, T2, R).
 '$predmerge_'(>, P, H1, H2, T1, T2, [H2|R]) :- '$predmerge'(P, [H1|T1], T2, R).
-exclude_dummy2_ :- fail.
 pairs_keys_values([], [], []).
 pairs_keys_values([K-V|T], [K|Ks], [V|Vs]) :- pairs_keys_values(T, Ks, Vs).
 pairs_keys([], []).
 pairs_keys([K-_|T], [K|Ks]) :- pairs_keys(T, Ks).
 pairs_values([], []).
 pairs_values([_-V|T], [V|Vs]) :- pairs_values(T, Vs).
-sum_pairs_dummy_ :- fail.
-max_min_dummy_ :- fail.
-exclude_dummy3_ :- fail.
-last_dummy_ :- fail.
-msort_dummy_ :- fail.
+foldl(G, L1, L2, L3, V0, V) :- '$foldl'(L1, L2, L3, G, V0, V).
+'$foldl'([], [], [], _, V, V).
+'$foldl'([X|Xs], [Y|Ys], [Z|Zs], G, V0, V) :- call(G, X, Y, Z, V0, V1), '$foldl'(Xs, Ys, Zs, G, V1, V).
+list_to_ord_set(L, S) :- sort(L, S).
+ord_union(A, B, C) :- append(A, B, L), sort(L, C).
+ord_subtract(A, B, C) :- subtract(A, B, C).
+ord_intersection(A, B, C) :- intersection(A, B, C).
+ord_memberchk(X, L) :- memberchk(X, L).
+ord_subset(A, B) :- subtract(A, B, []).
+ord_insert(S, E, S2) :- ord_union(S, [E], S2).
 concat_atom(L, R) :- atomic_list_concat(L, R).
 concat_atom(L, S, R) :- atomic_list_concat(L, S, R).
 """
-_LIBRARY = "\n".join(l for l in _LIBRARY.splitlines() if "dummy" not in l and "sumlist(L, S, _)" not in l)
 
 
 def _init_base_table():
