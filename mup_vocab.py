@@ -431,12 +431,14 @@ def lv_toy_run(m, n, lr_emb, lr_out, steps=250, batch=64, seed=0, zipf_s=1.1, ta
     same init and the same tokens (common random numbers, so LR comparisons are not blurred by data noise).
     Returns ndarray (G,) of excess loss (KL to the teacher; inf if it diverged)."""
     lr_emb = [float(v) for v in np.atleast_1d(lr_emb)]
+    lr_out = [float(v) for v in np.broadcast_to(np.asarray(lr_out, dtype=np.float64), (len(lr_emb),))]
     teacher = ToyTeacher(m) if teacher is None else teacher
     gen = torch.Generator().manual_seed(seed)
     E0 = torch.randn(m, n, generator=gen)
     Es = [nn.Parameter(E0.clone()) for _ in lr_emb]
     Ws = [nn.Parameter(torch.zeros(m, n)) for _ in lr_emb]
-    groups = [{"params": [e], "lr": lr} for e, lr in zip(Es, lr_emb)] + [{"params": Ws, "lr": float(lr_out)}]
+    groups = ([{"params": [e], "lr": lr} for e, lr in zip(Es, lr_emb)]
+              + [{"params": [w], "lr": lr} for w, lr in zip(Ws, lr_out)])
     opt = torch.optim.Adam(groups, betas=(0.9, 0.999), fused=True)
     probs = zipf_probs(m, zipf_s)
     scores = np.zeros(len(lr_emb))
@@ -501,6 +503,25 @@ def lv_experiment(widths=(32, 64, 128, 256, 512), vocabs=(64, 8192, "16n"), grid
     return out
 
 
+def readout_check(widths=(32, 512), vocab=8192, lr_emb=2.0 ** -2.5, grid_log2=range(-10, -3), base_width=32,
+                  steps=200, batch=64, seed=0, log=print):
+    """Is the fixed readout LR of lv_experiment (eta_out * base_width / n) near-optimal at every width? Sweep
+    eta_out at a fixed embedding LR; muP's readout rule holds if the optimal eta_out does not move with n.
+    Returns {n: log2 eta_out*}."""
+    grid = [2.0 ** k for k in grid_log2]
+    out = {}
+    for n in widths:
+        t0 = time.time()
+        m = _vocab_size(vocab, n)
+        scores = lv_toy_run(m, n, [lr_emb] * len(grid), [g * base_width / n for g in grid], steps=steps,
+                            batch=batch, seed=seed)
+        out[n], edge = optimum_log2(grid, scores)
+        log(f"m={m:5d} n={n:4d} lr_emb=2^{math.log2(lr_emb):.2f} eta_out*=2^{out[n]:6.2f}{' (grid edge!)' if edge else ''}"
+            f" | KL per eta_out 2^{grid_log2[0]}..: " + " ".join(f"{v:.3f}" for v in scores)
+            + f" | {time.time() - t0:.0f}s")
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Demo
 # ----------------------------------------------------------------------------------------------------------------
@@ -535,6 +556,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--coord", action="store_true", help="coordinate check of a tiny transformer (slopes)")
     ap.add_argument("--lv-experiment", action="store_true", help="toy embedding->readout model, emb-LR exponent")
+    ap.add_argument("--readout-check", action="store_true",
+                    help="sweep the readout LR at a fixed embedding LR (is eta_out * 32 / n near-optimal?)")
     ap.add_argument("--widths", type=str, default=None, help="comma-separated widths (default per mode)")
     ap.add_argument("--vocabs", type=str, default="64,8192,16n",
                     help="--lv-experiment: vocab sizes m; '16n' means m = 16 * width")
@@ -548,7 +571,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     widths = [int(v) for v in args.widths.split(",")] if args.widths else None
-    if args.coord:
+    if args.readout_check:
+        for v in args.vocabs.split(","):
+            readout_check(widths or (32, 512), v if v.endswith("n") else int(v), steps=args.steps, batch=args.batch)
+    elif args.coord:
         run_coord_demo(widths or (32, 64, 128, 256, 512))
     elif args.lv_experiment:
         t0 = time.time()

@@ -280,3 +280,9 @@ def test_lv_experiment_pipeline_fits_an_exponent():
     assert r["alpha"] == pytest.approx(np.polyfit(np.log2([8, 16, 32]), ys, 1)[0])
     for row in r["rows"]:  # ratio = lr_emb* / lr_out with lr_out = eta_out * base / n
         assert row["log2_ratio"] == pytest.approx(row["log2_lr_emb_star"] - math.log2(2.0 ** -7 * 8 / row["n"]))
+
+
+def test_toy_students_trained_side_by_side_are_independent():
+    both = mv.lv_toy_run(48, 16, [2 ** -3, 2 ** -5], [2 ** -6, 2 ** -4], steps=25, batch=8, tail=5)
+    one = mv.lv_toy_run(48, 16, [2 ** -5], 2 ** -4, steps=25, batch=8, tail=5)
+    assert both[1] == pytest.approx(one[0], rel=1e-6) and both[0] != pytest.approx(both[1], rel=1e-3)
