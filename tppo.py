@@ -856,7 +856,7 @@ def toy_generate(model: ToyLM, contexts, max_new_tokens, gen: torch.Generator):
         n += active.long()
         cur, pos = torch.where(active, nxt, cur), pos + 1
         done = done | (active & (nxt == EOS)) | (n >= limit)
-    rows = [out[b, :n[b]].tolist() for b in range(B)]
+    rows = [row[:k] for row, k in zip(out.tolist(), n.tolist())]
     return rows, [bool(r) and r[-1] == EOS for r in rows]
 
 
@@ -952,17 +952,19 @@ def bench(seeds=(0, 1, 2), steps=500, target=0.5, n_max=40, max_seconds=120.0):
             reached = hist[-1]["reward/recent"] >= target
             nan = float("nan")
             rows.append(dict(algo=name, seed=seed, util=tok / slot_steps, tok_s=tok / gen_t, steps=len(hist),
+                             gen_share=gen_t / hist[-1]["time/elapsed_s"],
                              decode=slot_steps / cfg.slots if reached else nan, gen_s=gen_t if reached else nan,
                              wall=hist[-1]["time/elapsed_s"] if reached else nan, p50=p50, p90=p90,
                              reward=hist[-1]["reward/recent"]))
     print(f"toy task: n ~ 1/n on 1..{n_max}, slots 64 (16 prompts x 4), L_max 48; target = mean reward of the last "
           f"256 finished responses >= {target}; nan = not reached within {steps} steps / {max_seconds:.0f} s")
     hdr = (f"{'algo':12s} {'seed':>4s} {'util':>6s} {'gen tok/s':>9s} {'steps':>5s} {'decode steps':>12s} "
-           f"{'gen s':>6s} {'wall s':>6s} {'len p50/p90':>11s} {'reward':>6s}")
+           f"{'gen s':>6s} {'wall s':>6s} {'gen %':>5s} {'len p50/p90':>11s} {'reward':>6s}")
     print(hdr)
     for r in rows:
         print(f"{r['algo']:12s} {r['seed']:4d} {r['util']:6.3f} {r['tok_s']:9.0f} {r['steps']:5d} {r['decode']:12.0f} "
-              f"{r['gen_s']:6.2f} {r['wall']:6.1f} {r['p50']:5d}/{r['p90']:<5d} {r['reward']:6.2f}")
+              f"{r['gen_s']:6.2f} {r['wall']:6.1f} {100 * r['gen_share']:5.1f} {r['p50']:5d}/{r['p90']:<5d} "
+              f"{r['reward']:6.2f}")
 
     def mean(algo, k):
         v = [r[k] for r in rows if r["algo"] == algo]
