@@ -1644,7 +1644,34 @@ class Clause:
     def __init__(self, head, body, nvars, key, source):
         self.head, self.body, self.nvars, self.key, self.source = head, body, nvars, key, source
         self.erased = False
-        self.code = _codegen(head, body) or _generic_code(head, body, nvars)
+        if not body and all(type(h) in _ATOMIC_TYPES for h in head):
+            self.code = _atomic_fact_code(head)      # fact tables: no code generation needed
+        else:
+            self.code = _codegen(head, body) or _generic_code(head, body, nvars)
+
+
+_ATOMIC_TYPES = (Atom, Nil, int, float, PString)
+
+
+def _atomic_fact_code(consts):
+    """Head unification for a fact whose arguments are all atomic, e.g. parent(tom, bob)."""
+    pairs = tuple(enumerate(consts))
+
+    def run(args, trail):
+        for i, c in pairs:
+            a = args[i]
+            while type(a) is Var:
+                r = a.ref
+                if r is None:
+                    a.ref = c
+                    trail.append(a)
+                    break
+                a = r
+            else:
+                if a is not c and (type(a) is not type(c) or a != c):
+                    return None
+        return ()
+    return run
 
 
 def _generic_code(head, body, nvars):
@@ -3963,11 +3990,16 @@ def canonical_json(value) -> str:
 
 
 def query_values(program: str, query: str, answer_vars, max_solutions: int = 1000,
-                 max_inferences: int = 1_000_000):
+                 max_inferences: int = 1_000_000, engine=None):
     """findall(AnswerVars, Query, Sols) as Python/JSON values: one entry per solution; each entry is the value
-    of the single answer variable, or a list of values when several are asked for. Returns (values, engine)."""
-    eng = Prolog(max_inferences=max_inferences)
-    eng.consult(program)
+    of the single answer variable, or a list of values when several are asked for. Returns (values, engine).
+    `engine`: an already consulted Prolog to reuse (then `program` is ignored)."""
+    if engine is None:
+        eng = Prolog(max_inferences=max_inferences)
+        eng.consult(program)
+    else:
+        eng = engine
+        eng.max_inferences = max_inferences
     eng.inferences = 0
     parser = _Parser(query.strip().rstrip(".") + " .", eng.flags)
     goal, varmap = parser.read_clause()
@@ -4057,10 +4089,11 @@ def _family(rng, d):
     lines += [_FAMILY_RULES[r] for r in needs]
     program = "\n".join(lines)
     want_nonempty = rng.random() < 0.9          # mostly non-empty answers; empty sets are legitimate answers too
+    eng = Prolog(program)
     for _ in range(8):
         who = rng.choice(people)
         query = f"{rel}({who}, X)" if rng.random() < 0.5 else f"{rel}(X, {who})"
-        if not want_nonempty or query_values(program, query, ["X"], max_solutions=1)[0]:
+        if not want_nonempty or query_values(program, query, ["X"], max_solutions=1, engine=eng)[0]:
             break
     return program, query, ["X"], "set", f"Family relations. Find every X with {query}."
 
