@@ -164,6 +164,17 @@ def test_gqa_equals_repeated_heads_and_kv_grads_are_group_sums(fn):
     assert rel_rms(dv, dvr.unflatten(2, (2, G)).sum(3)) < 1e-12
 
 
+def test_bf16_inputs_keep_fp32_state_and_stay_close_to_fp32_reference():
+    # the card's precision budget: φ, the state and the accumulations stay fp32; only the inputs are rounded
+    q, k, v = qkv(1, 70, 2, 1, 16, dtype=torch.float32, seed=5)
+    lo = [x.to(torch.bfloat16) for x in (q, k, v)]
+    for fast, ref in ((R.residual_linear_attention_torch, R.residual_linear_attention_reference),
+                      (R.sliding_window_attention_torch, R.sliding_window_attention_reference)):
+        o = fast(*lo, 9)
+        assert o.dtype == torch.bfloat16
+        assert rel_rms(o, ref(q, k, v, 9)) < 3e-2  # bf16 input rounding (2^-8) through one attention layer
+
+
 def test_padding_never_enters_window_or_state():
     # positions < start are garbage; changing them must not change any output at positions >= start
     q, k, v = qkv(2, 50, 2, 1, 8)
