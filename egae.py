@@ -29,8 +29,8 @@ c_b = γλ_b per row. Three implementations share the signature of `egae`:
                        upper-triangular matrix of powers c^{s−t} (a batched matmul); the chunk boundary values obey
                        the same scan with discount c^C on a C-times-shorter sequence, solved recursively. Only
                        non-negative powers of c are formed, never divisions, so it is stable for any c ∈ [0, 1] and
-                       any T (the "cumsum of c^{−t} δ_t" trick overflows for small c and long T). Rows are processed
-                       in blocks that fit the L2 cache. Differentiable.
+                       any T (the "cumsum of c^{−t} δ_t" trick overflows for small c and long T). Rows go in blocks of
+                       2^18 elements so the dozen temporaries stay in cache. Differentiable.
 * `egae_triton`      — one Triton program per row walks the row tile by tile from its end; a tile is solved with the
                        same power matrix (held in registers, fp32) and joined to the rest of the row by a carry.
                        Forward only.
