@@ -871,6 +871,16 @@ def term_to_text(t, quoted=True, ignore_ops=False, varnames=None, max_chars=10_0
 
 # ── Term utilities: unify, compare, copy (all iterative and cyclic-safe) ──────────────────────────────────────────
 _CYCLE_CHECK_AFTER = 100_000   # after this many steps an operation switches to cycle-aware bookkeeping
+# Work done inside ONE builtin step on big terms (unifying or comparing two long lists, occurs checks) is metered
+# too, so a loop over `L1 == L2` with million-element lists cannot run for hours on one inference each:
+# [steps so far, steps allowed] for the running query; 16 steps count as one inference.
+_WORK = [0, 1 << 62]
+
+
+def _meter(n):
+    _WORK[0] += n
+    if _WORK[0] > _WORK[1]:
+        raise _Budget("resource_error(inferences)")
 
 
 def unify(a, b, trail) -> bool:
@@ -901,6 +911,8 @@ def unify(a, b, trail) -> bool:
                 if type(b) is not Struct or a.fn is not b.fn:
                     return False
                 steps += 1
+                if not steps & 1023:
+                    _meter(1024)
                 if steps > _CYCLE_CHECK_AFTER:
                     # rational trees: a pair already being unified is assumed equal (coinduction, as SWI)
                     if seen is None:
@@ -932,7 +944,11 @@ def undo(trail, mark):
 def occurs_in(v, t) -> bool:
     stack = [t]
     seen = set()
+    steps = 0
     while stack:
+        steps += 1
+        if not steps & 1023:
+            _meter(1024)
         x = deref(stack.pop())
         if x is v:
             return True
@@ -1037,6 +1053,8 @@ def _rebuild(t, on_var, charge=None):
         tx = type(x)
         if tx is Struct:
             nodes += 1
+            if not nodes & 1023:
+                _meter(1024)
             if nodes == _CYCLE_CHECK_AFTER and not is_acyclic(t):
                 raise type_error("acyclic_term", _CYCLIC)
             work.append(x.fn)
@@ -1067,7 +1085,11 @@ def term_vars(t) -> list:
     """Unbound variables of t in depth-first left-to-right order (term_variables/2)."""
     out, seen, done = [], set(), set()
     stack = [t]
+    steps = 0
     while stack:
+        steps += 1
+        if not steps & 1023:
+            _meter(1024)
         x = deref(stack.pop())
         if type(x) is Var:
             if x not in seen:
@@ -1084,7 +1106,11 @@ def term_vars(t) -> list:
 def is_ground(t) -> bool:
     stack = [t]
     done = set()
+    steps = 0
     while stack:
+        steps += 1
+        if not steps & 1023:
+            _meter(1024)
         x = deref(stack.pop())
         if type(x) is Var:
             return False
@@ -1148,6 +1174,8 @@ def compare_terms(a, b) -> int:
                 return -1 if fa.arity < fb.arity else 1
             return -1 if fa.name < fb.name else 1
         steps += 1
+        if not steps & 1023:
+            _meter(1024)
         if steps > _CYCLE_CHECK_AFTER:
             if seen is None:
                 seen = set()
@@ -1166,6 +1194,8 @@ def variant(a, b) -> bool:
     seen = set()
     while stack:
         x, y = stack.pop()
+        if not len(seen) & 1023:
+            _meter(64)
         x, y = deref(x), deref(y)
         if type(x) is Var and type(y) is Var:
             if m1.setdefault(x, y) is not y or m2.setdefault(y, x) is not x:
@@ -2208,6 +2238,8 @@ class Prolog:
         # torch loaded) per allocation burst made deep-term queries ~5x slower. Reference counting frees them.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        saved_work = _WORK[:]
+        _WORK[0], _WORK[1] = 0, 16 * self.max_inferences
         try:
             for _ in gen:
                 n += 1
@@ -2226,6 +2258,7 @@ class Prolog:
             gen.close()
             del cps[base:]
             undo(trail, base_trail)
+            _WORK[:] = saved_work
             if gc_was_enabled:
                 gc.enable()
 
@@ -3082,6 +3115,7 @@ def _b_atom_concat(eng, a):
         return
     whole = text_of(a[2])
     for i in range(len(whole) + 1):
+        eng.extra += 1 + (len(whole) >> 6)
         m = len(eng.trail)
         if unify(x, mkatom(whole[:i]), eng.trail) and unify(y, mkatom(whole[i:]), eng.trail):
             yield True
@@ -3469,6 +3503,7 @@ def _b_bagof_groups(eng, a):
     for p in pairs:
         p = deref(p)
         w, t = p.args
+        eng.extra += len(groups) >> 3
         for g in groups:
             if variant(g[0], w):
                 g[1].append(t)

@@ -216,6 +216,15 @@ def test_tail_recursion_of_100000_steps_succeeds():
     assert solve("", "between(1, 100000, X), X >= 100000") == [{"X": "100000"}]
 
 
+def test_work_inside_single_calls_on_big_terms_is_metered():
+    # each `L == L2` is one inference but O(n) work; without metering this loop would run for hours
+    t0 = time.monotonic()
+    for q in ("numlist(1, 200000, L), copy_term(L, L2), between(1, 1000000, _), L == L2, fail",
+              "numlist(1, 200000, L), copy_term(L, L2), between(1, 1000000, _), p(L, L2), fail"):
+        assert err_term("p(X, X).", q, max_inferences=200_000) == "resource_error(inferences)"
+    assert time.monotonic() - t0 < 20
+
+
 def test_infinite_length_is_stopped_by_the_solution_cap():
     r = Prolog().run("length(L, N)", max_solutions=50)
     assert len(r.solutions) == 50 and r.truncated
