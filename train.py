@@ -96,7 +96,7 @@ class Config:
     n_eval: int = 40  # held-out tasks per domain (decontaminated against train)
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
-    vocab_size: int = 384  # BPE vocab incl. 256 bytes and 3 special tokens
+    vocab_size: int = 768  # BPE vocab incl. 256 bytes and 3 special tokens
     # model
     n_layers: int = 4  # transformer blocks; every 4th is global attention (3 local : 1 global)
     d_model: int = 128  # width n
@@ -108,9 +108,9 @@ class Config:
     mup: str = "lv"  # μP regime for init and per-group LRs: sp | mup | lv
     base_width: int = 64  # μP base width (w = d_model / base_width)
     # SFT
-    sft_steps: int = 500  # SFT optimizer steps
+    sft_steps: int = 600  # SFT optimizer steps
     sft_batch: int = 24  # sequences per SFT step
-    lr: float = 3e-3  # base LR η (per-group LRs derived by mup_vocab)
+    lr: float = 5e-3  # base LR η at base_width (per-group LRs derived by mup_vocab)
     weight_decay: float = 0.0  # AdamW weight decay on matrices
     warmup: int = 30  # linear LR warm-up steps (SFT)
     grad_clip: float = 1.0  # global grad-norm clip (0 = off)
@@ -134,14 +134,15 @@ class Config:
     ckpt_every: int = 100  # steps between checkpoints (0 = only at phase ends)
     nan_step: int = -1  # testing aid: inject a NaN loss at this RL step (-1 = never)
     stop_after: int = -1  # testing aid: stop (checkpoint + exit) after this many total steps (-1 = never)
+    init_from: str = ""  # run folder whose post-SFT checkpoint supplies the policy (skips SFT; used by bench)
     bench_seeds: int = 3  # bench preset: seeds per algorithm
     bench_target: float = 0.5  # bench preset: target held-out pass rate for time-to-target
 
 
 PRESETS: dict[str, dict] = {
     # ≤ 60 s on a 2-core CPU: a few SFT steps, two RL steps, tiny everything.
-    "smoke": dict(n_train=40, n_eval=6, vocab_size=300, n_layers=4, d_model=32, n_heads=2, n_kv_heads=1,
-                  attn_window=8, mlp_mult=2, max_seq_len=192, base_width=32, sft_steps=8, sft_batch=8, warmup=2,
+    "smoke": dict(n_train=40, n_eval=6, vocab_size=512, n_layers=4, d_model=32, n_heads=2, n_kv_heads=1,
+                  attn_window=8, mlp_mult=2, max_seq_len=320, base_width=32, sft_steps=8, sft_batch=8, warmup=2,
                   log_every=4, eval_max_new_tokens=48, rl_steps=2, window=16, max_response=48, slots=8,
                   group_size=2, critic_warmup=2, eval_every=0, ckpt_every=0),
     "default": dict(),
@@ -595,7 +596,7 @@ def make_pddl_task(rng: random.Random) -> Task:
     by the validator. Plans are the longest responses of the mix (the long tail of the length distribution).
     The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
     kind = rng.choice(["blocksworld", "gripper"])
-    t = _pddl_api("generate_pddl_task")(rng, kind=kind, difficulty=rng.choice([1, 2, 2, 3, 3]))
+    t = _pddl_api("generate_pddl_task")(rng, kind=kind, difficulty=rng.choice([1, 1, 2, 2, 3]))
     return Task("pddl", f"pddl: {t.prompt}\n", t.answer, t, t.prompt.split("\n")[0])
 
 
@@ -901,8 +902,9 @@ def lm_loss(model: GPT, x, y, mask, autocast_dtype=torch.float32) -> torch.Tenso
 
 @torch.no_grad()
 def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist | None" = None,
-             batch: int = 64) -> dict:
-    """Greedy pass@1 per domain and overall (pass = verifier score 1). Ranks split the tasks and sum the counts."""
+             batch: int = 64, samples: dict | None = None) -> dict:
+    """Greedy pass@1 per domain and overall (pass = verifier score 1). Ranks split the tasks and sum the counts.
+    `samples`, if given, receives one (prompt, response) per domain for display."""
     model.eval()
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     mine = tasks[rank::world]
@@ -917,6 +919,8 @@ def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist |
             text = tok.decode(g.tokens[b, : int(g.lengths[b])].tolist())
             hits[t.domain] += float(reward(t, text) >= 1.0 - 1e-6)
             counts[t.domain] += 1
+            if samples is not None and t.domain not in samples:
+                samples[t.domain] = (t.prompt, text)
     domains = cfg.domains.split(",")
     vec = torch.tensor([hits[d] for d in domains] + [counts[d] for d in domains], dtype=torch.float64)
     if dist is not None and dist.enabled:
@@ -954,6 +958,33 @@ class RunLog:
         if self.main:
             with open(self.path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+
+
+def plot_curves(run_dir: str) -> None:
+    """curves.png (SFT loss, RL reward and held-out pass) when matplotlib is installed; silently skipped otherwise."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    recs = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    sft = [r for r in recs if r.get("phase") == "sft"]
+    ax[0].plot([r["step"] for r in sft], [r["loss"] for r in sft])
+    ax[0].set(title="SFT loss", xlabel="step", yscale="log")
+    rl = [r for r in recs if r.get("phase") in ("critic", "rl")]
+    ax[1].plot([r["step"] for r in rl], [r["reward/mean"] for r in rl])
+    ax[1].set(title="RL reward (finished rollouts)", xlabel="step")
+    ev = [r for r in recs if any(k.startswith("eval/") for k in r)]
+    for k in sorted({k for r in ev for k in r if k.startswith("eval/")}):
+        ax[2].plot([r["step"] for r in ev], [r[k] for r in ev], marker="o", label=k[5:])
+    ax[2].set(title="held-out pass@1 during RL", xlabel="step")
+    if ev:
+        ax[2].legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, "curves.png"), dpi=100)
+    plt.close(fig)
 
 
 def fmt_eta(seconds: float) -> str:
@@ -1007,13 +1038,15 @@ class TrainOpt:
 
 
 class Interrupt:
-    """Ctrl-C (SIGINT) sets a flag; the training loops checkpoint at the next step boundary and exit."""
+    """Ctrl-C (SIGINT) sets a flag; the training loops checkpoint at the next step boundary and exit. A second
+    Ctrl-C aborts at once. `restore()` puts the previous handler back (Trainer.run calls it on exit)."""
 
     def __init__(self):
         self.hit = False
+        self._old = None
         try:
-            signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not in the main thread (e.g. imported by a test runner)
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not in the main thread
             pass
 
     def _handler(self, signum, frame):
@@ -1021,6 +1054,11 @@ class Interrupt:
             raise KeyboardInterrupt
         self.hit = True
         print("\n[ctrl-c] saving a checkpoint at the end of this step (press again to abort)", flush=True)
+
+    def restore(self):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1073,6 +1111,7 @@ class Trainer:
                 make_encoding(load_ranks(os.path.join(self.run_dir, "tokenizer.tiktoken")))
         self.tok = Tok(enc)
         self.train_ex = [encode_task(self.tok, t, cfg.max_seq_len) for t in self.train_tasks]
+        self.by_domain = [[i for i, t in enumerate(self.train_tasks) if t.domain == d] for d in cfg.domains.split(",")]
         lens = sorted(len(e[0]) - e[1] for e in self.train_ex)
         self.log.print(f"response tokens: p50 {lens[len(lens) // 2]} p90 {lens[int(len(lens) * 0.9)]} "
                        f"max {lens[-1]} (p90/p50 {lens[int(len(lens) * 0.9)] / max(1, lens[len(lens) // 2]):.1f})")
@@ -1093,6 +1132,22 @@ class Trainer:
         if resume_state is not None:
             self._load(resume_state)
             self.log.print(f"resumed from {self.ckpt_path}: phase {self.phase}, step {self.step}, gstep {self.gstep}")
+        elif cfg.init_from:
+            self._init_from(cfg.init_from)
+
+    def _init_from(self, run_dir: str) -> None:
+        """Start RL from another run's SFT policy (same tasks and tokenizer required), skipping SFT."""
+        st = torch.load(os.path.join(run_dir, "ckpt.pt"), map_location="cpu", weights_only=False)
+        if "after_sft" not in st["summary"]:
+            raise ValueError(f"init_from={run_dir!r}: its checkpoint has no finished SFT phase")
+        theirs = load_ranks(os.path.join(run_dir, "tokenizer.tiktoken"))
+        if theirs != dict(self.tok.enc._mergeable_ranks):
+            raise ValueError(f"init_from={run_dir!r}: its tokenizer differs from this run's")
+        self.policy.load_state_dict(st["policy"])
+        self.summary["after_sft"] = st["summary"]["after_sft"]
+        self.summary["init_from"] = run_dir
+        self.phase = "critic" if self.cfg.rl_steps > 0 else "done"
+        self.log.print(f"init_from {run_dir}: SFT policy loaded, after-SFT eval {st['summary']['after_sft']}")
 
     # -- checkpoints ---------------------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -1145,7 +1200,9 @@ class Trainer:
         while self.step < cfg.sft_steps:
             lr = lr_at(self.step, cfg.sft_steps, cfg.warmup, cfg.lr)
             set_lr(self.popt, lr)
-            idx = torch.randint(len(self.train_ex), (cfg.sft_batch,)).tolist()
+            # one domain per batch, cycling: balances the mix and pads short math rows only to math lengths
+            pool = self.by_domain[self.step % len(self.by_domain)]
+            idx = [pool[i] for i in torch.randint(len(pool), (cfg.sft_batch,)).tolist()]
             x, y, m = pad_batch([self.train_ex[i][0] for i in idx], [self.train_ex[i][1] for i in idx],
                                 self.tok.pad, self.device)
             loss = lm_loss(self.policy, x, y, m, self.amp_dtype)
@@ -1177,6 +1234,12 @@ class Trainer:
 
     # -- main ----------------------------------------------------------------------------------------------------------
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self.interrupt.restore()
+
+    def _run(self) -> dict:
         cfg, t_start = self.cfg, time.time()
         if self.phase == "sft":
             if not self.sft():
@@ -1185,8 +1248,11 @@ class Trainer:
             self.checkpoint()
         if self.phase == "sft_eval":
             t0 = time.time()
-            res = evaluate(self.policy, self.tok, self.eval_tasks, cfg, self.dist)
+            samples: dict = {}
+            res = evaluate(self.policy, self.tok, self.eval_tasks, cfg, self.dist, samples=samples)
             self.summary["after_sft"] = res
+            for dom, (p, r) in samples.items():
+                self.log.print(f"  sample [{dom}] {p.splitlines()[0][:70]!r}… → {r[:70]!r}")
             self.log.print(f"eval after SFT ({time.time() - t0:.1f} s): " +
                            " | ".join(f"{k} {v:.2f}" for k, v in res.items()))
             self.log.metrics({"phase": "eval", "gstep": self.gstep, "after": "sft", **res})
@@ -1196,6 +1262,8 @@ class Trainer:
             if not self.rl():
                 return self.summary
         self.summary["wall_s"] = self.summary.get("wall_s", 0.0) + time.time() - t_start
+        if self.dist.main:
+            plot_curves(self.run_dir)
         self.summary["skipped_updates"] = self.popt.skipped + (self.copt.skipped if self.copt else 0)
         if self.dist.main:
             with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
@@ -1249,6 +1317,8 @@ class Trainer:
         return [g.tokens[b, : L[b]].tolist() for b in range(len(contexts))], g.eos.tolist()
 
     def _reward_fn(self, r) -> float:
+        """Called by tppo_step for finished rollouts only."""
+        self.rl_state.setdefault("finished_lens", []).append(len(r.response))
         text = self.tok.decode([t for t in r.response if t != self.tok.eos])
         return reward(self.train_tasks[r.meta], text)
 
@@ -1281,6 +1351,8 @@ class Trainer:
                                next_prompt=self._next_prompt, step=self.step, pad_id=self.tok.pad,
                                device=self.device, all_reduce=all_reduce)
             self.policy.nan_inject = False
+            # training clock of the RL phase (generation + updates; held-out evals excluded)
+            self.rl_state["train_time"] = self.rl_state.get("train_time", 0.0) + time.time() - ts
             self.step += 1
             self.gstep += 1
             skipped = self.popt.skipped + self.copt.skipped - skipped_before
@@ -1292,8 +1364,7 @@ class Trainer:
                     and self.step < total:
                 res = evaluate(self.policy, self.tok, self.eval_tasks, cfg, self.dist)
                 m.update({f"eval/{k}": v for k, v in res.items()})
-                hist.append({"step": self.step - cfg.critic_warmup, "time": self.rl_state.get("rl_time", 0.0)
-                             + time.time() - t0, **res})
+                hist.append({"step": self.step - cfg.critic_warmup, "time": self.rl_state["train_time"], **res})
             self.log.metrics({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in m.items()})
             dt = time.time() - t0
             eta = dt / (self.step - first) * (total - self.step)
@@ -1311,16 +1382,72 @@ class Trainer:
                 self.checkpoint()
             if self._maybe_stop():
                 return False
-        self.rl_state["rl_time"] = self.rl_state.get("rl_time", 0.0) + time.time() - t0
         res = evaluate(self.policy, self.tok, self.eval_tasks, cfg, self.dist)
         self.summary["after_rl"] = res
-        hist.append({"step": cfg.rl_steps, "time": self.rl_state["rl_time"], **res})
+        t_train = self.rl_state.get("train_time", 0.0)
+        hist.append({"step": cfg.rl_steps, "time": t_train, **res})
         self.summary["rl"] = {"algo": cfg.algo, "window": tcfg.window, "max_response": tcfg.max_response,
                               "steps": cfg.rl_steps, "critic_warmup": cfg.critic_warmup,
-                              "time_s": self.rl_state["rl_time"], "eval_history": hist}
+                              "time_s": t_train, "eval_history": hist}
+        lens = sorted(self.rl_state.get("finished_lens", [0]))
+        self.summary["rl"].update(resp_len_p50=lens[len(lens) // 2], resp_len_p90=lens[int(0.9 * (len(lens) - 1))],
+                                  finished=len(lens))
         self.log.print(f"eval after RL: " + " | ".join(f"{k} {v:.2f}" for k, v in res.items()))
         self.log.metrics({"phase": "eval", "gstep": self.gstep, "after": "rl", **res})
         return True
+
+
+def run_bench(cfg: Config) -> dict:
+    """T-PPO vs PPO, same everything except the window: per seed, one SFT run, then RL from that SFT checkpoint
+    with algo=tppo (W = cfg.window) and algo=ppo (W = L_max). Reports RL wall-clock, time to reach the target
+    held-out pass rate, final pass rate, measured generation utilization and generated tokens/s, with ratios."""
+    rows = []
+    for i in range(cfg.bench_seeds):
+        seed = cfg.seed + i
+        sft = dataclasses.replace(cfg, seed=seed, rl_steps=0, run_name=f"bench-sft-s{seed}", resume=False)
+        sft_dir = os.path.join(cfg.out_dir, sft.run_name)
+        if not os.path.exists(os.path.join(sft_dir, "summary.json")):
+            Trainer(sft).run()
+        for algo in ("tppo", "ppo"):
+            rc = dataclasses.replace(cfg, seed=seed, algo=algo, run_name=f"bench-{algo}-s{seed}", init_from=sft_dir,
+                                     resume=False)
+            summ = Trainer(rc).run()
+            recs = [json.loads(x) for x in open(os.path.join(cfg.out_dir, rc.run_name, "metrics.jsonl"))]
+            rl = [r for r in recs if r.get("phase") == "rl"]
+            hit = [h["time"] for h in summ["rl"]["eval_history"] if h["overall"] >= cfg.bench_target]
+            rows.append({"algo": algo, "seed": seed, "window": summ["rl"]["window"], "rl_time_s": summ["rl"]["time_s"],
+                         "time_to_target_s": hit[0] if hit else None, "after_sft": summ["after_sft"]["overall"],
+                         "final_pass": summ["after_rl"]["overall"],
+                         "util": sum(r["gen/util_measured"] for r in rl) / max(len(rl), 1),
+                         "gen_tok_s": sum(r["gen/tokens"] for r in rl) / max(sum(r["gen/time_s"] for r in rl), 1e-9),
+                         "len_p50": summ["rl"]["resp_len_p50"], "len_p90": summ["rl"]["resp_len_p90"]})
+    print(bench_table(rows, cfg))
+    out = {"rows": rows, "target": cfg.bench_target}
+    with open(os.path.join(cfg.out_dir, "bench.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
+def bench_table(rows: list[dict], cfg: Config) -> str:
+    def mean(algo, k):
+        v = [r[k] for r in rows if r["algo"] == algo and r[k] is not None]
+        return sum(v) / len(v) if v else float("nan")
+
+    lines = ["| algo | W | seeds | RL wall-clock s | time to target s (reached) | pass after SFT | final pass | "
+             "gen util | gen tok/s | resp len p50 / p90 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for algo in ("tppo", "ppo"):
+        rs = [r for r in rows if r["algo"] == algo]
+        reached = sum(r["time_to_target_s"] is not None for r in rs)
+        lines.append(f"| {algo} | {rs[0]['window']} | {len(rs)} | {mean(algo, 'rl_time_s'):.0f} | "
+                     f"{mean(algo, 'time_to_target_s'):.0f} ({reached}/{len(rs)}) | {mean(algo, 'after_sft'):.3f} | "
+                     f"{mean(algo, 'final_pass'):.3f} | {mean(algo, 'util'):.2f} | {mean(algo, 'gen_tok_s'):.0f} | "
+                     f"{mean(algo, 'len_p50'):.0f} / {mean(algo, 'len_p90'):.0f} |")
+    ratio = lambda k: mean("ppo", k) / max(mean("tppo", k), 1e-9)  # noqa: E731
+    lines.append(f"\nratios PPO / T-PPO: RL wall-clock {ratio('rl_time_s'):.2f}x, time to target "
+                 f"{ratio('time_to_target_s'):.2f}x (target overall pass {cfg.bench_target}); T-PPO / PPO: util "
+                 f"{mean('tppo', 'util') / max(mean('ppo', 'util'), 1e-9):.2f}x, gen tok/s "
+                 f"{mean('tppo', 'gen_tok_s') / max(mean('ppo', 'gen_tok_s'), 1e-9):.2f}x")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -1334,6 +1461,8 @@ def main(argv: list[str] | None = None) -> dict:
             for k, v in saved.items():
                 if k not in given and k != "resume":
                     setattr(cfg, k, v)
+    if cfg.preset == "bench" and not cfg.resume:
+        return run_bench(cfg)
     trainer = Trainer(cfg)
     summary = trainer.run()
     if trainer.dist.enabled:

@@ -237,6 +237,21 @@ def test_non_finite_loss_skips_the_update_and_is_logged(tmp_path):
     assert tr.summary["skipped_updates"] >= 1
 
 
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
+    import signal
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=3", "--rl_steps=0", "--eval_max_new_tokens=1",
+                   "--run_name=int"]
+    before = signal.getsignal(signal.SIGINT)
+    tr = Trainer(parse_args(args))
+    os.kill(os.getpid(), signal.SIGINT)  # delivered to the Trainer's handler: finish this step, checkpoint, stop
+    tr.run()
+    assert signal.getsignal(signal.SIGINT) is before
+    ck = torch.load(tmp_path / "int" / "ckpt.pt", weights_only=False)
+    assert ck["phase"] == "sft" and ck["step"] == 1
+    s = Trainer(parse_args(args + ["--resume"])).run()
+    assert "after_sft" in s and len([r for r in _metrics(tmp_path / "int") if r.get("phase") == "sft"]) == 3
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # End to end (subprocesses)
 # ---------------------------------------------------------------------------------------------------------------------
