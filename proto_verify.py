@@ -21,7 +21,8 @@ Prolog engine (card §4.4, SWI-Prolog 9.0.4 is the reference behaviour, §4.2):
     inference, so a 100 000-step tail recursion runs and no program can raise RecursionError. Clauses are
     precompiled into templates (WAM-style "first occurrence" slots), with first-argument indexing.
     ISO cut (local to call/N, \\+ and the condition of ->), if-then-else, soft-cut *->, negation, catch/throw with
-    ISO error terms, findall/bagof/setof with ^, assert/retract (logical update view), format/2 into a buffer.
+    ISO error terms, findall/bagof/setof with ^, assert/retract (logical update view), format/2 into a buffer,
+    DCG rules (-->) and phrase/2,3.
   * unification without occurs check (as SWI) + unify_with_occurs_check/2; unify / copy / compare / write are
     iterative (a 100 000-element list is fine) and cyclic-safe (answers with cyclic terms raise PrologError).
   * budgets: every predicate call (builtins included) costs one inference; builtins that do O(n) work charge n.
@@ -33,8 +34,9 @@ reachability, list puzzles, a generate-and-test puzzle) labelled by this engine,
 `prolog_reward(task, response) -> (score, reason)` which never raises.
 
 Deviations from the paper / from SWI-Prolog:
-  * the paper uses SWI-Prolog itself; we re-implement the subset its data needs (no modules, no clpfd, no
-    attributed variables, no streams/files/OS access — deliberately, this is a sandboxed verifier).
+  * the paper uses SWI-Prolog itself; we re-implement the subset its data needs (no modules, no clpfd — its
+    operators parse and the constraints raise existence_error —, no dif/2 or other attributed variables, no DCG
+    pushback, no streams/files/OS access — deliberately, this is a sandboxed verifier).
   * unbound variables in answers are written `_A`, `_B`, ... (numbered by first occurrence across one answer)
     instead of SWI's `_123`; `solve` returns the first `max_solutions` answers instead of raising at the cap.
   * standard order of two distinct unbound variables is by creation, not by address; `:- op/3` is not supported.
@@ -2061,6 +2063,70 @@ def _gc_paused():
             gc.enable()
 
 
+# ── DCG translation (H --> B becomes H(S0, S) :- B') and phrase/2,3 ──────────────────────────────────────────────
+DCG_ARROW = functor_of("-->", 2)
+_EQ2 = functor_of("=", 2)
+
+
+def _dcg_body(b, s0, s):
+    """Translate a DCG body into a goal threading the difference list S0 -> S (SWI's translation, without
+    pushback). Iterative over the control structure via an explicit stack of pending translations."""
+    b = deref(b)
+    tb = type(b)
+    if tb is Var:
+        return mkstruct("phrase", b, s0, s)
+    if b is NIL:
+        return Struct(_EQ2, (s0, s))
+    if tb is PString:
+        return Struct(_EQ2, (s0, list_from_py([ord(c) for c in b.val], s)))
+    if tb is Struct and b.fn is LIST:
+        items = list_to_py(b)
+        if items is None:
+            raise type_error("list", b)
+        return Struct(_EQ2, (s0, list_from_py(items, s)))
+    if tb is Atom and b.name == "!":
+        return Struct(COMMA, (b, Struct(_EQ2, (s0, s))))
+    if tb is Atom and b.name == "{}":
+        return Struct(_EQ2, (s0, s))
+    if tb is Struct:
+        name, n = b.fn.name, b.fn.arity
+        if b.fn is COMMA:
+            mid = Var()
+            return Struct(COMMA, (_dcg_body(b.args[0], s0, mid), _dcg_body(b.args[1], mid, s)))
+        if name in (";", "|") and n == 2:
+            return mkstruct(";", _dcg_body(b.args[0], s0, s), _dcg_body(b.args[1], s0, s))
+        if name == "->" and n == 2:
+            mid = Var()
+            return mkstruct("->", _dcg_body(b.args[0], s0, mid), _dcg_body(b.args[1], mid, s))
+        if name == "\\+" and n == 1:
+            return Struct(COMMA, (mkstruct("\\+", _dcg_body(b.args[0], s0, Var())), Struct(_EQ2, (s0, s))))
+        if b.fn is CURLY:
+            return Struct(COMMA, (b.args[0], Struct(_EQ2, (s0, s))))
+        if name == "call":
+            return Struct(functor_of("call", n + 2), b.args + (s0, s))
+        return Struct(functor_of(name, n + 2), b.args + (s0, s))
+    if tb is Atom:
+        return Struct(functor_of(b.name, 2), (s0, s))
+    raise type_error("callable", b)
+
+
+def dcg_translate(rule):
+    """(H --> B) -> (H' :- B') with two extra arguments (SWI's DCG translation; pushback is not supported)."""
+    h, b = deref(rule.args[0]), rule.args[1]
+    s0, s = Var(), Var()
+    if type(h) is Struct and h.fn is COMMA:
+        raise PrologError("permission_error(dcg,pushback,(-->)/2)", "DCG pushback is not supported")
+    if type(h) is Atom:
+        head = Struct(functor_of(h.name, 2), (s0, s))
+    elif type(h) is Struct:
+        head = Struct(functor_of(h.fn.name, h.fn.arity + 2), h.args + (s0, s))
+    elif type(h) is Var:
+        raise inst_error()
+    else:
+        raise type_error("callable", h)
+    return Struct(NECK, (head, _dcg_body(b, s0, s)))
+
+
 @dataclass
 class QueryResult:
     """Everything one query produced: answers (SWI writeq text), whether the solution cap cut them off,
@@ -2128,9 +2194,9 @@ class Prolog:
             if type(term) is Struct and term.fn.name == ":-" and term.fn.arity == 1:
                 self._directive(term.args[0])
                 continue
-            if type(term) is Struct and term.fn.name == "-->":
-                raise PrologError("existence_error(dcg,(-->)/2)", "DCG rules are not supported")
             try:
+                if type(term) is Struct and term.fn is DCG_ARROW:
+                    term = dcg_translate(term)
                 fn, c = compile_clause(term)
                 self._pred_for_update(fn, from_consult=True).add(c)
             except PrologThrow as e:
@@ -2159,6 +2225,8 @@ class Prolog:
                 stack.extend(s.args)
             elif type(s) is Struct and s.fn is LIST:
                 stack.extend(list_to_py(s) or [])
+            elif type(s) is Struct and s.fn.name == "//" and s.fn.arity == 2:
+                stack.append(mkstruct("/", s.args[0], _int(s.args[1]) + 2))
             elif type(s) is Struct and s.fn.name == "/" and s.fn.arity == 2:
                 n, a = deref(s.args[0]), deref(s.args[1])
                 if type(n) is not Atom or type(a) is not int:
@@ -3226,6 +3294,8 @@ def _b_split_string(eng, a):
 def _b_char_type(eng, a):
     c = deref(a[0])
     t = deref(a[1])
+    if type(c) is int and 0 <= c <= 0x10FFFF:        # code_type/2
+        c = mkatom(chr(c))
     if type(c) is not Atom or type(t) is Var:
         raise inst_error()
     ch = c.name
@@ -3241,6 +3311,9 @@ def _b_char_type(eng, a):
         return (ch.isupper() if name == "upper" else ch.islower()) and unify(t.args[0], mkatom(other), eng.trail)
     f = tests.get(name)
     return bool(f and f())
+
+
+BUILTINS[functor_of("code_type", 2)] = BUILTINS[functor_of("char_type", 2)]
 
 
 # -- lists (deterministic ones in Python for speed; relational ones are in the Prolog library below)
@@ -3479,6 +3552,19 @@ def _b_tab(eng, a):
 
 
 # -- all-solutions helpers (bagof/setof are in the library, on top of findall/3)
+@det("$dcg_body", 4)
+def _b_dcg_body(eng, a):
+    return unify(a[3], _dcg_body(a[0], a[1], a[2]), eng.trail)
+
+
+@det("dcg_translate_rule", 2)
+def _b_dcg_translate_rule(eng, a):
+    r = deref(a[0])
+    if type(r) is not Struct or r.fn is not DCG_ARROW:
+        raise type_error("dcg_rule", r)
+    return unify(a[1], dcg_translate(r), eng.trail)
+
+
 @det("$free_variable_set", 3)
 def _b_free_variable_set(eng, a):
     """'$free_variable_set'(Template^Goal, StrippedGoal, Witness): strips V^ prefixes and returns the variables
@@ -3939,6 +4025,8 @@ ord_intersection(A, B, C) :- intersection(A, B, C).
 ord_memberchk(X, L) :- memberchk(X, L).
 ord_subset(A, B) :- subtract(A, B, []).
 ord_insert(S, E, S2) :- ord_union(S, [E], S2).
+phrase(G, L) :- phrase(G, L, []).
+phrase(G, L, R) :- '$dcg_body'(G, S0, S, Goal), S0 = L, S = R, call(Goal).
 concat_atom(L, R) :- atomic_list_concat(L, R).
 concat_atom(L, S, R) :- atomic_list_concat(L, S, R).
 """

@@ -36,6 +36,22 @@ ancestor(X, Y) :- parent(X, Z), ancestor(Z, Y).
 """
 
 
+DCG = """
+greeting --> [hello], name.
+name --> [world].
+name --> [prolog].
+digits([D|T]) --> digit(D), digits(T).
+digits([D]) --> digit(D).
+digit(D) --> [D], { code_type(D, digit) }.
+ab --> [].
+ab --> "a", ab, "b".
+expr(X) --> term(X0), expr_rest(X0, X).
+expr_rest(Acc, X) --> "+", !, term(Y), { Acc1 is Acc + Y }, expr_rest(Acc1, X).
+expr_rest(X, X) --> [].
+term(N) --> [C], { C >= 0'0, C =< 0'9, N is C - 0'0 }.
+"""
+
+
 def vals(sols, var):
     return [s[var] for s in sols]
 
@@ -465,6 +481,8 @@ DIFF_CASES = [
     ("", "X = 'a\\nb', atom_length(X, N)"), ("", "X = [a, 'B', \"c\", 0'd, 1.0, -0.0]"),
     ("", "X = f(-(1), - 1, -(-(1)), -(a), 1 - (-1), 2 ** -1, (a :- b, c ; d -> e))"),
     ("", "X = {a, b}, Y = '{}'(z), Z = '$VAR'(1)"),
+    (DCG, "phrase(greeting, [hello, X])"), (DCG, "phrase(ab, L)"), (DCG, "phrase(expr(V), `1+2+3`, R)"),
+    (DCG, "phrase(digits(Ds), `12a`, Rest)"), (DCG, "phrase((name, name), [world, prolog])"),
 ]
 
 
