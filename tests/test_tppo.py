@@ -443,6 +443,9 @@ def test_dispatcher_override_and_argument_checks(monkeypatch):
     monkeypatch.setattr(tppo, "IMPL", "reference")
     b = tppo.token_logprobs(x, t)
     assert _rel(a, b) < 1e-5
+    xs = torch.randn(3, 80)[:, ::2]                                     # non-contiguous vocabulary dim
+    ts = torch.randint(0, 40, (3,))
+    assert _rel(tppo.token_logprobs_triton(xs, ts, block_v=16), tppo.token_logprobs_reference(xs, ts)) < 1e-5
     with pytest.raises(ValueError, match="targets"):
         tppo.token_logprobs(x, torch.full((3, 4), 40))
     with pytest.raises(ValueError, match="shape"):
