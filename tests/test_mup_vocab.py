@@ -51,6 +51,7 @@ def test_embedding_hidden_ratio_law_is_exact(regime, factor):
 def test_every_parameter_in_exactly_one_group(regime, tied):
     model = mv.TinyGPT(50, 64, n_layer=2, head_dim=16, tied=tied)
     model.lm_head.bias = nn.Parameter(torch.zeros(50))  # a readout bias is a vector
+    model.wpe = nn.Embedding(16, 64)                    # a positional embedding is an embedding
     lr, wd, n, base = 1e-3, 0.1, 256, 64
     groups = mv.param_groups(model, lr, regime, n, base, weight_decay=wd)
     ids = [id(p) for g in groups for p in g["params"]]
@@ -64,9 +65,10 @@ def test_every_parameter_in_exactly_one_group(regime, tied):
     assert by["vector"]["lr"] == lr and by["vector"]["weight_decay"] == 0.0
     assert any(p is model.lm_head.bias for p in by["vector"]["params"])
     if tied:  # the shared matrix is listed once, in the embedding group; there is no separate readout group
-        assert "readout" not in by and any(p is model.wte.weight for p in by["embedding"]["params"])
-        assert len(by["embedding"]["params"]) == 1
+        assert "readout" not in by
+        assert {id(p) for p in by["embedding"]["params"]} == {id(model.wte.weight), id(model.wpe.weight)}
     else:
+        assert {id(p) for p in by["embedding"]["params"]} == {id(model.wte.weight), id(model.wpe.weight)}
         assert by["readout"]["lr"] == lr and by["readout"]["params"][0] is model.lm_head.weight
     for g in groups:  # coupled wd: lr_group * wd_group = lr * wd on every decayed group, whatever the width
         assert g["lr"] == pytest.approx(lr * g["lr_scale"])
@@ -74,7 +76,7 @@ def test_every_parameter_in_exactly_one_group(regime, tied):
             assert g["lr"] * g["weight_decay"] == pytest.approx(lr * wd, rel=1e-12)
     hidden_ids = {id(p) for p in by["hidden"]["params"]}
     assert hidden_ids == {id(p) for nm, p in model.named_parameters() if p.ndim == 2 and "wte" not in nm
-                          and "lm_head" not in nm}
+                          and "wpe" not in nm and "lm_head" not in nm}
     torch.optim.AdamW(groups)  # groups are accepted by torch as they are
 
 
@@ -90,6 +92,10 @@ def test_bad_arguments_raise():
         mv.param_groups(model, 1e-3, "mup", 32.5, 32)
     with pytest.raises(ValueError, match="readout"):
         mv.param_groups(nn.Sequential(nn.Linear(3, 3)), 1e-3, "mup", 32, 32)
+    with pytest.raises(ValueError, match="widths"):
+        mv.coord_check(lambda n: mv.TinyGPT(16, n), [64, 32])
+    with pytest.raises(ValueError, match="fan_in"):
+        mv.init_stds("mup", 64, 32, 0)
     with pytest.raises(ValueError, match="readout_zero_init"):
         mv.init_parametrization(mv.TinyGPT(16, 32, tied=True), "mup", 32, 32, readout_zero_init=True)
 
