@@ -1976,7 +1976,7 @@ NECK = functor_of(":-", 2)
 CALL1 = functor_of("call", 1)
 FAIL = mkatom("fail")
 (C_TRUE, C_FAIL, C_CONJ, C_CUT, C_DISJ, C_IFTHEN, C_SOFTCUT, C_NOT, C_CALL, C_FINDALL, C_FINDALL4,
- C_CATCH, C_THROW, C_ONCE, C_FORALL) = range(15)
+ C_CATCH, C_THROW, C_ONCE, C_FORALL, C_LAMBDA) = range(16)
 IFTHEN = functor_of("->", 2)
 SOFTCUT = functor_of("*->", 2)
 _CONTROL = {("true", 0): C_TRUE, ("otherwise", 0): C_TRUE, ("fail", 0): C_FAIL, ("false", 0): C_FAIL,
@@ -1986,6 +1986,7 @@ _CONTROL = {("true", 0): C_TRUE, ("otherwise", 0): C_TRUE, ("fail", 0): C_FAIL, 
             ("catch", 3): C_CATCH, ("throw", 1): C_THROW, ("once", 1): C_ONCE, ("forall", 2): C_FORALL}
 for _n in range(1, 9):
     _CONTROL[("call", _n)] = C_CALL
+    _CONTROL[(">>", _n + 1)] = C_LAMBDA          # library(yall): [X1,...]>>Goal called with extra arguments
 _CONTROL_FNS = {functor_of(",", 2), functor_of(";", 2), functor_of("->", 2), functor_of("*->", 2),
                 functor_of("|", 2)}
 
@@ -2125,6 +2126,35 @@ def dcg_translate(rule):
     else:
         raise type_error("callable", h)
     return Struct(NECK, (head, _dcg_body(b, s0, s)))
+
+
+def _yall_goal(args):
+    """library(yall): `Free/[X1,..]>>Body` applied to actual arguments. The lambda is copied before the call
+    except for the variables of Free (yall's semantics: other outside variables are renamed unless bound)."""
+    params, body = deref(args[0]), args[1]
+    actual = list(args[2:])
+    free = NIL
+    if type(params) is Struct and params.fn.name == "/" and params.fn.arity == 2:
+        free, params = params.args
+    keep = {v: v for v in term_vars(free)}
+
+    def fresh(v):
+        nv = keep.get(v)
+        if nv is None:
+            nv = keep[v] = Var()
+        return nv
+    lam = _rebuild(mkstruct("l", params, body), fresh)
+    params, body = deref(lam.args[0]), lam.args[1]
+    plist = list_to_py(params) if params is not NIL else []
+    if plist is None:
+        raise type_error("lambda_parameters", params)
+    trail = []                                    # the copy is private: its bindings never need undoing
+    k = min(len(plist), len(actual))
+    for p_, a_ in zip(plist[:k], actual[:k]):
+        if not unify(p_, a_, trail):
+            return FAIL
+    rest = actual[k:]
+    return _add_args(body, tuple(rest)) if rest else deref(body)
 
 
 @dataclass
@@ -2583,6 +2613,8 @@ class Prolog:
                         cps.append(cp)
                         cont = _goal_node(_add_args(args[0], ()), k + 1,
                                           (_Special(_S_EXITCATCH, cp), None, cb, cont), strict=True)
+                    elif entry == C_LAMBDA:
+                        cont = _goal_node(_yall_goal(args), len(cps), cont, strict=True)
                     elif entry == C_THROW:
                         ball = deref(args[0])
                         if type(ball) is Var:
@@ -3866,17 +3898,74 @@ BUILTINS[functor_of("format", 2)] = _Det(lambda eng, a: _emit(eng, format_text(t
                                                                                _format_args(a[1]))))
 
 
+def _stream_ok(eng, t):
+    """user_output / user_error are the only streams: the first goes to the buffer, the second nowhere."""
+    t = deref(t)
+    if type(t) is Var:
+        raise inst_error()
+    if type(t) is Atom and t.name in ("user_output", "user_error"):
+        return t.name == "user_output"
+    raise existence_error("stream", t)
+
+
+BUILTINS[functor_of("write", 2)] = _Det(
+    lambda eng, a: _emit(eng, term_to_text(a[1], quoted=False)) if _stream_ok(eng, a[0]) else True)
+BUILTINS[functor_of("writeln", 2)] = _Det(
+    lambda eng, a: _emit(eng, term_to_text(a[1], quoted=False) + "\n") if _stream_ok(eng, a[0]) else True)
+BUILTINS[functor_of("writeq", 2)] = _Det(
+    lambda eng, a: _emit(eng, term_to_text(a[1])) if _stream_ok(eng, a[0]) else True)
+BUILTINS[functor_of("nl", 1)] = _Det(lambda eng, a: _emit(eng, "\n") if _stream_ok(eng, a[0]) else True)
+
+
+@det("portray_clause", 1)
+def _b_portray_clause(eng, a):
+    t = copy_term(a[0], eng.charge)
+    for i, v in enumerate(term_vars(t)):
+        v.ref = mkstruct("$VAR", i)
+    return _emit(eng, term_to_text(t) + ".\n")
+
+
 @det("format", 3)
 def _b_format3(eng, a):
     sink = deref(a[0])
     s = format_text(text_of(a[1]), _format_args(a[2]))
+    if type(sink) is Atom:
+        return _emit(eng, s) if _stream_ok(eng, sink) else True
     if type(sink) is Struct and sink.fn.arity == 1:
         kind = sink.fn.name
         conv = {"atom": mkatom, "string": PString, "codes": _code_list, "chars": _char_list}.get(kind)
         if conv is None:
             raise domain_error("output_sink", sink)
         return unify(sink.args[0], conv(s), eng.trail)
-    return _emit(eng, s)
+    if type(sink) is Var:
+        raise inst_error()
+    raise domain_error("output_sink", sink)
+
+
+@det("$out_mark", 1)
+def _b_out_mark(eng, a):
+    return unify(a[0], len(eng.out), eng.trail)
+
+
+@det("$out_collect", 2)
+def _b_out_collect(eng, a):
+    m = _int(a[0])
+    text = "".join(eng.out[m:])
+    del eng.out[m:]
+    sink = deref(a[1])
+    if type(sink) is Var:
+        raise inst_error()
+    conv = {"atom": mkatom, "string": PString, "codes": _code_list, "chars": _char_list}.get(
+        sink.fn.name if type(sink) is Struct and sink.fn.arity == 1 else "")
+    if conv is None:
+        raise domain_error("output_sink", sink)
+    return unify(sink.args[0], conv(text), eng.trail)
+
+
+@det("$out_drop", 1)
+def _b_out_drop(eng, a):
+    del eng.out[_int(a[0]):]
+    return True
 
 
 @det("print_message", 2)
@@ -4025,6 +4114,9 @@ ord_intersection(A, B, C) :- intersection(A, B, C).
 ord_memberchk(X, L) :- memberchk(X, L).
 ord_subset(A, B) :- subtract(A, B, []).
 ord_insert(S, E, S2) :- ord_union(S, [E], S2).
+with_output_to(Sink, Goal) :-
+    '$out_mark'(M),
+    ( catch(once(Goal), E, ('$out_drop'(M), throw(E))) -> '$out_collect'(M, Sink) ; '$out_drop'(M), fail ).
 phrase(G, L) :- phrase(G, L, []).
 phrase(G, L, R) :- '$dcg_body'(G, S0, S, Goal), S0 = L, S = R, call(Goal).
 concat_atom(L, R) :- atomic_list_concat(L, R).

@@ -483,6 +483,9 @@ DIFF_CASES = [
     ("", "X = {a, b}, Y = '{}'(z), Z = '$VAR'(1)"),
     (DCG, "phrase(greeting, [hello, X])"), (DCG, "phrase(ab, L)"), (DCG, "phrase(expr(V), `1+2+3`, R)"),
     (DCG, "phrase(digits(Ds), `12a`, Rest)"), (DCG, "phrase((name, name), [world, prolog])"),
+    ("", "maplist([X,Y]>>(Y is X*2), [1,2,3], L)"), ("", "N = 10, maplist([X,Y]>>(Y is X+N), [1,2], L)"),
+    ("", "foldl([X,A0,A]>>(A is A0+X), [1,2,3], 0, S)"), ("", "include([X]>>(X > 1), [1,2,3], L)"),
+    ("", "G = [X]>>(Y = X), call(G, 1), var(Y)"), ("", "format(atom(A), '~a', [x]), with_output_to(string(S), (write(a), print([1]))), T = S"),
 ]
 
 
