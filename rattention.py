@@ -223,7 +223,11 @@ def _swa_block(window):
 
 
 def sliding_window_attention_torch(q, k, v, window, scale=None, start=None):
-    """Blocked SWA: queries in blocks of Bq, each block attends only its Bq+w candidate keys. O(T·w) time/memory."""
+    """Blocked SWA: queries in blocks of Bq, each block attends only its Bq+w candidate keys. O(T·w) time/memory.
+
+    Each block is one fused `scaled_dot_product_attention` call with a (Bq, Bq+w) band mask (batched over blocks),
+    so the (T, Bq+w) scores never hit memory as separate softmax/mask passes.
+    """
     _check_qkv(q, k, v)
     _check_window(window)
     B, T, H, D = q.shape
@@ -241,22 +245,22 @@ def sliding_window_attention_torch(q, k, v, window, scale=None, start=None):
     nb = -(-T // Bq)
     Tp = nb * Bq
     L = Bq + w  # keys seen by one query block: [n·Bq − w, n·Bq + Bq)
-    dt = _fp(q.dtype)
-    qb = F.pad(q.to(dt), (0, 0, 0, 0, 0, Tp - T)).view(B, nb, Bq, Hkv, G, D)
-    kb = F.pad(k.to(dt), (0, 0, 0, 0, w, Tp - T)).unfold(1, L, Bq)  # (B, nb, H_kv, D, L)
-    vb = F.pad(v.to(dt), (0, 0, 0, 0, w, Tp - T)).unfold(1, L, Bq)  # (B, nb, H_kv, D, L)
-    s = torch.einsum("bnqhgd,bnhdl->bnhgql", qb, kb) * scale  # (B, nb, H_kv, G, Bq, L)
+    qb = F.pad(q, (0, 0, 0, 0, 0, Tp - T)).view(B, nb, Bq, H, D).permute(0, 1, 3, 2, 4).reshape(B * nb, H, Bq, D)
+    kb = F.pad(k, (0, 0, 0, 0, w, Tp - T)).unfold(1, L, Bq).transpose(-1, -2).reshape(B * nb, Hkv, L, D)
+    vb = F.pad(v, (0, 0, 0, 0, w, Tp - T)).unfold(1, L, Bq).transpose(-1, -2).reshape(B * nb, Hkv, L, D)
     a = torch.arange(Bq, device=q.device)[:, None]
     j = torch.arange(L, device=q.device)[None, :]
     band = (j >= a) & (j <= a + w)  # t − i = a + w − j ∈ [0, w]
     i_abs = torch.arange(nb, device=q.device)[:, None] * Bq - w + torch.arange(L, device=q.device)[None, :]  # (nb, L)
+    t_abs = torch.arange(Tp, device=q.device).view(nb, Bq)
     lo = torch.zeros(B, dtype=torch.long, device=q.device) if start is None else start
     keyok = i_abs[None] >= lo[:, None, None]  # (B, nb, L): key exists (i >= 0) and is not padding
-    m = band[None, None] & keyok[:, :, None, :]  # (B, nb, Bq, L)
-    m = m[:, :, None, None]  # (B, nb, 1, 1, Bq, L)
-    p = torch.softmax(s.masked_fill(~m, torch.finfo(dt).min), dim=-1) * m
-    o = torch.einsum("bnhgql,bnhdl->bnqhgd", p, vb).reshape(B, Tp, H, D)[:, :T]
-    return o.to(q.dtype)
+    qok = t_abs[None] >= lo[:, None, None]  # (B, nb, Bq): padded queries have no key at all
+    m = (band[None, None] & keyok[:, :, None, :]) | ~qok[..., None]  # (B, nb, Bq, L); padded rows: dummy, zeroed
+    o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=m.view(B * nb, 1, Bq, L), scale=scale,
+                                       enable_gqa=G > 1)  # (B·nb, H, Bq, D)
+    o = o.view(B, nb, H, Bq, D).permute(0, 1, 3, 2, 4) * qok[:, :, :, None, None].to(o.dtype)
+    return o.reshape(B, Tp, H, D)[:, :T]
 
 
 def _linear_attention_chunked(fq, fk, v, C):

@@ -138,8 +138,8 @@ def test_blocked_swa_equals_reference_outputs_and_grads(T, w):
     start = torch.tensor([0, 9])
     ref = grads(lambda *a: R.sliding_window_attention_reference(*a, w, start=start), q, k, v)
     fast = grads(lambda *a: R.sliding_window_attention_torch(*a, w, start=start), q, k, v)
-    for a, b in zip(fast, ref):
-        assert rel_rms(a, b) < 1e-10
+    for a, b in zip(fast, ref):  # (w = 0: dq, dk are exactly 0 in theory; compare those absolutely)
+        assert rel_rms(a, b) < 1e-10 or (a - b).abs().max() < 1e-12
 
 
 def test_rla_results_do_not_depend_on_chunk_size():
