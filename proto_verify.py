@@ -2513,8 +2513,8 @@ class Prolog:
                             elif sk == _S_SOFTCUT:
                                 fn.a[0] = _CP_DEAD
                             elif sk == _S_CALL:
-                                # a goal that was not callable when pushed (a variable at that time)
-                                cont = _goal_node(fn.a, cb, cont, strict=True)
+                                # a goal that was a variable when pushed: call/1 semantics, so cut is local
+                                cont = _goal_node(fn.a, len(cps), cont, strict=True)
                             else:  # solution
                                 self.inferences = ninf
                                 yield True
@@ -2937,6 +2937,13 @@ def _b_between(eng, a):
 
 
 # -- term construction and inspection
+@nondet("repeat", 0)
+def _b_repeat(eng, a):
+    while True:
+        eng.extra += 1
+        yield True
+
+
 @det("functor", 3)
 def _b_functor(eng, a):
     t = deref(a[0])
