@@ -17,21 +17,23 @@ Prolog engine (card §4.4, SWI-Prolog 9.0.4 is the reference behaviour, §4.2):
     back-quoted code lists, lists [H|T], curly terms, comments, the standard SWI operator table;
     errors raise `PrologSyntaxError` with 1-based line and column (SWI prints the same place 0-based).
   * engine: depth-first, left-to-right SLD resolution run by ONE iterative loop over an explicit continuation
-    (a linked list of (goal, cut_barrier, next) nodes) and a choicepoint stack — no Python recursion per
-    inference, so a 100 000-step tail recursion runs and no program can raise RecursionError. Clauses are
-    precompiled into templates (WAM-style "first occurrence" slots), with first-argument indexing.
+    (a linked list of (functor, args, cut_barrier, next) nodes) and a choicepoint stack — no Python recursion per
+    inference, so a 100 000-step tail recursion runs and no program can raise RecursionError. Each clause is
+    compiled to a small Python function that unifies its head (binding first occurrences without allocating, as
+    the WAM does) and builds its body; code objects are cached by clause shape. First-argument indexing.
     ISO cut (local to call/N, \\+ and the condition of ->), if-then-else, soft-cut *->, negation, catch/throw with
     ISO error terms, findall/bagof/setof with ^, assert/retract (logical update view), format/2 into a buffer,
-    DCG rules (-->) and phrase/2,3.
+    DCG rules (-->) and phrase/2,3, library(yall) lambdas, ~190 builtin/control/library predicates.
   * unification without occurs check (as SWI) + unify_with_occurs_check/2; unify / copy / compare / write are
     iterative (a 100 000-element list is fine) and cyclic-safe (answers with cyclic terms raise PrologError).
-  * budgets: every predicate call (builtins included) costs one inference; builtins that do O(n) work charge n.
+  * budgets: every predicate call (builtins included) costs one inference; builtins that do O(n) work charge
+    for it, and so do unify/compare/copy on big terms (16 steps = 1 inference), so no loop can hang.
     Exhausting the budget raises PrologError('resource_error(inferences)') which user catch/3 cannot swallow;
     the continuation depth is capped (resource_error(stack)); `solve` stops at `max_solutions`.
 
 Task synthesis + reward: `generate_prolog_task(seed, kind, difficulty) -> Task` (family relations, graph
-reachability, list puzzles, a generate-and-test puzzle) labelled by this engine, and
-`prolog_reward(task, response) -> (score, reason)` which never raises.
+reachability/paths, list puzzles, generate-and-test ordering and digit puzzles, recursive big-integer arithmetic)
+labelled by this engine, and `prolog_reward(task, response) -> (score, reason)` which never raises.
 
 Deviations from the paper / from SWI-Prolog:
   * the paper uses SWI-Prolog itself; we re-implement the subset its data needs (no modules, no clpfd — its
@@ -39,7 +41,8 @@ Deviations from the paper / from SWI-Prolog:
     pushback, no streams/files/OS access — deliberately, this is a sandboxed verifier).
   * unbound variables in answers are written `_A`, `_B`, ... (numbered by first occurrence across one answer)
     instead of SWI's `_123`; `solve` returns the first `max_solutions` answers instead of raising at the cap.
-  * standard order of two distinct unbound variables is by creation, not by address; `:- op/3` is not supported.
+  * standard order of two distinct unbound variables is by address (as SWI; not stable across runs);
+    `:- op/3` is not supported.
   * `write` of cyclic terms raises instead of printing SWI's `@/2` form; budget exhaustion is uncatchable.
   * writeq(-(-(1))) gives `- - 1` (reads back as written); SWI 9.0.4 prints `- -1`, which reads back differently.
 
