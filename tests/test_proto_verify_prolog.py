@@ -600,6 +600,14 @@ def test_generators_are_seeded_and_labels_come_from_the_engine():
         assert a.program in a.prompt and a.query in a.prompt
 
 
+@pytest.mark.parametrize("kind", PROLOG_TASK_KINDS)
+def test_every_kind_and_difficulty_generates_a_task_whose_reference_scores_one(kind):
+    for d in range(1, 6):
+        t = generate_prolog_task(100 + d, kind=kind, difficulty=d)
+        assert t.difficulty == d and t.compare in ("set", "sequence", "first") and 0 < t.inferences < 2_000_000
+        assert prolog_reward(t, t.answer) == (1.0, "ok") and f"?- {t.query}." in t.prompt
+
+
 def test_answer_lengths_vary_widely_and_grow_with_difficulty():
     lens = {d: [len(generate_prolog_task(s, difficulty=d).answer) for s in range(25)] for d in (1, 5)}
     allv = lens[1] + lens[5]
