@@ -3059,8 +3059,8 @@ def _b_char_code(eng, a):
 @det("atom_length", 2)
 def _b_atom_length(eng, a):
     t = deref(a[0])
-    if type(t) is Struct or t is NIL and False:
-        raise type_error("text", t)
+    if type(t) is Struct:
+        raise type_error("text", t)       # SWI: atom_length(f(x), L) is a type error, atom_length(123, L) is 3
     s = text_of(t)
     n = deref(a[1])
     if type(n) is not Var and type(n) is not int:
