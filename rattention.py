@@ -1074,7 +1074,7 @@ def _demo():
           f"= {cache.nbytes()} bytes at position 40 (independent of position)")
 
 
-def _time(fn, reps=3):
+def _time(fn, reps=5):
     fn()  # warm-up
     best = float("inf")
     for _ in range(reps):
@@ -1089,7 +1089,7 @@ def _bench():
     torch.manual_seed(0)
     H, D, w = 4, 64, 512
     print(f"CPU benchmark (torch {torch.__version__}, {torch.get_num_threads()} threads), B=1, H={H}, D={D}, w={w}, fp32;"
-          " best of 3")
+          " best of 5")
     print("\nForward of the attention core: RAttention CPU path = blocked SWA + chunked RLA (C=64) on the same q, k, v")
     print(f"{'T':>6} | {'full causal SDPA':>16} | {'RAttention':>10} | {'SWA only':>9} | {'RLA only':>9} | ratio RAtt/full")
     for T in (1024, 4096, 8192):
@@ -1101,8 +1101,8 @@ def _bench():
         t_ratt = _time(lambda: (sliding_window_attention_torch(q, k, v, w), residual_linear_attention_torch(q, k, v, w, 64)))
         print(f"{T:>6} | {t_full * 1e3:>13.1f} ms | {t_ratt * 1e3:>7.1f} ms | {t_swa * 1e3:>6.1f} ms | {t_rla * 1e3:>6.1f} ms |"
               f" {t_ratt / t_full:>6.2f}x")
-    print("\nDecode one token (layer with d_model=256, H=4, H_kv=4, D=64): local RAttention (ring + state)"
-          " vs global layer (full KV cache)")
+    print("\nDecode one token (layer with d_model=256, H=4, H_kv=4, D=64, median of 30 steps): local RAttention"
+          " (ring + state) vs global layer (full KV cache)")
     print(f"{'position':>8} | {'local ms/token':>14} | {'local cache bytes':>17} | {'full-KV ms/token':>16} |"
           f" {'full-KV bytes in use':>20}")
     loc = RAttention(256, H, H, head_dim=D, window=w)
@@ -1112,15 +1112,15 @@ def _bench():
         xt = torch.randn(1, 1, 256)
         _, cl = loc.prefill(x)
         _, cg = glo.prefill(x)
-        n_steps = 20
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
+        t_loc, t_glo = [], []  # median of 30 single steps (robust to a shared CPU)
+        for _ in range(30):
+            t0 = time.perf_counter()
             loc.decode(xt, cl)
-        t_loc = (time.perf_counter() - t0) / n_steps
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
+            t_loc.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             glo.decode(xt, cg)
-        t_glo = (time.perf_counter() - t0) / n_steps
+            t_glo.append(time.perf_counter() - t0)
+        t_loc, t_glo = sorted(t_loc)[15], sorted(t_glo)[15]
         print(f"{P:>8} | {t_loc * 1e3:>14.3f} | {cl.nbytes():>17,} | {t_glo * 1e3:>16.3f} | {cg.used_nbytes():>20,}")
 
 
@@ -1243,6 +1243,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="RAttention demo / benchmark / tiny-LM comparison")
     ap.add_argument("--bench", action="store_true", help="CPU timing and cache-size table (H=4, D=64, w=512)")
     ap.add_argument("--compare", action="store_true", help="train full vs SWA-w vs RAttention-w tiny LMs on recall")
+    ap.add_argument("--threads_bench", type=int, default=0, help="--bench: torch CPU threads (0 = torch default)")
     ap.add_argument("--window", type=int, default=8, help="--compare: window w of the local layers")
     ap.add_argument("--pairs", type=int, default=4, help="--compare: key-value pairs per sequence")
     ap.add_argument("--filler", type=int, default=24, help="--compare: filler tokens between pairs and queries")
@@ -1256,6 +1257,8 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0, help="--compare: seed (same data and init for all models)")
     a = ap.parse_args()
     if a.bench:
+        if a.threads_bench:
+            torch.set_num_threads(a.threads_bench)
         _bench()
     elif a.compare:
         _compare(a)
