@@ -1128,7 +1128,8 @@ def is_ground(t) -> bool:
 
 
 def _type_rank(x):
-    # SWI-Prolog 9.0.4 standard order (card §4.2): Var < Number < String < Atom < Compound
+    # SWI-Prolog 9.0.4 standard order (card §4.2, checked against swipl): Var < Number < String < [] < Atom <
+    # Compound — the reserved [] sorts before every atom, '[]' included
     tx = type(x)
     if tx is Var:
         return 0
@@ -1136,9 +1137,11 @@ def _type_rank(x):
         return 1
     if tx is PString:
         return 2
-    if tx is Atom or tx is Nil:
+    if tx is Nil:
         return 3
-    return 4
+    if tx is Atom:
+        return 4
+    return 5
 
 
 def compare_terms(a, b) -> int:
@@ -1167,11 +1170,11 @@ def compare_terms(a, b) -> int:
             if a.val != b.val:
                 return -1 if a.val < b.val else 1
             continue
-        if ra == 3:
+        if ra == 4:
             if a.name != b.name:
                 return -1 if a.name < b.name else 1
-            if type(a) is not type(b):   # [] before '[]'
-                return -1 if type(a) is Nil else 1
+            continue
+        if ra == 3:
             continue
         fa, fb = a.fn, b.fn
         if fa is not fb:

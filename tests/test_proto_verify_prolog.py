@@ -189,8 +189,8 @@ def test_between_length_numlist_sorting_and_standard_order():
     assert solve("", "msort([b,a,c,a], L)") == [{"L": "[a,a,b,c]"}]
     assert solve("", "sort([b,a,c,a], L)") == [{"L": "[a,b,c]"}]
     assert solve("", "sort(0, @>=, [1,3,2,3], L)") == [{"L": "[3,3,2,1]"}]
-    assert solve("", "msort([a, \"s\", 1, f(x), 1.0, Z, '[]', [], g(a,b)], L)")[0]["L"] == \
-        "[_A,1.0,1,\"s\",[],'[]',a,f(x),g(a,b)]"            # Var < Number < String < Atom < Compound
+    assert solve("", "msort([a, \"s\", 1, f(x), 1.0, Z, '[]', [], g(a,b), '+'], L)")[0]["L"] == \
+        "[_A,1.0,1,\"s\",[],+,'[]',a,f(x),g(a,b)]"         # Var < Number < String < [] < Atom < Compound
     assert solve("", "X = f(b), Y = g(a), X @< Y, f(a,b) @> g(a)") != []
     assert solve("", "atom([])") == [] and solve("", "[] \\== '[]'") == [{}] and solve("", "atomic([])") == [{}]
 
@@ -741,3 +741,55 @@ def test_random_terms_are_written_exactly_like_swi_writeq():
     ours = [term_to_text(read_term(t)[0]) for t in terms]
     assert len(swi) == len(terms)
     assert [(t, o, s) for t, o, s in zip(terms, ours, swi) if o != s] == []
+
+
+@needs_swipl
+def test_random_lists_sort_in_swi_standard_order():
+    rng = random.Random(1)
+    lists = ["[" + ", ".join(_rand_term(rng, 2) for _ in range(rng.randrange(0, 7))) + "]" for _ in range(150)]
+    drv = ("main :- read_term(T, []), ( T == end_of_file -> true ; msort(T, A), sort(T, B), sort(0, @>=, T, C), "
+           "writeq([A, B, C]), nl, main ).\n:- initialization((main, halt)).\n")
+    swi = _swi_batch(drv, lists)
+    ours = [solve("", f"T = {l}, msort(T, A), sort(T, B), sort(0, @>=, T, C), X = [A, B, C]")[0]["X"]
+            for l in lists]
+    assert len(swi) == len(lists)
+    assert [(l, o, s) for l, o, s in zip(lists, ours, swi) if o != s] == []
+
+
+def _rand_goal(rng, d, vs):
+    r = rng.random()
+    v = rng.choice(vs)
+    if d > 2 or r < 0.35:
+        return rng.choice([f"p({v})", f"q({v}, {rng.choice(vs)})", f"{v} = {rng.choice(['a', 'b', 'c', '1', 'f(a)'])}",
+                           "true", "fail", "!", f"{v} == a", f"{v} \\== b", f"member({v}, [a,b,c])", f"atom({v})",
+                           f"var({v})"])
+    g = lambda: _rand_goal(rng, d + 1, vs)      # noqa: E731
+    if r < 0.5:
+        return f"({g()}, {g()})"
+    if r < 0.62:
+        return f"({g()} ; {g()})"
+    if r < 0.74:
+        return f"({g()} -> {g()} ; {g()})"
+    if r < 0.8:
+        return f"({g()} -> {g()})"
+    if r < 0.86:
+        return f"\\+ {g()}"
+    if r < 0.9:
+        return f"call(({g()}))"
+    if r < 0.94:
+        return f"findall({v}, {g()}, {rng.choice(vs)})"
+    if r < 0.97:
+        return f"once({g()})"
+    return f"catch({g()}, _, true)"
+
+
+@needs_swipl
+def test_random_programs_with_cut_ite_negation_findall_catch_agree_with_swi():
+    for seed in range(16):
+        rng = random.Random(seed)
+        prog = ["p(a).", "p(b).", "p(c).", "q(a, b).", "q(b, c).", "q(c, a).", "q(a, a)."]
+        prog += [f"r(X, Y) :- {_rand_goal(rng, 0, ['X', 'Y', 'Z'])}." for _ in range(3)]
+        prog.append(f"s(X) :- {_rand_goal(rng, 0, ['X', 'W'])}.")
+        prog = "\n".join(prog)
+        q = rng.choice(["r(X, Y)", "s(X)", "r(a, Y)", "findall(X-Y, r(X, Y), L)", "\\+ r(X, Y)", "s(a)"])
+        assert our_lines(prog, q, 100) == swi_lines(prog, q, 100), (prog, q)
