@@ -220,6 +220,34 @@ def layer(kind, window=5, seed=0):
     return m.double()
 
 
+def _rope_complex(x, base):
+    # independent RoPE: pair (x_i, x_{i+D/2}) as a complex number, rotated by t·base^(−i/(D/2))
+    T, half = x.shape[1], x.shape[-1] // 2
+    theta = torch.arange(T, dtype=torch.float64)[:, None] * base ** (-torch.arange(half, dtype=torch.float64) / half)
+    z = torch.complex(x[..., :half], x[..., half:]) * torch.polar(torch.ones_like(theta), theta)[None, :, None, :]
+    return torch.cat([z.real, z.imag], -1)
+
+
+def test_layer_equals_literal_paper_equation():
+    # o = o_proj(RMS_swa(SWA(qknorm(RoPE(q))/√D, qknorm(RoPE(k)), v)) + RMS_rla(RLA(q, k, v)))  (card §3, ref order)
+    m = layer("local", window=6)
+    x = torch.randn(2, 33, 32, dtype=torch.float64)
+    B, T, H, Hkv, D = 2, 33, 4, 2, m.head_dim
+    q = (x @ m.q_proj.weight.T).view(B, T, H, D)
+    k = (x @ m.k_proj.weight.T).view(B, T, Hkv, D)
+    v = (x @ m.v_proj.weight.T).view(B, T, Hkv, D)
+
+    def rms(z, w, eps):
+        return z / (z.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w
+
+    qs = rms(_rope_complex(q, 5e5), m.q_norm, 1e-6)  # qk-norm AFTER RoPE
+    ks = rms(_rope_complex(k, 5e5), m.k_norm, 1e-6)
+    o_swa = R.sliding_window_attention_reference(qs, ks, v, 6, scale=D ** -0.5)
+    o_rla = R.residual_linear_attention_reference(q, k, v, 6)  # raw q, k
+    y = (rms(o_swa, m.swa_norm, 1e-8) + rms(o_rla, m.rla_norm, 1e-8)).flatten(2) @ m.o_proj.weight.T
+    assert rel_rms(m(x), y) < 1e-12
+
+
 @pytest.mark.parametrize("kind", ["local", "global"])
 def test_decode_token_by_token_equals_parallel_forward_at_every_position(kind):
     m = layer(kind)
