@@ -213,7 +213,8 @@ class PrologSyntaxError(PrologError):
 
     def __init__(self, message: str, line: int, column: int):
         self.line, self.column = line, column
-        super().__init__(f"syntax_error({message})", f"syntax error at line {line}, column {column}: {message}")
+        formal = re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_") or "syntax"   # SWI style: operator_expected
+        super().__init__(f"syntax_error({formal})", f"syntax error at line {line}, column {column}: {message}")
 
 
 class PrologThrow(Exception):
@@ -536,7 +537,8 @@ class _Parser:
                 self.expect("}")
                 return Struct(CURLY, (t,)), 0
             self.i -= 1
-            raise self.error("unexpected " + repr(v))
+            # SWI's names for these errors: a bare , or | is "quoted_punctuation", a ) ] } "cannot_start_term"
+            raise self.error("quoted punctuation" if v in ",|" else "cannot start term")
         if k in ("atom", "qatom"):
             name = tok.val
             nxt = self.toks[self.i]
@@ -2761,8 +2763,40 @@ def text_of(t, what="text"):
     raise type_error(what, t)
 
 
-def parse_number(s):
-    """Prolog number syntax -> int/float, or None."""
+def list_text(t):
+    """Text of a code list, char list or string, as the list argument of atom_codes/2 & co. (SWI: an atom there
+    is a type_error(list, ...))."""
+    t = deref(t)
+    if type(t) is Var:
+        raise inst_error()
+    if type(t) is PString:
+        return t.val
+    if t is NIL or (type(t) is Struct and t.fn is LIST):
+        return text_of(t, "list")
+    raise type_error("list", t)
+
+
+def atomic_text(t, kind="atomic"):
+    """Text of an atom, string or number only (atomic_list_concat elements, upcase_atom, ...)."""
+    t = deref(t)
+    tt = type(t)
+    if tt is Atom:
+        return t.name
+    if tt is PString:
+        return t.val
+    if tt is int:
+        return str(t)
+    if tt is float:
+        return format_float(t)
+    if tt is Var:
+        raise inst_error()
+    raise type_error(kind, t)
+
+
+def parse_number(s, strict=False):
+    """Prolog number syntax -> int/float, or None. `strict`: no surrounding layout (atom_number/2)."""
+    if strict and s != s.strip():
+        return None
     s = s.strip()
     if not s:
         return None
@@ -3032,20 +3066,20 @@ def _b_setarg(eng, a):
 def _b_atom_codes(eng, a):
     t = deref(a[0])
     if type(t) is not Var:
-        s = text_of(t)
+        s = atomic_text(t, "atom")
         eng.extra += len(s) >> 4
         return unify(a[1], _code_list(s), eng.trail)
-    return unify(t, mkatom(text_of(a[1], "list")), eng.trail)
+    return unify(t, mkatom(list_text(a[1])), eng.trail)
 
 
 @det("atom_chars", 2)
 def _b_atom_chars(eng, a):
     t = deref(a[0])
     if type(t) is not Var:
-        s = text_of(t)
+        s = atomic_text(t, "atom")
         eng.extra += len(s) >> 4
         return unify(a[1], _char_list(s), eng.trail)
-    return unify(t, mkatom(text_of(a[1], "list")), eng.trail)
+    return unify(t, mkatom(list_text(a[1])), eng.trail)
 
 
 @det("char_code", 2)
@@ -3062,7 +3096,7 @@ def _b_char_code(eng, a):
 @det("atom_length", 2)
 def _b_atom_length(eng, a):
     t = deref(a[0])
-    if type(t) is Struct:
+    if type(t) is Struct and t.fn is not LIST:
         raise type_error("text", t)       # SWI: atom_length(f(x), L) is a type error, atom_length(123, L) is 3
     s = text_of(t)
     n = deref(a[1])
@@ -3082,12 +3116,14 @@ def _b_atom_number(eng, a):
         if type(n) is Var:
             raise inst_error()
         return unify(t, mkatom(text_of(n)), eng.trail)
-    v = parse_number(text_of(t))
+    if type(t) is not Atom and type(t) is not PString:
+        raise type_error("atom", t)
+    v = parse_number(text_of(t), strict=True)
     return v is not None and unify(a[1], v, eng.trail)
 
 
 def _number_from_text(t, name):
-    s = text_of(t, "list")
+    s = list_text(t)
     v = parse_number(s)
     if v is None:
         raise _err(mkstruct("syntax_error", mkatom("illegal_number")))
@@ -3114,7 +3150,8 @@ def _b_number_chars(eng, a):
 def _b_number_string(eng, a):
     t = deref(a[1])
     if type(t) is not Var:
-        return unify(a[0], _number_from_text(t, "number_string"), eng.trail)
+        v = parse_number(list_text(t))
+        return v is not None and unify(a[0], v, eng.trail)      # SWI fails (no syntax error) here
     return unify(t, PString(text_of(a[0])), eng.trail)
 
 
@@ -3122,7 +3159,7 @@ def _b_number_string(eng, a):
 def _b_atom_string(eng, a):
     t = deref(a[0])
     if type(t) is not Var:
-        return unify(a[1], PString(text_of(t)), eng.trail)
+        return unify(a[1], PString(atomic_text(t, "atom")), eng.trail)
     return unify(t, mkatom(text_of(a[1])), eng.trail)
 
 
@@ -3168,15 +3205,25 @@ def _b_string(eng, a):
 def _b_term_to_atom(eng, a):
     t = deref(a[0])
     if type(t) is Var:
-        s = text_of(a[1])
-        term, _ = read_term(s)
+        term, _ = _read_in_engine(text_of(a[1]))
         return unify(t, term, eng.trail)
     return unify(a[1], mkatom(term_to_text(t, max_chars=1_000_000)), eng.trail)
 
 
+def _read_in_engine(text):
+    """read_term for builtins: a syntax error becomes a catchable error(syntax_error(What), _)."""
+    try:
+        return read_term(text)
+    except PrologSyntaxError as e:
+        raise _err(mkstruct("syntax_error", mkatom(e.term[len("syntax_error("):-1]))) from None
+
+
 @det("atom_to_term", 3)
 def _b_atom_to_term(eng, a):
-    term, names = read_term(text_of(a[0]))
+    text = text_of(a[0])
+    if not text.strip():
+        return unify(a[1], mkatom("end_of_file"), eng.trail) and unify(a[2], NIL, eng.trail)
+    term, names = _read_in_engine(text)
     bindings = list_from_py([mkstruct("=", mkatom(n), v) for n, v in names.items() if n != "_"])
     return unify(a[1], term, eng.trail) and unify(a[2], bindings, eng.trail)
 
@@ -3185,34 +3232,34 @@ def _b_atom_to_term(eng, a):
 def _b_term_string(eng, a):
     t = deref(a[0])
     if type(t) is Var:
-        term, _ = read_term(text_of(a[1]))
+        term, _ = _read_in_engine(text_of(a[1]))
         return unify(t, term, eng.trail)
     return unify(a[1], PString(term_to_text(t, max_chars=1_000_000)), eng.trail)
 
 
 @det("upcase_atom", 2)
 def _b_upcase_atom(eng, a):
-    return unify(a[1], mkatom(text_of(a[0]).upper()), eng.trail)
+    return unify(a[1], mkatom(atomic_text(a[0], "atom").upper()), eng.trail)
 
 
 @det("downcase_atom", 2)
 def _b_downcase_atom(eng, a):
-    return unify(a[1], mkatom(text_of(a[0]).lower()), eng.trail)
+    return unify(a[1], mkatom(atomic_text(a[0], "atom").lower()), eng.trail)
 
 
 @det("string_upper", 2)
 def _b_string_upper(eng, a):
-    return unify(a[1], PString(text_of(a[0]).upper()), eng.trail)
+    return unify(a[1], PString(atomic_text(a[0], "atom").upper()), eng.trail)
 
 
 @det("string_lower", 2)
 def _b_string_lower(eng, a):
-    return unify(a[1], PString(text_of(a[0]).lower()), eng.trail)
+    return unify(a[1], PString(atomic_text(a[0], "atom").lower()), eng.trail)
 
 
 @det("string_concat", 3)
 def _b_string_concat(eng, a):
-    s = text_of(a[0]) + text_of(a[1])
+    s = atomic_text(a[0]) + atomic_text(a[1])
     eng.extra += len(s) >> 4
     return unify(a[2], PString(s), eng.trail)
 
@@ -3221,12 +3268,12 @@ def _b_string_concat(eng, a):
 def _b_atom_concat(eng, a):
     x, y = deref(a[0]), deref(a[1])
     if type(x) is not Var and type(y) is not Var:
-        s = text_of(x) + text_of(y)
+        s = atomic_text(x) + atomic_text(y)
         eng.extra += len(s) >> 4
         if unify(a[2], mkatom(s), eng.trail):
             yield True
         return
-    whole = text_of(a[2])
+    whole = atomic_text(a[2])
     for i in range(len(whole) + 1):
         eng.extra += 1 + (len(whole) >> 6)
         m = len(eng.trail)
@@ -3236,7 +3283,7 @@ def _b_atom_concat(eng, a):
 
 
 def _sub_text(eng, a, mk):
-    s = text_of(a[0])
+    s = atomic_text(a[0], "atom")
     B, L, A = _int(a[1], True), _int(a[2], True), _int(a[3], True)
     sub = deref(a[4])
     n = len(s)
@@ -3291,7 +3338,7 @@ def _b_sub_string(eng, a):
 @det("atomic_list_concat", 2)
 def _b_atomic_list_concat2(eng, a):
     items = _py_list(a[0], eng)
-    s = "".join(text_of(x) for x in items)
+    s = "".join(atomic_text(x, "text") for x in items)
     eng.extra += len(s) >> 4
     return unify(a[1], mkatom(s), eng.trail)
 
@@ -3304,21 +3351,24 @@ def _b_atomic_list_concat3(eng, a):
         items = _py_list(lst, eng)
         if any(type(deref(x)) is Var for x in items):
             raise inst_error()
-        s = sep.join(text_of(x) for x in items)
+        s = sep.join(atomic_text(x, "text") for x in items)
         eng.extra += len(s) >> 4
         return unify(a[2], mkatom(s), eng.trail)
     except PrologThrow:
         if not sep:
             raise
         whole = deref(a[2])
-        if type(whole) is Var:
+        if type(whole) is Var or type(deref(lst)) is not Var and list_to_py(lst) is not None and \
+                not any(type(deref(x)) is Var for x in list_to_py(lst)):
             raise
-        parts = text_of(whole).split(sep)     # split mode
+        parts = atomic_text(whole, "atom").split(sep)     # split mode
         return unify(lst, list_from_py([mkatom(p) for p in parts]), eng.trail)
 
 
 @det("split_string", 4)
 def _b_split_string(eng, a):
+    if type(deref(a[0])) in (int, float):
+        raise type_error("text", deref(a[0]))          # SWI: split_string(123, ...) is a type error
     s, seps, pad = text_of(a[0]), text_of(a[1]), text_of(a[2])
     parts = []
     if seps:

@@ -793,3 +793,36 @@ def test_random_programs_with_cut_ite_negation_findall_catch_agree_with_swi():
         prog = "\n".join(prog)
         q = rng.choice(["r(X, Y)", "s(X)", "r(a, Y)", "findall(X-Y, r(X, Y), L)", "\\+ r(X, Y)", "s(a)"])
         assert our_lines(prog, q, 100) == swi_lines(prog, q, 100), (prog, q)
+
+
+_TEXTS = ["abc", "''", "'Hello World'", "\"str\"", "123", "-4.5", "'a,b,,c'", "'x y'", "\"\"", "'12'", "'1e3'",
+          "' 7'"]
+_TEXT_GOALS = [
+    "atom_length({0}, L)", "atom_codes({0}, L)", "atom_chars({0}, L)", "atom_string({0}, S)",
+    "string_chars({0}, L)", "upcase_atom({0}, U)", "string_upper({0}, U)", "atom_number({0}, N)",
+    "atom_to_term({0}, T, B)", "sub_atom({0}, B, 1, A, S)", "sub_atom({0}, 0, L, 0, S)", "atom_concat({0}, {1}, R)",
+    "atom_concat(X, Y, {0})", "string_concat({0}, {1}, R)", "atomic_list_concat([{0}, {1}], R)",
+    "atomic_list_concat([{0}, {1}], '-', R)", "atomic_list_concat(L, ',', {0})", "split_string({0}, \",\", \"\", P)",
+    "string_length({0}, L)", "term_to_atom({0}, A)", "number_string(N, {0})", "string_codes({0}, C)",
+    "string_to_atom({0}, A)", "sub_string({0}, B, 2, A, S)", "upcase_atom({0}, U), downcase_atom(U, D)"]
+
+
+@needs_swipl
+def test_random_text_builtin_calls_agree_with_swi_including_errors():
+    rng = random.Random(2)
+    qs = []
+    for _ in range(200):
+        g = rng.choice(_TEXT_GOALS).format(rng.choice(_TEXTS), rng.choice(_TEXTS))
+        qs.append(f"catch(findall(G, ({g}, G = ({g})), Gs), error(E, _), Gs = err(E))")
+    drv = ("main :- read_term(T, [variable_names(Vs)]), ( T == end_of_file -> true ; ( catch(T, Ex, true) -> "
+           "( nonvar(Ex) -> writeq(ex(Ex)) ; memberchk('Gs'=Gs, Vs), writeq(Gs) ) ; write(failed) ), nl, main ).\n"
+           ":- initialization((main, halt)).\n")
+    swi = _swi_batch(drv, qs)
+    ours = []
+    for q in qs:
+        try:
+            ours.append(solve("", q)[0]["Gs"])
+        except PrologError as e:
+            ours.append(f"ex({e.term})")
+    assert len(swi) == len(qs)
+    assert [(q, o, s) for q, o, s in zip(qs, ours, swi) if o != s] == []
