@@ -2420,6 +2420,12 @@ class Prolog:
                                 cont = cp[2]
                                 break
                             if k == _CP_ITER:
+                                # each retry of a non-deterministic builtin is one more inference (otherwise
+                                # findall(X, between(1, inf, X), L) would never meet the budget)
+                                ninf += 1 + self.extra
+                                self.extra = 0
+                                if ninf > limit:
+                                    raise _Budget("resource_error(inferences)")
                                 try:
                                     next(cp[3])
                                 except StopIteration:

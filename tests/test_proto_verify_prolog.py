@@ -215,6 +215,12 @@ def test_loop_stops_at_inference_budget_with_resource_error():
     assert time.process_time() - t0 < 5
 
 
+def test_all_solutions_over_infinite_generators_meet_the_budget():
+    for q in ("findall(X, between(1, inf, X), L)", "findall(X, repeat, L)", "aggregate_all(count, repeat, N)",
+              "forall(repeat, true)", "\\+ (repeat, fail)", "findall(X, length(X, _), L)"):
+        assert err_term("", q, max_inferences=50_000) == "resource_error(inferences)", q
+
+
 def test_budget_exhaustion_cannot_be_caught_by_catch():
     term = err_term("loop :- loop.", "catch(loop, _, true)", max_inferences=10_000)
     assert term == "resource_error(inferences)"
