@@ -1914,11 +1914,13 @@ class Pred:
 def _check_callable_body(g):
     """Raise type_error(callable, G) if a control structure contains a non-callable leaf (as SWI does)."""
     stack = [g]
+    seen = set()
     while stack:
         x = deref(stack.pop())
         tx = type(x)
         if tx is Struct:
-            if x.fn in _CONTROL_FNS:
+            if x.fn in _CONTROL_FNS and id(x) not in seen:    # seen: a cyclic goal must not loop here
+                seen.add(id(x))
                 stack.extend(x.args)
         elif tx is not Atom and tx is not Var:
             raise type_error("callable", g)
@@ -1927,6 +1929,8 @@ def _check_callable_body(g):
 def compile_clause(term, library=False):
     """Clause term -> (Functor, Clause)."""
     term = deref(term)
+    if not is_acyclic(term):
+        raise type_error("acyclic_term", _CYCLIC)
     if type(term) is Struct and term.fn is NECK:
         head, body = deref(term.args[0]), deref(term.args[1])
     else:
@@ -2239,6 +2243,8 @@ class Prolog:
                 self._pred_for_update(fn, from_consult=True).add(c)
             except PrologThrow as e:
                 raise PrologError(self._ball_text(e.ball)) from None
+            except RecursionError:                    # a pathologically nested DCG body
+                raise PrologError("resource_error(python_recursion)") from None
 
     def _directive(self, d):
         d = deref(d)
@@ -2256,6 +2262,8 @@ class Prolog:
         list(self._solve_goal(d, 1))
 
     def _declare_dynamic(self, spec):
+        if not is_acyclic(spec):
+            raise PrologError("type_error(acyclic_term,'$cyclic_term')")
         stack = [spec]
         while stack:
             s = deref(stack.pop())
@@ -2567,7 +2575,7 @@ class Prolog:
                         continue
                     # ---------------- control constructs ----------------
                     if entry == C_CONJ:
-                        ninf -= 1          # ','/2 is not counted as an inference (as SWI)
+                        # counted (SWI does not count ','/2): a cyclic goal G = (G, true) must meet the budget
                         cont = _goal_node(args[0], cb, _goal_node(args[1], cb, cont))
                     elif entry == C_TRUE:
                         pass
@@ -3674,6 +3682,8 @@ def _b_free_variable_set(eng, a):
     templ, goal = t.args
     goal = deref(goal)
     bound = set(term_vars(templ))
+    if not is_acyclic(goal):
+        raise type_error("acyclic_term", _CYCLIC)
     while type(goal) is Struct and goal.fn.name == "^" and goal.fn.arity == 2:
         bound.update(term_vars(goal.args[0]))
         goal = deref(goal.args[1])

@@ -551,7 +551,10 @@ _FUZZ_QUERIES = ["nrev([1,2,3], R)", "ancestor(X, Y)", "queens(4, Q)", "app(X, Y
                  "L = [a|L], flatten(L, F)", "X = f(X), findall(X, true, R)", "X = f(X), assertz(p(X))",
                  "length(L, 1000000000)", "numlist(1, 100000000, L)", "functor(T, f, 100000000)",
                  "tab(100000000)", "format('~*c', [100000000, 0'x])", "X is 2 ** 100000000",
-                 "atom_length(A, 3)", "X = f(X), X == X, X @< f(X)", "L = [a|L], last(L, E)"]
+                 "atom_length(A, 3)", "X = f(X), X == X, X @< f(X)", "L = [a|L], last(L, E)",
+                 "G = (G, true), call(G)", "G = (G ; true), call(G)", "G = \\+ G, call(G)", "G = call(G), G",
+                 "G = (G, true), assertz((p :- G))", "G = X^G, bagof(X, G, L)", "G = catch(G, _, true), call(G)",
+                 "G = (a --> G), dcg_translate_rule(G, R)", "findall(X, between(1, inf, X), L)"]
 
 
 def test_fuzzed_programs_and_queries_raise_only_documented_exceptions_and_terminate():
