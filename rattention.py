@@ -21,8 +21,9 @@ What is implemented (equation numbers from the paper)
   the token leaving the window is folded into S before the readout. Cache size is independent of position.
 
 Fast paths
-- CPU/PyTorch: blocked SWA (each block of queries sees only its w+Bq keys: O(T·w) time and memory) and chunked
-  RLA (exclusive cumsum of per-chunk states; O(T·C·D + T·D²)).
+- CPU/PyTorch: blocked SWA (each block of Bq queries sees only its Bq+w candidate keys, one fused SDPA call with
+  a band mask over all blocks: O(T·w) time and memory) and chunked RLA (head-first batched matmuls, states at chunk
+  boundaries; O(T·C·D + T·D²)).
 - Triton (CUDA, or CPU under TRITON_INTERPRET=1): a flash-style SWA kernel that visits only the key blocks inside
   the window (forward + two backward kernels), and a chunked RLA kernel with φ fused, an fp32 on-chip state, and
   the w+1 shift done by offset loads (any window/chunk alignment). Its backward recomputes the chunk states
@@ -38,6 +39,9 @@ Deviations from the paper
   than fastest; one program holds a full (D × D) state tile per half, which is meant for D ≤ 128.
 - Global layers use qk-norm + 1/√D like the local ones ("other attention hyperparameters shared") and no
   branch RMSNorm.
+- `--compare` is a miniature, not the paper's experiment: 2-layer models in which EVERY layer is the tested
+  attention (no global layers), trained on synthetic one-hop associative recall (each key-value binding is one
+  token, queried ≥ 24 tokens later with w = 8), not on web text.
 
 Run
   python rattention.py            # demo: masks of both branches for a short sequence; decode == forward
