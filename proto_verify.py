@@ -1441,13 +1441,9 @@ _ARITH = {
     ("/\\", 2): _bitop(lambda a, b: a & b), ("\\/", 2): _bitop(lambda a, b: a | b),
     ("xor", 2): _bitop(lambda a, b: a ^ b), ("\\", 1): _bitop(lambda a: ~a), ("msb", 1): _msb,
     ("gcd", 2): _bitop(math.gcd), ("succ", 1): lambda x: _need_int(x) + 1,
-    ("truncate", 1): _fint(math.trunc), ("cot", 1): None,
 }
-del _ARITH[("cot", 1)]
 _ARITH_CONST = {"pi": math.pi, "e": math.e, "inf": math.inf, "infinite": math.inf, "nan": math.nan,
-                "epsilon": sys.float_info.epsilon, "max_tagged_integer": (1 << 60) - 1,
-                "random": None}
-del _ARITH_CONST["random"]
+                "epsilon": sys.float_info.epsilon, "max_tagged_integer": (1 << 60) - 1}
 _ARITH_FN = {functor_of(n, a): f for (n, a), f in _ARITH.items()}
 
 
