@@ -27,10 +27,15 @@ Pipeline of `python train.py` (default preset, ≤ 10 min on a 2-core CPU):
 Shapes: token batches are (B, T) right-padded with <|pad|>; valid tokens of row b are its prefix of length lengths[b].
 
 Deviations from the papers (composition-level; each concept file lists its own):
-  - Rewards are in [0, 1] (verifier scores), not ±1 as in the T-PPO/DAPO recipes.
-  - Tiny models and synthetic tasks: the math domain is our own arithmetic with a short scratchpad; "AIME" is replaced
-    by greedy pass@1 on held-out synthetic tasks.
-  - Old log-probs for the policy ratio come from the generation pass (same weights, fp32), not a separate recompute.
+  - Rewards are verifier scores in [0, 1] (pass = 1), not ±1 as in the T-PPO/DAPO recipes.
+  - Tiny models and synthetic tasks: the math domain is our own arithmetic with a short scratchpad; held-out
+    greedy pass@1 on synthetic tasks replaces AIME avg@32.
+  - Critic warm-up = the first `critic_warmup` tppo steps with the policy frozen (critic trained on Monte-Carlo
+    returns G_t = R of the SFT policy's finished rollouts, the reference recipe's `critic_warmup`), not a separate
+    offline regression pass.
+  - Held-out decontamination uses guru_rewards.decontaminate at Jaccard threshold 1.0 (exact instances): for
+    synthetic problems a changed number or block is a different problem.
+  - CPU runs use 1 intra-op thread (tiny models are overhead-bound; 2 threads were ~5x slower on a shared box).
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
@@ -297,6 +302,10 @@ class Dist:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.enabled = self.world > 1
+        self.comm_device = torch.device("cpu")  # where small reduction tensors live (NCCL needs CUDA tensors)
+        if self.enabled and torch.cuda.is_available():
+            self.comm_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.comm_device)
         if self.enabled and not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             torch.distributed.init_process_group(backend=backend)
@@ -305,7 +314,7 @@ class Dist:
     def off(cls) -> "Dist":
         """A Dist that never communicates (for optimizers whose gradients tppo_step already all-reduced)."""
         d = cls.__new__(cls)
-        d.world, d.rank, d.enabled = 1, 0, False
+        d.world, d.rank, d.enabled, d.comm_device = 1, 0, False, torch.device("cpu")
         return d
 
     @property
@@ -329,7 +338,7 @@ class Dist:
     def mean(self, x: float) -> float:
         if not self.enabled:
             return x
-        t = torch.tensor([float(x)], dtype=torch.float64)
+        t = torch.tensor([float(x)], dtype=torch.float64, device=self.comm_device)
         torch.distributed.all_reduce(t)
         return float(t.item() / self.world)
 
@@ -925,7 +934,9 @@ def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist |
     domains = cfg.domains.split(",")
     vec = torch.tensor([hits[d] for d in domains] + [counts[d] for d in domains], dtype=torch.float64)
     if dist is not None and dist.enabled:
+        vec = vec.to(dist.comm_device)
         torch.distributed.all_reduce(vec)
+        vec = vec.cpu()
     n = len(domains)
     res = {d: float(vec[i] / max(vec[n + i], 1)) for i, d in enumerate(domains)}
     res["overall"] = float(vec[:n].sum() / max(vec[n:].sum(), 1))
@@ -1187,7 +1198,7 @@ class Trainer:
         """Checkpoint and stop on Ctrl-C or when the --stop_after testing aid is reached."""
         stop = self.interrupt.hit or (self.cfg.stop_after >= 0 and self.gstep >= self.cfg.stop_after)
         if self.dist.enabled:
-            t = torch.tensor([float(stop)])
+            t = torch.tensor([float(stop)], device=self.dist.comm_device)
             torch.distributed.all_reduce(t)
             stop = bool(t.item() > 0)
         if stop:
