@@ -1078,13 +1078,17 @@ def _demo():
           f"= {cache.nbytes()} bytes at position 40 (independent of position)")
 
 
-def _time(fn, reps=5):
-    fn()  # warm-up
-    best = float("inf")
+def _time_interleaved(fns, reps=5):
+    """Best-of-`reps` seconds of each fn, timed in turns (a, b, c, a, b, c, ...) so that load from other users of a
+    shared CPU hits every contender alike."""
+    for fn in fns:
+        fn()  # warm-up
+    best = [float("inf")] * len(fns)
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
     return best
 
 
@@ -1093,16 +1097,17 @@ def _bench():
     torch.manual_seed(0)
     H, D, w = 4, 64, 512
     print(f"CPU benchmark (torch {torch.__version__}, {torch.get_num_threads()} threads), B=1, H={H}, D={D}, w={w}, fp32;"
-          " best of 5")
+          " best of 5, timed in turns")
     print("\nForward of the attention core: RAttention CPU path = blocked SWA + chunked RLA (C=64) on the same q, k, v")
     print(f"{'T':>6} | {'full causal SDPA':>16} | {'RAttention':>10} | {'SWA only':>9} | {'RLA only':>9} | ratio RAtt/full")
     for T in (1024, 4096, 8192):
         q, k, v = (torch.randn(1, T, H, D) for _ in range(3))
         qt, kt, vt = (x.transpose(1, 2).contiguous() for x in (q, k, v))
-        t_full = _time(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True))
-        t_swa = _time(lambda: sliding_window_attention_torch(q, k, v, w))
-        t_rla = _time(lambda: residual_linear_attention_torch(q, k, v, w, 64))
-        t_ratt = _time(lambda: (sliding_window_attention_torch(q, k, v, w), residual_linear_attention_torch(q, k, v, w, 64)))
+        t_full, t_ratt, t_swa, t_rla = _time_interleaved([
+            lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True),
+            lambda: (sliding_window_attention_torch(q, k, v, w), residual_linear_attention_torch(q, k, v, w, 64)),
+            lambda: sliding_window_attention_torch(q, k, v, w),
+            lambda: residual_linear_attention_torch(q, k, v, w, 64)])
         print(f"{T:>6} | {t_full * 1e3:>13.1f} ms | {t_ratt * 1e3:>7.1f} ms | {t_swa * 1e3:>6.1f} ms | {t_rla * 1e3:>6.1f} ms |"
               f" {t_ratt / t_full:>6.2f}x")
     print("\nDecode one token (layer with d_model=256, H=4, H_kv=4, D=64, median of 30 steps): local RAttention"
