@@ -1256,11 +1256,15 @@ def _big_guard(bits):
 
 
 def _add(a, b):
+    if type(a) is not type(b):                 # int + float: a bignum beyond float range overflows (as SWI)
+        return _check_float(_to_float(a) + _to_float(b))
     r = a + b
     return _check_float(r) if type(r) is float else r
 
 
 def _sub(a, b):
+    if type(a) is not type(b):
+        return _check_float(_to_float(a) - _to_float(b))
     r = a - b
     return _check_float(r) if type(r) is float else r
 
@@ -2364,6 +2368,10 @@ class Prolog:
             raise PrologError("resource_error(python_recursion)") from None
         except MemoryError:
             raise PrologError("resource_error(memory)") from None
+        except (ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError, UnicodeError,
+                ZeroDivisionError) as e:
+            # a builtin met an input it does not handle: still only the documented exception type escapes
+            raise PrologError(f"system_error(python_{type(e).__name__})", f"internal error: {e!r}") from None
         finally:
             gen.close()
             del cps[base:]
@@ -3100,6 +3108,8 @@ def _b_char_code(eng, a):
             raise type_error("character", c)
         return unify(a[1], ord(c.name), eng.trail)
     n = _int(a[1])
+    if not 0 <= n <= 0x10FFFF:
+        raise representation_error("character_code")
     return unify(c, mkatom(chr(n)), eng.trail)
 
 
@@ -3925,7 +3935,7 @@ def format_text(fmt: str, args: list) -> str:
                 s = ip + ("." + fp if fp else "")
             out.append(("-" if x < 0 else "") + s)
         elif d in "efg":
-            x = eval_arith(nxt())
+            x = _to_float(eval_arith(nxt()))
             k = min(_count(num, 6), 300)
             out.append(("%." + str(k) + d) % x)
         elif d == "s":

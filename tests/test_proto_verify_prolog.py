@@ -554,7 +554,9 @@ _FUZZ_QUERIES = ["nrev([1,2,3], R)", "ancestor(X, Y)", "queens(4, Q)", "app(X, Y
                  "atom_length(A, 3)", "X = f(X), X == X, X @< f(X)", "L = [a|L], last(L, E)",
                  "G = (G, true), call(G)", "G = (G ; true), call(G)", "G = \\+ G, call(G)", "G = call(G), G",
                  "G = (G, true), assertz((p :- G))", "G = X^G, bagof(X, G, L)", "G = catch(G, _, true), call(G)",
-                 "G = (a --> G), dcg_translate_rule(G, R)", "findall(X, between(1, inf, X), L)"]
+                 "G = (a --> G), dcg_translate_rule(G, R)", "findall(X, between(1, inf, X), L)",
+                 "format('~e', [10**400])", "char_code(C, -5)", "X is 10**400 + 0.5", "format('~1r', [100])",
+                 "sort(5, @<, [f(a)], X)", "X =.. [f|a]", "atom_codes(A, [-1])", "with_output_to(foo, true)"]
 
 
 def test_fuzzed_programs_and_queries_raise_only_documented_exceptions_and_terminate():
