@@ -90,7 +90,7 @@ class Config:
     run_name: str = ""  # run folder under out_dir ("" → "<preset>-<algo>-s<seed>"; not --run: torchrun owns it)
     out_dir: str = "out"  # root folder of run folders
     preset: str = "default"  # preset that was applied (smoke | default | bench); set via --preset
-    seed: int = 0  # one seed for tasks, init, data order and sampling (rank r uses seed + r for rollouts)
+    seed: int = 0  # one seed for tasks, init, data order and sampling (rank r samples with seed + 1000 r)
     device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA → MPS → CPU)
     dtype: str = "auto"  # auto | float32 | bfloat16 (auto: bf16 autocast on bf16-capable CUDA, else fp32)
     threads: int = 0  # torch intra-op threads (0 = auto: 1 on CPU, where tiny models are overhead-bound)
@@ -182,7 +182,7 @@ def config_help() -> str:
             docs[s.split(":")[0].strip()] = s.split("#", 1)[1].strip()
     lines = ["usage: python train.py [--preset smoke|default|bench] [--algo tppo|ppo] [--resume] [--key=value ...]", ""]
     for f in fields(Config):
-        lines.append(f"  --{f.name}={f.default!r:<14} {docs.get(f.name, '')}")
+        lines.append(f"  {'--' + f.name + '=' + str(f.default):<32} {docs.get(f.name, '')}")
     lines.append("")
     lines.append("presets: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
     return "\n".join(lines)
@@ -1426,25 +1426,31 @@ def run_bench(cfg: Config) -> dict:
         for algo in ("tppo", "ppo"):
             rc = dataclasses.replace(cfg, seed=seed, algo=algo, run_name=f"bench-{algo}-s{seed}", init_from=sft_dir,
                                      resume=False)
-            summ = Trainer(rc).run()
-            recs = [json.loads(x) for x in open(os.path.join(cfg.out_dir, rc.run_name, "metrics.jsonl"))]
-            rl = [r for r in recs if r.get("phase") == "rl"]
-            target = summ["after_sft"]["overall"] + cfg.bench_gain
-            hit = [h["time"] for h in summ["rl"]["eval_history"] if h["overall"] >= target - 1e-9]
-            rows.append({"algo": algo, "seed": seed, "window": summ["rl"]["window"], "rl_time_s": summ["rl"]["time_s"],
-                         "time_to_target_s": hit[0] if hit else None, "after_sft": summ["after_sft"]["overall"],
-                         "final_pass": summ["after_rl"]["overall"],
-                         "util": sum(r["gen/util_measured"] for r in rl) / max(len(rl), 1),
-                         "gen_tok_s": sum(r["gen/tokens"] for r in rl) / max(sum(r["gen/time_s"] for r in rl), 1e-9),
-                         "len_p50": summ["rl"]["resp_len_p50"], "len_p90": summ["rl"]["resp_len_p90"]})
-    print(bench_table(rows, cfg))
+            Trainer(rc).run()
+            rows.append(bench_row(os.path.join(cfg.out_dir, rc.run_name), cfg.bench_gain))
+    print(bench_table(rows, cfg.bench_gain))
     out = {"rows": rows, "gain": cfg.bench_gain}
     with open(os.path.join(cfg.out_dir, "bench.json"), "w") as f:
         json.dump(out, f, indent=1)
     return out
 
 
-def bench_table(rows: list[dict], cfg: Config) -> str:
+def bench_row(run_dir: str, gain: float) -> dict:
+    """One bench row from a finished RL run folder (summary.json + metrics.jsonl)."""
+    summ = json.load(open(os.path.join(run_dir, "summary.json")))
+    recs = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
+    rl = [r for r in recs if r.get("phase") == "rl"]
+    target = summ["after_sft"]["overall"] + gain
+    hit = [h["time"] for h in summ["rl"]["eval_history"] if h["overall"] >= target - 1e-9]
+    return {"algo": summ["algo"], "seed": summ["seed"], "window": summ["rl"]["window"],
+            "rl_time_s": summ["rl"]["time_s"], "time_to_target_s": hit[0] if hit else None,
+            "after_sft": summ["after_sft"]["overall"], "final_pass": summ["after_rl"]["overall"],
+            "util": sum(r["gen/util_measured"] for r in rl) / max(len(rl), 1),
+            "gen_tok_s": sum(r["gen/tokens"] for r in rl) / max(sum(r["gen/time_s"] for r in rl), 1e-9),
+            "len_p50": summ["rl"]["resp_len_p50"], "len_p90": summ["rl"]["resp_len_p90"]}
+
+
+def bench_table(rows: list[dict], gain: float) -> str:
     def mean(algo, k):
         v = [r[k] for r in rows if r["algo"] == algo and r[k] is not None]
         return sum(v) / len(v) if v else float("nan")
@@ -1460,14 +1466,18 @@ def bench_table(rows: list[dict], cfg: Config) -> str:
                      f"{mean(algo, 'len_p50'):.0f} / {mean(algo, 'len_p90'):.0f} |")
     ratio = lambda k: mean("ppo", k) / max(mean("tppo", k), 1e-9)  # noqa: E731
     lines.append(f"\nratios PPO / T-PPO: RL wall-clock {ratio('rl_time_s'):.2f}x, time to target "
-                 f"{ratio('time_to_target_s'):.2f}x (target: overall pass after SFT + {cfg.bench_gain}); T-PPO / PPO: util "
+                 f"{ratio('time_to_target_s'):.2f}x (target: overall pass after SFT + {gain}); T-PPO / PPO: util "
                  f"{mean('tppo', 'util') / max(mean('ppo', 'util'), 1e-9):.2f}x, gen tok/s "
                  f"{mean('tppo', 'gen_tok_s') / max(mean('ppo', 'gen_tok_s'), 1e-9):.2f}x")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
     if cfg.resume:  # continue with the run's own config; explicit overrides on the command line still apply
         path = os.path.join(cfg.out_dir, run_name(cfg), "config.json")
         if os.path.exists(path):

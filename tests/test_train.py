@@ -237,6 +237,21 @@ def test_non_finite_loss_skips_the_update_and_is_logged(tmp_path):
     assert tr.summary["skipped_updates"] >= 1
 
 
+def test_ppo_baseline_is_the_same_loop_with_window_at_least_max_response(tmp_path):
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=1", "--critic_warmup=0", "--rl_steps=2"]
+    for algo in ("ppo", "tppo"):
+        Trainer(parse_args(args + [f"--algo={algo}", f"--run_name={algo}"])).run()
+    ppo = [r for r in _metrics(tmp_path / "ppo") if r.get("phase") == "rl"]
+    tppo = [r for r in _metrics(tmp_path / "tppo") if r.get("phase") == "rl"]
+    assert all(r["pool/carried_in"] == 0 and r["pool/unfinished"] == 0 for r in ppo)  # one window per response
+    assert any(r["pool/unfinished"] > 0 for r in tppo)  # W < L_max truncates (the untrained model rarely stops)
+    rows = [train.bench_row(str(tmp_path / a), gain=0.0) for a in ("tppo", "ppo")]
+    assert rows[0]["window"] == 8 and rows[1]["window"] == 24
+    assert 0 < rows[0]["util"] <= 1 and 0 < rows[1]["util"] <= 1
+    table = train.bench_table(rows, gain=0.0)
+    assert "| tppo | 8 |" in table and "| ppo | 24 |" in table and "ratios" in table
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     import signal
     args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=3", "--rl_steps=0", "--eval_max_new_tokens=1",
