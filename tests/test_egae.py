@@ -344,6 +344,71 @@ def test_vectorized_matches_reference_fp32(B, T):
             assert rel_err(o, f) <= 1e-5, (gamma, bootstrap, rel_err(o, f))
 
 
+# The no-grad fast path has two code paths of its own: the scan written straight into the output when T is a whole
+# number of chunks (T % 16 == 0), and per-row tail fills instead of a bool mask for long rows (T >= 2048).
+@pytest.mark.parametrize("B, T", [(3, 16), (7, 32), (3, 2048), (2, 4096), (5, 2049)])
+def test_fast_path_matches_reference_at_chunk_multiples_and_long_rows(B, T):
+    gen = torch.Generator().manual_seed(31 * B + T)
+    r, V, lengths, finished, lam, nv = random_batch(B, T, gen, garbage=False)
+    lengths[-1] = T - 1                                      # a cut one token before the end
+    pad = torch.arange(T)[None, :] >= lengths[:, None]
+    r[pad], V[pad] = float("nan"), 1e30                      # padding must never leak (ROLL #447)
+    for gamma, bootstrap in ((1.0, "paper"), (0.97, "value")):
+        ref = egae.egae_reference(r, V, lengths, finished, gamma, lam, bootstrap, nv)
+        out = egae.egae_torch(r, V, lengths, finished, gamma, lam, bootstrap, nv)
+        pad = torch.arange(T)[None, :] >= lengths[:, None]
+        for o, f in zip(out, ref):
+            assert o.shape == (B, T) and o.is_contiguous()
+            assert rel_err(o, f) <= 1e-5, (gamma, bootstrap, rel_err(o, f))
+            assert torch.equal(o[pad], torch.zeros(int(pad.sum())))   # exactly 0 past l, garbage never leaks
+
+
+@pytest.mark.parametrize("B, T", [(1, 1), (5, 63), (64, 257), (3, 4097)])
+def test_autograd_path_forward_matches_reference(B, T):
+    """Inputs that need a gradient take the out-of-place path; its forward values match the reference too."""
+    gen = torch.Generator().manual_seed(77 * B + T)
+    r, V, lengths, finished, lam, nv = random_batch(B, T, gen)
+    ref = egae.egae_reference(r, V, lengths, finished, 0.97, lam, "value", nv)
+    out = egae.egae_torch(r.requires_grad_(), V, lengths, finished, 0.97, lam, "value", nv)
+    assert out[0].requires_grad                              # really the differentiable path
+    for o, f in zip(out, ref):
+        assert rel_err(o.detach(), f) <= 1e-5
+        pad = torch.arange(T)[None, :] >= lengths[:, None]
+        assert torch.equal(o.detach()[pad], torch.zeros(int(pad.sum())))
+
+
+def test_egae_torch_takes_the_fast_path_only_without_gradients(monkeypatch):
+    calls = []
+    for name in ("_egae_torch_fast", "_egae_torch_autograd"):
+        fn = getattr(egae, name)
+        monkeypatch.setattr(egae, name, lambda *a, _fn=fn, _name=name: calls.append(_name) or _fn(*a))
+    gen = torch.Generator().manual_seed(5)
+    r, V, lengths, finished, lam, _ = random_batch(3, 20, gen, garbage=False)
+    egae.egae_torch(r, V, lengths, finished, 1.0, lam)
+    egae.egae_torch(r, V.clone().requires_grad_(), lengths, finished, 1.0, lam)
+    with torch.no_grad():
+        egae.egae_torch(r, V.clone().requires_grad_(), lengths, finished, 1.0, lam)
+    assert calls == ["_egae_torch_fast", "_egae_torch_autograd", "_egae_torch_fast"]
+
+
+def test_fast_path_is_stable_for_extreme_discounts_on_long_rows():
+    """The same power-matrix scan inside the fast path: γλ ∈ {0, 1e-30, 0.5, 0.999999, 1} at T = 20000, no NaN/inf,
+    and the fp64 reference agrees (no division by powers of γλ anywhere)."""
+    T = 20000
+    gen = torch.Generator().manual_seed(23)
+    r = torch.randn(5, T, generator=gen, dtype=torch.float64)
+    V = torch.randn(5, T, generator=gen, dtype=torch.float64)
+    lengths = torch.tensor([T, T - 1, T, 12345, T])
+    finished = torch.tensor([True, False, True, False, True])
+    lam = torch.tensor([0.0, 1e-30, 0.5, 0.999999, 1.0]).double()  # the fp32-rounded values, exactly
+    ref = egae.egae_reference(r, V, lengths, finished, 1.0, lam)
+    out = egae.egae_torch(r.float(), V.float(), lengths, finished, 1.0, lam.float())
+    for o, f in zip(out, ref):
+        assert torch.isfinite(o).all()
+        for b in range(5):
+            assert rel_err(o[b], f[b]) < 1e-5, (b, rel_err(o[b], f[b]))
+
+
 def test_vectorized_gradients_match_reference():
     gen = torch.Generator().manual_seed(12)
     r, V, lengths, finished, lam, nv = random_batch(5, 70, gen, torch.float64, garbage=False)
