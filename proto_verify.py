@@ -3411,8 +3411,12 @@ def _b_char_type(eng, a):
     t = deref(a[1])
     if type(c) is int and 0 <= c <= 0x10FFFF:        # code_type/2
         c = mkatom(chr(c))
-    if type(c) is not Atom or type(t) is Var:
+    if type(c) is Var or type(t) is Var:
         raise inst_error()
+    if type(c) is not Atom or len(c.name) != 1:
+        raise type_error("character", c)
+    if type(t) is not Atom and type(t) is not Struct:
+        raise domain_error("char_type", t)
     ch = c.name
     name = t.name if type(t) is Atom else t.fn.name
     tests = {"alpha": lambda: ch.isalpha() or ch.isdigit() or ch == "_", "alnum": ch.isalnum,
@@ -3787,6 +3791,8 @@ def _b_retractall(eng, a):
     h = deref(a[0])
     if type(h) is Var:
         raise inst_error()
+    if type(h) is not Struct and type(h) is not Atom:
+        raise type_error("callable", h)
     p = eng.table.get(h.fn)
     if p is None:
         eng.table[h.fn] = Pred(h.fn, dynamic=True)
@@ -3811,6 +3817,8 @@ def _b_clause(eng, a):
     h = deref(a[0])
     if type(h) is Var:
         raise inst_error()
+    if type(h) is not Struct and type(h) is not Atom:
+        raise type_error("callable", h)
     p = eng.table.get(h.fn)
     if p is None or type(p) is not Pred:
         return
