@@ -837,3 +837,25 @@ def test_random_text_builtin_calls_agree_with_swi_including_errors():
             ours.append(f"ex({e.term})")
     assert len(swi) == len(qs)
     assert [(q, o, s) for q, o, s in zip(qs, ours, swi) if o != s] == []
+
+
+def test_every_builtin_with_random_arguments_raises_only_prolog_errors():
+    import proto_verify as pv
+    rng = random.Random(11)
+    pool = ["_", "X", "a", "'A b'", "[]", "'[]'", "0", "1", "-1", "3", "1.5", "-0.0", "\"s\"", "\"\"", "[a,b]",
+            "[1,2,3]", "[X|Y]", "f(x)", "f(X, Y)", "10**30", "[0'a, 0'b]", "[a|b]", "{x}", "(a, b)", "(a :- b)",
+            "user_output", "atom(A)", "[f(1)-a, b-2]", "1.0e308", "inf", "true", "X^true", "[X]>>true", "succ"]
+    fns = [f for f in pv._BASE_TABLE if not f.name.startswith("$") and f.name not in ("halt", "repeat")]
+    t0 = time.monotonic()
+    n = 0
+    while n < 3000 and time.monotonic() - t0 < 8:
+        f = fns[n % len(fns)]
+        q = pv.atom_text(f.name, True)
+        if f.arity:
+            q += "(" + ", ".join(rng.choice(pool) for _ in range(f.arity)) + ")"
+        try:
+            solve("", q, max_inferences=5000, max_solutions=5)
+        except PrologError as e:
+            assert not e.term.startswith("system_error"), (q, str(e))
+        n += 1
+    assert n >= len(fns)
