@@ -4584,6 +4584,25 @@ def generate_prolog_task(rng_or_seed=0, kind: str | None = None, difficulty: int
                 eng.inferences, {"n_solutions": len(sols)})
 
 
+def generate_prolog_tasks(n: int, seed: int = 0, kinds=None, difficulties=(1, 2, 3)) -> list:
+    """n tasks from one seeded stream, cycling kinds and drawing difficulties uniformly (for train.py).
+
+    Args: kinds: subset of PROLOG_TASK_KINDS (default all); difficulties: iterable of ints in 1..5.
+    Returns: list[Task], deterministic in (n, seed, kinds, difficulties).
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    kinds = tuple(kinds) if kinds is not None else PROLOG_TASK_KINDS
+    difficulties = tuple(difficulties)
+    if not kinds or any(k not in PROLOG_TASK_KINDS for k in kinds):
+        raise ValueError(f"kinds must be a non-empty subset of {PROLOG_TASK_KINDS}, got {kinds!r}")
+    if not difficulties:
+        raise ValueError("difficulties must be a non-empty iterable of ints in 1..5")
+    rng = random.Random(seed)
+    return [generate_prolog_task(rng, kind=kinds[i % len(kinds)], difficulty=rng.choice(difficulties))
+            for i in range(n)]
+
+
 # ── Reward: score a model's answer against the engine's reference (never raises) ─────────────────────────────────
 _MAX_RESPONSE_CHARS = 50_000
 

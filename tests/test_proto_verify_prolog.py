@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from proto_verify import (PROLOG_TASK_KINDS, Prolog, PrologError, PrologSyntaxError, Task, format_float,
-                          generate_prolog_task, prolog_reward, query_values, read_term, solve, term_to_text)
+                          generate_prolog_task, generate_prolog_tasks, prolog_reward, query_values, read_term, solve,
+                          term_to_text)
 
 SWIPL = shutil.which("swipl")
 needs_swipl = pytest.mark.skipif(SWIPL is None, reason="swipl (SWI-Prolog) is not installed on this machine")
@@ -617,6 +618,15 @@ def test_every_kind_and_difficulty_generates_a_task_whose_reference_scores_one(k
         t = generate_prolog_task(100 + d, kind=kind, difficulty=d)
         assert t.difficulty == d and t.compare in ("set", "sequence", "first") and 0 < t.inferences < 2_000_000
         assert prolog_reward(t, t.answer) == (1.0, "ok") and f"?- {t.query}." in t.prompt
+
+
+def test_task_batches_are_deterministic_and_cover_the_requested_kinds():
+    a = generate_prolog_tasks(12, seed=3, kinds=("list", "graph"), difficulties=(1, 4))
+    assert a == generate_prolog_tasks(12, seed=3, kinds=("list", "graph"), difficulties=(1, 4))
+    assert {t.kind for t in a} == {"list", "graph"} and {t.difficulty for t in a} <= {1, 4}
+    assert a != generate_prolog_tasks(12, seed=4, kinds=("list", "graph"), difficulties=(1, 4))
+    with pytest.raises(ValueError, match="kinds"):
+        generate_prolog_tasks(2, kinds=("chess",))
 
 
 def test_answer_lengths_vary_widely_and_grow_with_difficulty():
