@@ -869,3 +869,123 @@ def test_every_builtin_with_random_arguments_raises_only_prolog_errors():
             assert not e.term.startswith("system_error"), (q, str(e))
         n += 1
     assert n >= len(fns)
+
+
+# ── independent Python oracles for the generated labels (correct by construction needs a correct engine) ────────
+def _py_list_op(name, xs):
+    if name == "evens":
+        return [x for x in xs if x % 2 == 0]
+    if name == "double":
+        return [2 * x for x in xs]
+    if name == "rev":
+        return xs[::-1]
+    if name == "sum":
+        return sum(xs)
+    if name == "maxl":
+        return max(xs)
+    if name == "rle":
+        out = []
+        for x in xs:
+            if out and out[-1][0] == x:
+                out[-1][1] += 1
+            else:
+                out.append([x, 1])
+        return out
+    if name == "isort":
+        return sorted(xs)
+    if name == "prefix_sums":
+        acc, out = 0, []
+        for x in xs:
+            acc += x
+            out.append(acc)
+        return out
+    if name == "dedup":
+        return [x for i, x in enumerate(xs) if i == 0 or xs[i - 1] != x]
+    raise AssertionError(name)
+
+
+def _py_arith(name, args):
+    import math as m
+    if name == "fact":
+        return m.factorial(args[0])
+    if name == "fib":
+        a, b = 0, 1
+        for _ in range(args[0]):
+            a, b = b, a + b
+        return a
+    if name == "pow":
+        return args[0] ** args[1]
+    if name == "gcd":
+        return m.gcd(*args)
+    n, s = args[0], 0
+    while n != 1:
+        n, s = (n // 2 if n % 2 == 0 else 3 * n + 1), s + 1
+    return s
+
+
+def _py_graph(t):
+    edges = re.findall(r"edge\((\w+), (\w+)\)\.", t.program)
+    succ = {}
+    for a, b in edges:
+        succ.setdefault(a, []).append(b)
+    m = re.match(r"findall\(Y, reach\((\w+), Y\), L\), sort\(L, S\)", t.query)
+    if m:
+        src, seen, stack = m.group(1), set(), [m.group(1)]
+        while stack:
+            for y in succ.get(stack.pop(), []):
+                if y not in seen and y != src:
+                    seen.add(y)
+                    stack.append(y)
+        return sorted(seen)
+    src, dst = re.match(r"path\((\w+), (\w+),", t.query).groups()
+    out = []
+
+    def dfs(x, path):                     # Prolog order: clause 1 (x == dst) first, then edges in order
+        if x == dst:
+            out.append(path)
+        for y in succ.get(x, []):
+            if y not in path:
+                dfs(y, path + [y])
+    dfs(src, [src])
+    return out
+
+
+def _py_family(t):
+    par = re.findall(r"parent\((\w+), (\w+)\)\.", t.program)
+    male = set(re.findall(r"male\((\w+)\)\.", t.program)) - set(re.findall(r"female\((\w+)\)\.", t.program))
+    P = set(par)
+    people = {x for p in P for x in p}
+    kids = lambda x: {c for p, c in P if p == x}          # noqa: E731
+    parents = lambda x: {p for p, c in P if c == x}       # noqa: E731
+    sib = {(x, y) for x in people for y in people if x != y and parents(x) & parents(y)}
+    anc = set(P)
+    while True:
+        new = {(a, c) for a, b in anc for b2, c in P if b == b2} - anc
+        if not new:
+            break
+        anc |= new
+    rel = {"grandparent": {(x, z) for x in people for y in kids(x) for z in kids(y)}, "ancestor": anc,
+           "sibling": sib,
+           "cousin": {(x, y) for x in people for y in people for p in parents(x) for q in parents(y) if (p, q) in sib},
+           "uncle": {(u, x) for x in people for p in parents(x) for u in people if (u, p) in sib and u in male}}
+    name, a, b = re.match(r"(\w+)\((\w+), (\w+)\)", t.query).groups()
+    pairs = rel[name]
+    return sorted({y for x, y in pairs if x == a} if b == "X" else {x for x, y in pairs if y == b})
+
+
+@pytest.mark.parametrize("kind", ["list", "arith", "graph", "family"])
+def test_generated_labels_match_independent_python_oracles(kind):
+    for seed in range(30):
+        t = generate_prolog_task(seed, kind=kind, difficulty=1 + seed % 5)
+        got = json.loads(t.answer)
+        if kind == "list":
+            name, lst = re.match(r"(\w+)\(\[(.*)\], R\)", t.query).groups()
+            want = _py_list_op(name, [int(x) for x in lst.split(",")])
+        elif kind == "arith":
+            name, args = re.match(r"(\w+)\((.*), R\)", t.query).groups()
+            want = _py_arith(name, [int(x) for x in args.split(",")])
+        elif kind == "graph":
+            want = _py_graph(t)
+        else:
+            want, got = _py_family(t), sorted(got)
+        assert got == want, (t.prompt, got, want)
