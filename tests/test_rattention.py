@@ -337,6 +337,7 @@ def _f32(B, T, H, Hkv, D, seed):
     (2, 63, 4, 2, 16, 7, [0, 5], 16),     # GQA, left padding, T not a multiple of the block
     (1, 100, 2, 1, 32, 40, None, 32),     # window spans several key blocks, unaligned with the block
     (1, 37, 2, 2, 24, 200, None, 16),     # window > T (full causal), D not a power of two
+    (2, 90, 2, 1, 16, 20, [0, 31], 64),   # the GPU default block size (64), padding inside a block
 ])
 def test_triton_swa_kernel_matches_reference_outputs_and_grads(B, T, H, Hkv, D, w, start, block):
     q, k, v = _f32(B, T, H, Hkv, D, seed=T + w)
