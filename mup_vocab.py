@@ -572,6 +572,7 @@ def main(argv=None):
     ap.add_argument("--vocabs", type=str, default="64,8192,16n",
                     help="--lv-experiment: vocab sizes m; '16n' means m = 16 * width")
     ap.add_argument("--seeds", type=int, default=1, help="--lv-experiment: seeds averaged per (m, n, lr)")
+    ap.add_argument("--first-seed", type=int, default=0, help="--lv-experiment: seeds are first-seed, first-seed+1, ..")
     ap.add_argument("--steps", type=int, default=200, help="--lv-experiment: Adam steps per run")
     ap.add_argument("--batch", type=int, default=64, help="--lv-experiment: tokens per step")
     ap.add_argument("--eta-out", type=float, default=2.0 ** -7, help="--lv-experiment: readout LR at width 32")
@@ -593,7 +594,8 @@ def main(argv=None):
               f"{torch.get_num_threads()}")
         vocabs = [v if v.endswith("n") else int(v) for v in args.vocabs.split(",")]
         res = lv_experiment(widths or (32, 64, 128, 256, 512), vocabs, steps=args.steps, batch=args.batch,
-                            eta_out=args.eta_out, seeds=tuple(range(args.seeds)))
+                            eta_out=args.eta_out,
+                            seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)))
         print("\nsummary: fitted alpha (lr_emb*/lr_out ~ width^alpha); muP predicts 1, the paper's LV regime 0.5")
         for m, r in res.items():
             print(f"  m = {m!s:>5s}: alpha = {r['alpha']:.2f}   optima log2 lr_emb*: "
