@@ -1329,12 +1329,8 @@ def _score_delegated(kind: str, response: str, gt: dict) -> Score:
         proto_verify = None
     if kind == "pddl":
         validate = getattr(proto_verify, "validate_plan", None)
-        if validate is None:                              # until the lead merges pddl_part.py into proto_verify
-            try:
-                import pddl_part
-                validate = pddl_part.validate_plan
-            except ImportError:
-                return Score(0.0, "verifier_unavailable: proto_verify.validate_plan")
+        if validate is None:
+            return Score(0.0, "verifier_unavailable: proto_verify.validate_plan")
         if not (isinstance(gt.get("domain"), str) and isinstance(gt.get("problem"), str)):
             raise GroundTruthError("pddl ground_truth needs 'domain' and 'problem' PDDL text")
         text = strip_think(response)

@@ -421,7 +421,7 @@ def _fuzz_strings(n, seed):
 
 
 def _delegated_fuzz_cases():
-    """Prolog / PDDL ground truths for the fuzz test, when proto_verify / pddl_part are in the checkout."""
+    """Prolog / PDDL ground truths for the fuzz test, when proto_verify is in the checkout."""
     cases = []
     try:
         import proto_verify
@@ -433,11 +433,7 @@ def _delegated_fuzz_cases():
         import proto_verify as pv
         gen = pv.generate_pddl_task
     except (ImportError, AttributeError):
-        try:
-            import pddl_part as pv
-            gen = pv.generate_pddl_task
-        except ImportError:
-            gen = None
+        gen = None
     if gen is not None:
         t = gen(0, kind="blocksworld", difficulty=1)
         cases.append(("logic", {"type": "pddl", "domain": t.domain, "problem": t.problem}))
@@ -546,21 +542,15 @@ def test_sandbox_child_runs_as_an_unprivileged_uid(mode, setpriv, monkeypatch):
 # ------------------------------------------------------------------------------ logic: delegated verifiers ----
 
 def _pddl_module():
-    """proto_verify once the lead merged the PDDL half into it, else pddl_part (the pre-merge file)."""
+    """proto_verify, which holds the PDDL validator (None only in a checkout without it)."""
     try:
         import proto_verify
-        if hasattr(proto_verify, "generate_pddl_task"):
-            return proto_verify
-    except ImportError:
-        pass
-    try:
-        import pddl_part
-        return pddl_part
+        return proto_verify if hasattr(proto_verify, "generate_pddl_task") else None
     except ImportError:
         return None
 
 
-@pytest.mark.skipif(_pddl_module() is None, reason="neither proto_verify (PDDL half) nor pddl_part is present")
+@pytest.mark.skipif(_pddl_module() is None, reason="proto_verify.py (PDDL half) is not present")
 def test_pddl_items_are_delegated_to_validate_plan():
     task = _pddl_module().generate_pddl_task(3, kind="blocksworld", difficulty=2)
     gt = {"type": "pddl", "domain": task.domain, "problem": task.problem}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-import pddl_part as pv
+import proto_verify as pv
 
 BW = pv.BLOCKSWORLD_DOMAIN
 GRIPPER = pv.GRIPPER_DOMAIN
