@@ -55,6 +55,7 @@ import heapq
 import json
 import math
 import os
+import pickle
 import platform
 import random
 import signal
@@ -1113,7 +1114,26 @@ class Trainer:
             with open(os.path.join(self.run_dir, "config.json"), "w") as f:
                 json.dump(dataclasses.asdict(cfg), f, indent=1)
         seed_everything(cfg.seed)
-        self.train_tasks, self.eval_tasks = build_tasks(cfg, log=self.log.print)
+        # Rank 0 builds the task sets once and pickles them into the run folder; other ranks and --resume load that
+        # file, so every process sees the same tasks even if a generator is not reproducible across processes.
+        tasks_path = os.path.join(self.run_dir, "tasks.pkl")
+        if self.dist.main and not (cfg.resume and os.path.exists(tasks_path)):
+            src = os.path.join(cfg.init_from, "tasks.pkl") if cfg.init_from else ""
+            if src and os.path.exists(src):  # RL from another run's SFT policy: same tasks as that run
+                with open(src, "rb") as f:
+                    self.train_tasks, self.eval_tasks = pickle.load(f)
+            else:
+                self.train_tasks, self.eval_tasks = build_tasks(cfg, log=self.log.print)
+            tmp = tasks_path + ".tmp"
+            with open(tmp, "wb") as f:
+                pickle.dump((self.train_tasks, self.eval_tasks), f)
+            os.replace(tmp, tasks_path)
+        self.dist.barrier()
+        if not hasattr(self, "train_tasks"):
+            with open(tasks_path, "rb") as f:
+                self.train_tasks, self.eval_tasks = pickle.load(f)
+            self.log.print(f"tasks: loaded {len(self.train_tasks)} train / {len(self.eval_tasks)} held-out from "
+                           f"{tasks_path}")
         if self.dist.main:
             corpus = "\n".join(t.prompt + t.target for t in self.train_tasks)
             enc = build_tokenizer(cfg, corpus, self.run_dir, log=self.log.print)
