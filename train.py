@@ -131,7 +131,7 @@ class Config:
     slots: int = 32  # rollouts per generation batch (constant)
     group_size: int = 4  # samples per prompt
     temperature: float = 1.0  # sampling temperature of rollouts
-    rl_lr: float = 1e-3  # policy base LR in RL
+    rl_lr: float = 3e-4  # policy base LR in RL
     minibatches: int = 2  # policy/critic optimizer steps per RL step (slots split into this many mini-batches)
     critic_lr: float = 1e-3  # critic base LR
     critic_warmup: int = 20  # critic-only steps on MC returns of SFT rollouts before RL
