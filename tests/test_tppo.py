@@ -504,10 +504,13 @@ def test_all_reduce_hook_keeps_data_parallel_ranks_in_lock_step():
 
     cfg = small_cfg()
     results, errors = [None] * n_ranks, []
+    # Models are built here, one rank after the other: make_models seeds torch's *global* RNG, which the two
+    # threads would otherwise race on (a test artefact; real ranks are processes with their own RNG).
+    models = [make_models(cfg.max_response, seed=0) for _ in range(n_ranks)]
 
     def worker(rank):
         try:
-            policy, critic, popt, copt = make_models(cfg.max_response, seed=0)
+            policy, critic, popt, copt = models[rank]
             init = [p.detach().clone() for p in policy.parameters()]
             pool, stream, gen = RolloutPool.from_config(cfg), PromptStream(seed=10 + rank), ScriptedGen()
             ms = [tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
