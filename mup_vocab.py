@@ -54,7 +54,9 @@ would give logits of size sqrt(base_width).
 Measured (2-core shared CPU, torch 2.13.0; see README): the coordinate check is flat for mup/lv (|slope| <= 0.05
 for every module at widths 32..512) and SP's logits grow ~ width^0.96 after one step. In the toy model the fitted
 exponent of the optimal lr_emb / lr_out against width was 0.81 (m = 64), 0.94 (m = 8192) and 1.11 (m = 16 n):
-muP-like in all three vocabulary regimes; this miniature did NOT reproduce the paper's sqrt(width) law.
+muP-like in all three vocabulary regimes; this miniature did NOT reproduce the paper's sqrt(width) law at its
+default 200-step horizon. At m = 8192 the exponent falls with the horizon (0.84 at 400 steps, 0.76 / 0.79 for two
+seeds at 800); at m = 16 n it rises (1.20 at 800 steps).
 
 Deviations from the paper:
   * The paper's own per-layer LV table, base width, base LR and toy settings are not retrievable (card Sec. 8);
