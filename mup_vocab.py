@@ -31,8 +31,10 @@ What is implemented (Adam/AdamW; w = width / base_width; eta = the base LR tuned
 
 Contract for a model (train.py's GPT follows it):
   * embeddings are nn.Embedding modules (token `wte`, positional if any); the readout is `model.lm_head`
-    (or pass `readout=`), possibly weight-tied to `wte`; every other >= 2-D parameter is a hidden matrix whose
-    fan_in is shape[1] (nn.Linear layout (out, in)); 1-D parameters (RMSNorm gains, biases) are vectors.
+    (or pass `readout=`), possibly weight-tied to `wte`; every other nn.Linear / nn.ConvNd weight is a hidden
+    matrix whose fan_in is prod(shape[1:]) (nn.Linear layout (out, in)); everything else (RMSNorm gains, biases,
+    and raw >= 2-D parameters such as RAttention's per-head norm gains (H, D)) is a "vector": base LR, no decay,
+    init left as constructed (names ending in "bias" are zeroed).
   * call `mult = init_parametrization(model, regime, width, base_width)` once after construction, then
     `torch.optim.AdamW(param_groups(model, lr, regime, width, base_width, weight_decay), betas=...)`.
   * the forward pass must compute `logits = lm_head(x * mult)` (or `F.linear(x * mult, wte.weight)` when tied).
@@ -154,18 +156,22 @@ def classify_parameters(model: nn.Module, readout=None) -> dict:
     """Map each distinct parameter to (class, name). Classes: embedding, hidden, readout, vector.
 
     nn.Embedding weights are embeddings (a readout tied to one stays an embedding); the readout weight is the
-    readout; other tensors with ndim >= 2 are hidden; ndim <= 1 are vectors (gains, biases, readout bias)."""
+    readout; other nn.Linear / nn.ConvNd weights are hidden; everything else is a vector (gains, biases, the
+    readout bias, raw 2-D parameters such as per-head norm gains (H, D): one width-like dim at most, so mup calls
+    them vector-like)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     rw, _ = _readout_weight(model, readout)
     emb_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    mat_ids = {id(m.weight) for m in model.modules()
+               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.weight.ndim >= 2}
     out = {}
     for name, p in model.named_parameters():  # named_parameters() yields a shared tensor once
         if id(p) in emb_ids:
             cls = "embedding"
         elif p is rw:
             cls = "readout"
-        elif p.ndim >= 2:
+        elif id(p) in mat_ids:
             cls = "hidden"
         else:
             cls = "vector"

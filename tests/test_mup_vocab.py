@@ -75,9 +75,20 @@ def test_every_parameter_in_exactly_one_group(regime, tied):
         if g["name"] != "vector":
             assert g["lr"] * g["weight_decay"] == pytest.approx(lr * wd, rel=1e-12)
     hidden_ids = {id(p) for p in by["hidden"]["params"]}
-    assert hidden_ids == {id(p) for nm, p in model.named_parameters() if p.ndim == 2 and "wte" not in nm
-                          and "wpe" not in nm and "lm_head" not in nm}
+    assert hidden_ids == {id(m.weight) for nm, m in model.named_modules() if isinstance(m, nn.Linear)
+                          and nm != "lm_head"}
     torch.optim.AdamW(groups)  # groups are accepted by torch as they are
+
+
+def test_raw_2d_gains_are_vectors_and_keep_their_init():
+    """Per-head norm gains (H, D) (as in RAttention) are not width x width matrices: base LR, no decay, not re-drawn."""
+    model = mv.TinyGPT(16, 64, n_layer=1, head_dim=16)
+    model.blocks[0].head_gain = nn.Parameter(torch.ones(4, 16))
+    mv.init_parametrization(model, "mup", 256, 64)
+    assert torch.equal(model.blocks[0].head_gain, torch.ones(4, 16))
+    by = {g["name"]: g for g in mv.param_groups(model, 1e-3, "mup", 256, 64, weight_decay=0.1)}
+    assert any(p is model.blocks[0].head_gain for p in by["vector"]["params"])
+    assert by["vector"]["weight_decay"] == 0.0 and by["vector"]["lr"] == 1e-3
 
 
 def test_bad_arguments_raise():
