@@ -2787,16 +2787,8 @@ def text_of(t, what="text"):
     """Text of an atom, string, number, code list or char list (SWI's permissive text conversion)."""
     t = deref(t)
     tt = type(t)
-    if tt is Atom:
-        return t.name
-    if tt is PString:
-        return t.val
-    if tt is int:
-        return str(t)
-    if tt is float:
-        return format_float(t)
-    if tt is Var:
-        raise inst_error()
+    if tt is Atom or tt is PString or tt is int or tt is float or tt is Var:
+        return atomic_text(t, what)
     if t is NIL:
         return "[]" if what != "list" else ""
     if tt is Struct and t.fn is LIST:
