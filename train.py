@@ -69,15 +69,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Concept files (imported lazily where a missing one should not break `--help` or the tokenizer tests).
-import importlib
-
-
-def _opt_import(name):
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
+# The concept files this script composes (DESIGN.md: train.py is the only place where they meet).
+import guru_rewards
+import mup_vocab
+import proto_verify
+import rattention
+import tppo
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -558,17 +555,6 @@ class Task:
     key: str  # problem text used for dedup / decontamination
 
 
-def _pddl_api(name: str):
-    """PDDL helpers live in pddl_part.py until the lead merges them into proto_verify.py; accept both layouts."""
-    pv, pp = _opt_import("proto_verify"), _opt_import("pddl_part")
-    obj = getattr(pv, name, None) if pv is not None else None
-    if obj is None and pp is not None:
-        obj = getattr(pp, name, None)
-    if obj is None:
-        raise ImportError(f"PDDL API {name!r} not found in proto_verify.py or pddl_part.py")
-    return obj
-
-
 def make_math_task(rng: random.Random) -> Task:
     """Our own arithmetic with a short scratchpad and a \\boxed{} answer (scored by guru_rewards.score('math')).
 
@@ -598,7 +584,7 @@ def make_math_task(rng: random.Random) -> Task:
 def make_prolog_task(rng: random.Random) -> Task:
     """A Prolog program + query (family / graph / list / puzzle / arith) whose answer (canonical JSON) was computed
     by proto_verify's engine; the model answers with the JSON value directly (no scratchpad)."""
-    t = importlib.import_module("proto_verify").generate_prolog_task(rng, difficulty=1)
+    t = proto_verify.generate_prolog_task(rng, difficulty=1)
     return Task("prolog", f"prolog: {t.prompt}\n", t.answer, t, t.prompt)
 
 
@@ -607,7 +593,7 @@ def make_pddl_task(rng: random.Random) -> Task:
     by the validator. Plans are the longest responses of the mix (the long tail of the length distribution).
     The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
     kind = rng.choice(["blocksworld", "gripper"])
-    t = _pddl_api("generate_pddl_task")(rng, kind=kind, difficulty=rng.choice([1, 1, 2, 2, 3]))
+    t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=rng.choice([1, 1, 2, 2, 3]))
     return Task("pddl", f"pddl: {t.prompt}\n", t.answer, t, t.prompt.split("\n")[0])
 
 
@@ -625,11 +611,11 @@ def reward(task: Task, response: str) -> float:
     """Verifier score in [0, 1] for a decoded response; never raises on model output."""
     try:
         if task.domain == "math":
-            return _score_value(importlib.import_module("guru_rewards").score("math", response, task.truth))
+            return _score_value(guru_rewards.score("math", response, task.truth))
         if task.domain == "prolog":
-            return _score_value(importlib.import_module("proto_verify").prolog_reward(task.truth, response))
+            return _score_value(proto_verify.prolog_reward(task.truth, response))
         if task.domain == "pddl":
-            return _score_value(_pddl_api("pddl_reward")(task.truth, response))
+            return _score_value(proto_verify.pddl_reward(task.truth, response))
     except Exception:  # a verifier bug must not kill training; count it as a failure
         return 0.0
     return 0.0
@@ -639,14 +625,13 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
     """Seeded train / held-out task lists. The held-out set is drawn first (its own seed); the training draws are
     then decontaminated against it with guru_rewards.decontaminate (normalized exact match + n-gram Jaccard at
     threshold 1.0), so no held-out problem appears in training."""
-    gr = importlib.import_module("guru_rewards")
     train, held = [], []
     for dom in cfg.domains.split(","):
         ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-eval-{dom}"), cfg.n_eval)
         tr = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-train-{dom}"), 2 * cfg.n_train)
         # threshold 1.0: for synthetic instances a changed number/block is a different problem, so only identical
         # (normalized) problems and identical shingle sets count as contamination
-        keep = gr.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
+        keep = guru_rewards.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
         dropped = len(tr) - len(keep)
         tr = [tr[i] for i in keep][: cfg.n_train]
         train += tr
@@ -679,11 +664,10 @@ def is_global_layer(i: int) -> bool:
 
 
 def _make_attn(cfg: Config, local: bool) -> nn.Module:
-    ra = importlib.import_module("rattention")
     kw = dict(d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads)
     if local:
-        return ra.RAttention(window=cfg.attn_window, **kw)
-    return ra.GlobalAttention(**kw)
+        return rattention.RAttention(window=cfg.attn_window, **kw)
+    return rattention.GlobalAttention(**kw)
 
 
 class GatedMLP(nn.Module):
@@ -741,8 +725,7 @@ class GPT(nn.Module):
             self.value_head = nn.Linear(cfg.d_model, 1, bias=True)
         self.readout_multiplier = 1.0
         self.nan_inject = False
-        mv = importlib.import_module("mup_vocab")
-        self.readout_multiplier = mv.init_parametrization(self, cfg.mup, cfg.d_model, cfg.base_width,
+        self.readout_multiplier = mup_vocab.init_parametrization(self, cfg.mup, cfg.d_model, cfg.base_width,
                                                           readout=self.readout)
         if head == "value":
             with torch.no_grad():  # start the critic at V ≡ 0; the warm-up fits it to MC returns
@@ -792,8 +775,7 @@ class GPT(nn.Module):
 
 
 def make_optimizer(model: GPT, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    mv = importlib.import_module("mup_vocab")
-    groups = mv.param_groups(model, lr, cfg.mup, cfg.d_model, cfg.base_width, cfg.weight_decay,
+    groups = mup_vocab.param_groups(model, lr, cfg.mup, cfg.d_model, cfg.base_width, cfg.weight_decay,
                              readout=model.readout)
     for g in groups:
         g.pop("param_names", None)
@@ -1325,7 +1307,6 @@ class Trainer:
                              clip=0.0)
 
     def _tppo_config(self):
-        tppo = importlib.import_module("tppo")
         cfg = self.cfg
         W = cfg.window if cfg.algo == "tppo" else cfg.max_response  # PPO = T-PPO with W >= L_max
         return tppo.TPPOConfig(window=W, max_response=cfg.max_response, slots=cfg.slots, group_size=cfg.group_size,
@@ -1360,7 +1341,6 @@ class Trainer:
     def rl(self) -> bool:
         """Critic warm-up (tppo steps < critic_warmup update only the critic, on Monte-Carlo returns of the frozen
         SFT policy's finished rollouts), then T-PPO/PPO steps, eval every eval_every steps, final eval."""
-        tppo = importlib.import_module("tppo")
         cfg, tcfg = self.cfg, self._tppo_config()
         if self.critic is None:
             self._make_critic()
