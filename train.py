@@ -76,6 +76,11 @@ import proto_verify
 import rattention
 import tppo
 
+if __name__ == "__main__":
+    # Run as a script, this module is `__main__`; alias it as `train` so that pickled run files (tasks.pkl holds
+    # Task objects, pickled as train.Task) load in any process that imports train (tests, notebooks, torchrun).
+    sys.modules.setdefault("train", sys.modules[__name__])
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Config
@@ -548,6 +553,7 @@ class Tok:
 
 @dataclass
 class Task:
+    __module__ = "train"  # pickled as train.Task even when train.py runs as a script (see the alias at the top)
     domain: str  # math | prolog | pddl
     prompt: str  # text the model conditions on (ends where the answer starts)
     target: str  # engine-labelled solution used for SFT

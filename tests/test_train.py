@@ -287,6 +287,10 @@ def test_smoke_preset_runs_sft_and_rl_end_to_end(tmp_path):
     rl = [x for x in recs if x.get("phase") == "rl"]
     assert len(rl) == parse_args(["--preset=smoke"]).rl_steps and all("policy/loss" in x for x in rl)
     assert "eval after RL" in r.stdout and (run / "tokenizer.tiktoken").exists() and (run / "ckpt.pt").exists()
+    # the script's tasks.pkl loads in a process that imports train (it names train.Task, not __main__.Task)
+    import pickle
+    tr, ev = pickle.load(open(run / "tasks.pkl", "rb"))
+    assert isinstance(tr[0], train.Task) and {t.domain for t in ev} == {"math", "prolog", "pddl"}
 
 
 def test_two_process_data_parallel_ends_with_identical_weights(tmp_path):
