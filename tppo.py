@@ -106,6 +106,7 @@ class TPPOConfig:
     value_clip_high: float = 0.6
     nll_weight: float = 0.1       # μ of the positive-example NLL over finished responses with reward > 0
     critic_warmup: int = 10       # steps (counted from 0) that update only the critic
+    group_filter: bool = False    # policy-train a finished rollout only if its group's finished scores differ (DAPO)
     ppo_epochs: int = 1           # passes over the batch per step
     minibatch_size: int = 512     # responses per optimizer step
     micro_batch_size: int = 0     # responses per forward/backward (gradient accumulation); 0 = whole mini-batch
@@ -407,6 +408,7 @@ class RolloutPool:
         self.next_group = 0
         self.num_sampled = 0      # fresh rollouts that entered a generation batch
         self.num_finished = 0     # rollouts that left the pool finished
+        self.group_scores: dict[int, list] = {}   # group id → rewards of its members finished so far
 
     @classmethod
     def from_config(cls, cfg: TPPOConfig) -> "RolloutPool":
@@ -455,6 +457,20 @@ class RolloutPool:
             r.finished = r.eos or len(toks) < budget or r.round == self.max_windows - 1 \
                 or len(r.response) >= self.max_response
 
+    def has_gradient(self, batch: list) -> list:
+        """DAPO's has-gradient test, per row, after rewards: a finished rollout counts iff the finished members of
+        its group (so far, this batch included) do not all have the same score; unfinished rollouts always count.
+        A group whose members all scored alike carries no learning signal for the policy (its advantages are
+        only critic noise), so the reference recipe trains such groups last (card §9, step 4)."""
+        for r in batch:
+            if r.finished:
+                self.group_scores.setdefault(r.group, []).append(float(r.reward))
+        keep = [not r.finished or len(set(self.group_scores[r.group])) > 1 for r in batch]
+        for g in {r.group for r in batch if r.finished}:
+            if len(self.group_scores[g]) >= self.group_size:   # every member finished: forget the group
+                del self.group_scores[g]
+        return keep
+
     def carry(self, batch: list) -> None:
         """After training: unfinished rollouts go (in batch order) to the front of the next batch."""
         for r in batch:
@@ -470,7 +486,8 @@ class RolloutPool:
                            "max_response": self.max_response},
                 "carried": [asdict(r) for r in self.carried], "waiting": [asdict(r) for r in self.waiting],
                 "next_rid": self.next_rid, "next_group": self.next_group,
-                "num_sampled": self.num_sampled, "num_finished": self.num_finished}
+                "num_sampled": self.num_sampled, "num_finished": self.num_finished,
+                "group_scores": {g: list(v) for g, v in self.group_scores.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         cfg = {"slots": self.slots, "group_size": self.group_size, "window": self.window,
@@ -481,6 +498,7 @@ class RolloutPool:
         self.waiting = [Rollout(**d) for d in state["waiting"]]
         for k in ("next_rid", "next_group", "num_sampled", "num_finished"):
             setattr(self, k, int(state[k]))
+        self.group_scores = {int(g): list(v) for g, v in state.get("group_scores", {}).items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -497,7 +515,8 @@ class StepBatch:
     pred_pos: torch.Tensor        # (S, Lr) position whose output predicts response token t (and holds V(s_t))
     targets: torch.Tensor         # (S, Lr) response token ids
     resp_mask: torch.Tensor       # (S, Lr) t < len(response)
-    window_mask: torch.Tensor     # (S, Lr) tokens of this step's window: the policy loss
+    window_mask: torch.Tensor     # (S, Lr) tokens of this step's window
+    policy_mask: torch.Tensor     # (S, Lr) window tokens of the rows the policy trains on: the policy loss
     value_mask: torch.Tensor      # (S, Lr) every token of finished responses: the value loss
     nll_mask: torch.Tensor        # (S, Lr) every token of finished responses with reward > 0: the NLL loss
     finished: torch.Tensor        # (S,) bool
@@ -533,6 +552,7 @@ def _response_logprobs(policy, tokens, pred_pos, targets):
 
 
 def _whiten(x, mask, all_reduce):
+    """(x − mean) / std over the masked entries of the global batch."""
     s = torch.stack([torch.where(mask, x, 0).sum(), torch.where(mask, x * x, 0).sum(), mask.sum().to(x.dtype)])
     if all_reduce is not None:
         s = all_reduce(s)
@@ -544,8 +564,9 @@ def _whiten(x, mask, all_reduce):
 
 @torch.no_grad()
 def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, device=None,
-                     all_reduce=None) -> StepBatch:
-    """Old log-probs, values, EGAE advantages and critic targets for a generated (recorded, rewarded) batch."""
+                     all_reduce=None, policy_rows=None) -> StepBatch:
+    """Old log-probs, values, EGAE advantages and critic targets for a generated (recorded, rewarded) batch.
+    `policy_rows` (S,) bools: rows the policy trains on (default all; see RolloutPool.has_gradient)."""
     if device is None:   # default: where the policy's parameters live (CPU for a parameter-free callable)
         p = next(iter(policy.parameters()), None) if isinstance(policy, nn.Module) else None
         device = p.device if p is not None else torch.device("cpu")
@@ -570,6 +591,8 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     t = torch.arange(Lr, device=device)[None]                             # (1, Lr)
     resp_mask = t < L[:, None]
     window_mask = resp_mask & (t >= ws[:, None])
+    rows = torch.ones(S, dtype=torch.bool) if policy_rows is None else torch.as_tensor(policy_rows, dtype=torch.bool)
+    policy_mask = window_mask & rows.to(device)[:, None]
     pred_pos = (P[:, None] + t - 1).clamp(max=T - 1)                      # (S, Lr)
     targets = torch.where(resp_mask, tokens.gather(1, (pred_pos + 1).clamp(max=T - 1)), 0)
     value_mask = resp_mask & finished[:, None]
@@ -599,7 +622,7 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     adv_w = torch.where(jvalid, adv_w.float(), 0.0)
     # Post-processing (card §5): ignore last k of unfinished windows → whiten → clamp.
     ignored = (~finished)[:, None] & (j >= wl[:, None] - cfg.ignore_last)
-    keep = jvalid & ~ignored
+    keep = jvalid & ~ignored & rows.to(device)[:, None]
     adv_pp = _whiten(adv_w, keep, all_reduce) if cfg.whiten else adv_w
     if cfg.adv_clamp > 0:
         adv_pp = adv_pp.clamp(-cfg.adv_clamp, cfg.adv_clamp)
@@ -619,7 +642,8 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
                         lam=cfg.critic_lam)[1]
     returns = torch.where(value_mask, ret.float(), 0.0)
     return StepBatch(rids=[r.rid for r in batch], tokens=tokens, seq_lens=P + L, pred_pos=pred_pos, targets=targets,
-                     resp_mask=resp_mask, window_mask=window_mask, value_mask=value_mask, nll_mask=nll_mask,
+                     resp_mask=resp_mask, window_mask=window_mask, policy_mask=policy_mask, value_mask=value_mask,
+                     nll_mask=nll_mask,
                      finished=finished, rewards=rewards, lengths=L, window_lengths=wl, lam=lam, old_logp=old_logp,
                      old_values=old_values, adv_raw=adv_raw, adv=adv, returns=returns)
 
@@ -686,7 +710,7 @@ def update_policy(sb: StepBatch, cfg: TPPOConfig, policy, policy_opt, step: int,
     for _ in range(cfg.ppo_epochs):
         perm = torch.randperm(S, generator=gen).to(sb.tokens.device)
         for mb in perm.split(cfg.minibatch_size):
-            n_tok = _reduce(sb.window_mask[mb].sum().float(), all_reduce)
+            n_tok = _reduce(sb.policy_mask[mb].sum().float(), all_reduce)
             n_nll = _reduce(sb.nll_mask[mb].sum().float(), all_reduce)
             if float(n_tok) == 0 and float(n_nll) == 0:
                 continue
@@ -694,12 +718,12 @@ def update_policy(sb: StepBatch, cfg: TPPOConfig, policy, policy_opt, step: int,
             for mic in _micro(mb, cfg):
                 tok, pp = _trim(sb, mic)
                 logp = _response_logprobs(policy, tok, pp, sb.targets[mic])
-                loss, st = policy_loss(logp, sb.old_logp[mic], sb.adv[mic], sb.window_mask[mic], cfg.clip_low,
+                loss, st = policy_loss(logp, sb.old_logp[mic], sb.adv[mic], sb.policy_mask[mic], cfg.clip_low,
                                        cfg.clip_high, cfg.dual_clip, max_log_ratio=cfg.max_log_ratio,
                                        denominator=n_tok.clamp(min=1))
                 nll = -torch.where(sb.nll_mask[mic], logp, 0.0).sum() / n_nll.clamp(min=1)
                 (loss + cfg.nll_weight * nll).backward()
-                k = float(sb.window_mask[mic].sum())
+                k = float(sb.policy_mask[mic].sum())
                 if n_updates == 0:   # ρ = 1 up to numerics before the first optimizer step (card §13.9)
                     first_dev = max(first_dev, float(st["ratio_max_dev"]))
                 agg["loss"] += float(loss.detach()) * float(n_tok)
@@ -751,7 +775,9 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         if not math.isfinite(r.reward):
             raise ValueError(f"reward_fn returned a non-finite reward {r.reward} for rollout {r.rid}")
 
-    sb = build_step_batch(batch, cfg, policy, critic, pad_id=pad_id, device=device, all_reduce=all_reduce)
+    rows = pool.has_gradient(batch) if cfg.group_filter else None
+    sb = build_step_batch(batch, cfg, policy, critic, pad_id=pad_id, device=device, all_reduce=all_reduce,
+                          policy_rows=rows)
     n_mb = -(-len(batch) // cfg.minibatch_size)
     metrics = update_critic(sb, cfg, critic, critic_opt, n_mb, all_reduce)          # critic first (card §9)
     if step >= cfg.critic_warmup:
@@ -784,6 +810,7 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         "pool/finished": n_fin,
         "pool/carried_in": n_carried,
         "pool/unfinished": len(batch) - int(fin.sum()),
+        "pool/filtered": len(batch) - sum(rows) if rows is not None else 0,   # rows left out of the policy loss
         "resp/len_mean": len_sum / max(n_fin, 1),
         "resp/len_p90": float(torch.quantile(fin_len, 0.9)) if fin_len.numel() else 0.0,
         "reward/mean": r_sum / max(n_fin, 1),

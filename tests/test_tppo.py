@@ -306,6 +306,41 @@ def test_unfinished_rows_use_length_plus_half_window_in_lambda_and_zero_ignored_
     assert seen_unfinished
 
 
+def test_has_gradient_filter_drops_only_finished_rows_of_groups_that_all_scored_alike():
+    """DAPO's has-gradient filter (card §9 step 4) as a policy-loss mask: judged on the finished members of a
+    group so far; unfinished rows always train; a group is forgotten once every member has finished."""
+    from tppo import Rollout
+    pool = RolloutPool(slots=4, group_size=2, window=4, max_response=8)
+    b1 = [Rollout(0, 0, [5], finished=True, reward=1.0), Rollout(1, 0, [5], finished=True, reward=0.0),
+          Rollout(2, 1, [6], finished=True, reward=0.0), Rollout(3, 1, [6])]
+    assert pool.has_gradient(b1) == [True, True, False, True]
+    assert pool.group_scores == {1: [0.0]}                       # group 0 complete and forgotten
+    state = pool.state_dict()
+    b2 = [Rollout(3, 1, [6], finished=True, reward=1.0)]
+    assert pool.has_gradient(b2) == [True] and pool.group_scores == {}   # now mixed: 0 and 1
+    pool.load_state_dict(state)                                  # resume restores the partial group
+    assert pool.group_scores == {1: [0.0]}
+
+
+def test_filtered_rows_carry_no_policy_loss_but_still_train_the_critic():
+    def reward_by_rid(r):
+        return float(r.group % 2 == 0 and r.rid % 3 == 0)       # even groups mixed, odd groups all 0
+    cfg = small_cfg(group_filter=True, whiten=False, adv_clamp=0.0, ignore_last=0)
+    steps, _ = run_steps(cfg, 6, reward_fn=reward_by_rid)
+    filtered = 0
+    for m, sb in steps:
+        row_on = sb.policy_mask.any(1)
+        for b in range(len(sb.rids)):
+            if not bool(row_on[b]) and bool(sb.window_mask[b].any()):
+                filtered += 1
+                assert bool(sb.finished[b]) and torch.all(sb.adv[b] == 0)
+                assert bool(sb.value_mask[b].any())              # the critic still sees the response
+            else:
+                assert torch.equal(sb.policy_mask[b], sb.window_mask[b])
+        assert m["pool/filtered"] == int((~row_on & sb.window_mask.any(1)).sum())
+    assert filtered > 0
+
+
 def test_ratio_is_one_on_first_minibatch_and_drifts_after():
     cfg = small_cfg(minibatch_size=3, micro_batch_size=2)
     steps, _ = run_steps(cfg, 4)

@@ -26,7 +26,7 @@ def _one_thread():
 
 
 # A tiny end-to-end configuration (smaller than the smoke preset) for in-process runs.
-TINY = ["--preset=smoke", "--n_train=16", "--n_eval=2", "--d_model=16", "--n_heads=2", "--n_kv_heads=1",
+TINY = ["--preset=smoke", "--threads=1", "--n_train=16", "--n_eval=2", "--d_model=16", "--n_heads=2", "--n_kv_heads=1",
         "--base_width=16", "--sft_batch=4", "--max_seq_len=160", "--eval_max_new_tokens=24", "--slots=4",
         "--group_size=2", "--window=8", "--max_response=24", "--log_every=1"]
 
@@ -127,6 +127,20 @@ def test_train_and_heldout_task_sets_are_disjoint_and_engine_labelled():
         assert train.reward(t, "no idea") == 0.0
 
 
+def test_fresh_rl_prompts_are_new_draws_that_never_repeat_a_heldout_problem():
+    cfg = parse_args(["--n_train=40", "--n_eval=12", "--n_rl=60"])
+    tr, ev = train.build_tasks(cfg, log=lambda *a: None)
+    rl = train.build_rl_tasks(cfg, ev, log=lambda *a: None)
+    for dom in ("math", "prolog", "pddl"):
+        assert 50 <= sum(t.domain == dom for t in rl) <= 60
+    assert not ({t.key for t in rl} & {t.key for t in ev})
+    assert len({t.key for t in rl} - {t.key for t in tr}) > len(rl) // 2  # mostly problems SFT never saw
+    for t in rl[:30]:
+        assert train.reward(t, t.target) == 1.0
+    with pytest.raises(ValueError, match="rl_prompts"):
+        parse_args(["--rl_prompts=test"])
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Model and generation
 # ---------------------------------------------------------------------------------------------------------------------
@@ -171,6 +185,23 @@ def test_cached_generation_equals_full_forward():
             torch.testing.assert_close(g.logprobs[b, :n], ref, rtol=1e-4, atol=1e-5)
             if temp == 0.0:
                 assert g.tokens[b, :n].tolist() == logits.argmax(-1).tolist()
+
+
+def test_sampled_eval_is_reproducible_and_leaves_the_training_rng_alone():
+    """avg@k uses its own generator seeded by cfg.seed: two evaluations of the same model agree exactly and the
+    global RNG (which drives rollouts and data order) is not advanced."""
+    cfg = parse_args(["--n_train=10", "--n_eval=3", "--d_model=16", "--n_heads=2", "--n_kv_heads=1",
+                      "--base_width=16", "--eval_samples=3", "--eval_max_new_tokens=6"])
+    _, ev = train.build_tasks(cfg, log=lambda *a: None)
+    tok = train.Tok(make_encoding(bpe_train(_corpus(), 300)))
+    torch.manual_seed(0)
+    model = GPT(cfg, tok.n_vocab)
+    state = torch.get_rng_state()
+    a = train.evaluate(model, tok, ev, cfg, batch=4)
+    b = train.evaluate(model, tok, ev, cfg, batch=4)
+    assert torch.equal(state, torch.get_rng_state())
+    assert a == b and {"math_avg3", "prolog_avg3", "pddl_avg3", "overall_avg3", "overall"} <= set(a)
+    assert all(0.0 <= v <= 1.0 for v in a.values())
 
 
 def test_generation_stops_rows_at_eos_and_cap():
@@ -228,6 +259,15 @@ def test_resume_mid_rl_reproduces_the_uninterrupted_metrics(tmp_path):
     sa = json.load(open(tmp_path / "full" / "summary.json"))
     sb = json.load(open(tmp_path / "part" / "summary.json"))
     assert sa["after_rl"] == sb["after_rl"]
+
+
+def test_rl_learning_rates_warm_up_linearly_from_each_models_first_update(tmp_path):
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=1", "--critic_warmup=2", "--rl_steps=3", "--rl_warmup=2",
+                   "--rl_lr=1e-3", "--critic_lr=4e-3", "--run_name=wu"]
+    Trainer(parse_args(args)).run()
+    recs = [r for r in _metrics(tmp_path / "wu") if r.get("phase") in ("critic", "rl")]
+    assert [r["lr/critic"] for r in recs] == pytest.approx([2e-3, 4e-3, 4e-3, 4e-3, 4e-3])
+    assert [r["lr/policy"] for r in recs if r["phase"] == "rl"] == pytest.approx([5e-4, 1e-3, 1e-3])
 
 
 def test_non_finite_loss_skips_the_update_and_is_logged(tmp_path):
@@ -289,8 +329,9 @@ def test_smoke_preset_runs_sft_and_rl_end_to_end(tmp_path):
     assert "eval after RL" in r.stdout and (run / "tokenizer.tiktoken").exists() and (run / "ckpt.pt").exists()
     # the script's tasks.pkl loads in a process that imports train (it names train.Task, not __main__.Task)
     import pickle
-    tr, ev = pickle.load(open(run / "tasks.pkl", "rb"))
+    tr, ev, rl = pickle.load(open(run / "tasks.pkl", "rb"))
     assert isinstance(tr[0], train.Task) and {t.domain for t in ev} == {"math", "prolog", "pddl"}
+    assert {t.domain for t in rl} == {"math", "prolog", "pddl"} and not ({t.key for t in rl} & {t.key for t in ev})
 
 
 def test_two_process_data_parallel_ends_with_identical_weights(tmp_path):
