@@ -38,7 +38,10 @@ Successive batching (card §9), our choices:
 PPO is the same code with W ≥ L_max: one window per response, plain (length-adaptive) GAE, synchronous batches.
 
 Deviations from the paper / reference recipe:
-  * No group selection (DAPO has-gradient filter), no over-sampling, no padding by duplication (see above).
+  * No group selection, no over-sampling, no padding by duplication (see above). The ref's first selection
+    criterion, DAPO's has-gradient filter, is offered as a policy-loss mask (`group_filter`,
+    `RolloutPool.has_gradient`): finished rows of groups whose finished members all scored alike are not
+    policy-trained (the critic still sees them).
   * The value loss is a token-level mean over all finished tokens of the mini-batch (the ref averages per sample,
     and pads with masked unfinished rows, which dilutes it); this keeps "each finished token counts once".
   * The last `ignore_last` tokens of unfinished windows get Â = 0 and are excluded from the whitening statistics

@@ -15,11 +15,13 @@ This is the one place where the concept files meet (see DESIGN.md):
 
 Pipeline of `python train.py` (default preset, ≤ 10 min on a 2-core CPU):
 
-  1. tasks: seeded train / held-out sets for math, prolog and pddl; held-out decontaminated against train.
+  1. tasks: seeded SFT / held-out / RL-prompt sets for math, prolog and pddl; held-out decontaminated against the
+     others. RL prompts are fresh draws, not the SFT tasks (RL on memorized SFT tasks rewards recall).
   2. tokenizer: byte-level BPE trained on the training corpus (incremental trainer, deterministic tie-break: highest
      count, then smallest pair bytes), ranks written in tiktoken's file format (`base64(token) rank` per line) and
      loaded into `tiktoken.Encoding` with <|bos|>, <|eos|>, <|pad|>.
-  3. SFT warm-up on engine-labelled solutions (loss on response tokens only), then greedy held-out pass@1 per domain.
+  3. SFT warm-up on engine-labelled solutions (loss on response tokens only), then held-out greedy pass@1 and avg@k
+     (mean pass of k samples per task, the paper's avg@32 metric) per domain.
   4. critic = SFT trunk + scalar head, warmed up on Monte-Carlo returns (γ = λ = 1 ⇒ G_t = R) of SFT rollouts.
   5. T-PPO (or PPO) through tppo.py with this file's cached batched `generate`, held-out eval every N steps.
   6. final eval → out/<run>/summary.json (pass rates after SFT and after RL), metrics.jsonl, checkpoints.
@@ -29,7 +31,10 @@ Shapes: token batches are (B, T) right-padded with <|pad|>; valid tokens of row 
 Deviations from the papers (composition-level; each concept file lists its own):
   - Rewards are verifier scores in [0, 1] (pass = 1), not ±1 as in the T-PPO/DAPO recipes.
   - Tiny models and synthetic tasks: the math domain is our own arithmetic with a short scratchpad; held-out
-    greedy pass@1 on synthetic tasks replaces AIME avg@32.
+    avg@4 (and greedy pass@1) on synthetic tasks replaces AIME avg@32.
+  - RL settings that differ from the reference recipe, each for a reason measured on this model (README, "Why these
+    RL settings"): policy λ = 1 (not VAPO's length-adaptive λ ≥ 0.95), no advantage whitening, NLL weight 1.0 (not
+    0.1), DAPO's has-gradient filter as a policy-loss mask, a 10-step RL LR warm-up, fresh RL prompts.
   - Critic warm-up = the first `critic_warmup` tppo steps with the policy frozen (critic trained on Monte-Carlo
     returns G_t = R of the SFT policy's finished rollouts, the reference recipe's `critic_warmup`), not a separate
     offline regression pass.
@@ -105,6 +110,7 @@ class Config:
     n_eval: int = 40  # held-out tasks per domain (decontaminated against train)
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
     n_rl: int = 1000  # fresh RL prompts per domain (decontaminated against held-out)
+    rl_domains: str = ""  # domains RL trains on ("" = all of `domains`); held-out eval always covers every domain
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
     vocab_size: int = 768  # BPE vocab incl. 256 bytes and 3 special tokens
@@ -128,7 +134,7 @@ class Config:
     # eval
     eval_every: int = 50  # RL steps between held-out evaluations (0 = only before/after RL)
     eval_max_new_tokens: int = 160  # decoding budget for held-out eval
-    eval_samples: int = 4  # k: also report avg@k, the mean pass of k samples per task at `temperature` (0 = greedy only)
+    eval_samples: int = 4  # k: also report avg@k, mean pass of k samples/task at `temperature` (0 = greedy only)
     # RL (T-PPO / PPO)
     algo: str = "tppo"  # tppo | ppo (ppo = T-PPO code with window ≥ max_response)
     rl_steps: int = 150  # T-PPO steps after the critic warm-up (0 = SFT only)
@@ -144,7 +150,7 @@ class Config:
     critic_lr: float = 1e-3  # critic base LR
     critic_warmup: int = 10  # critic-only steps on MC returns of SFT rollouts before RL
     nll_weight: float = 1.0  # positive-example LM loss weight (VAPO μ = 0.1; 1.0 here, see README)
-    lam_floor: float = 1.0  # policy λ = max(lam_floor, 1 − 1/(0.05 L)) (VAPO); 1.0 = Monte-Carlo advantages R − V_t
+    lam_floor: float = 1.0  # policy λ = max(lam_floor, 1 − 1/(0.05 L)) (VAPO); 1.0 = MC advantages R − V_t
     whiten: bool = False  # whiten advantages over the batch (the ref does; off here, see README)
     # logging / checkpoints
     log_every: int = 10  # steps between log lines (SFT)
@@ -159,9 +165,9 @@ class Config:
 
 PRESETS: dict[str, dict] = {
     # ≤ 60 s on a 2-core CPU: a few SFT steps, two RL steps, tiny everything.
-    "smoke": dict(threads=1, n_train=40, n_eval=6, n_rl=40, vocab_size=512, n_layers=4, d_model=32, n_heads=2, n_kv_heads=1,
-                  attn_window=8, mlp_mult=2, max_seq_len=320, base_width=32, sft_steps=8, sft_batch=8, warmup=2,
-                  log_every=4, eval_max_new_tokens=48, rl_steps=2, window=16, max_response=48, slots=8,
+    "smoke": dict(threads=1, n_train=40, n_eval=6, n_rl=40, vocab_size=512, n_layers=4, d_model=32, n_heads=2,
+                  n_kv_heads=1, attn_window=8, mlp_mult=2, max_seq_len=320, base_width=32, sft_steps=8, sft_batch=8,
+                  warmup=2, log_every=4, eval_max_new_tokens=48, rl_steps=2, window=16, max_response=48, slots=8,
                   group_size=2, critic_warmup=2, eval_every=0, ckpt_every=0),
     "default": dict(),
     # T-PPO vs PPO: same everything except the window; long-tailed response lengths (pddl + math sums).
@@ -251,6 +257,8 @@ def validate_config(cfg: Config) -> None:
     for d in cfg.domains.split(","):
         if d not in ("math", "prolog", "pddl"):
             raise ValueError(f"domains: unknown domain {d!r}; valid: math, prolog, pddl")
+    if cfg.rl_domains and not set(cfg.rl_domains.split(",")) <= set(cfg.domains.split(",")):
+        raise ValueError(f"rl_domains {cfg.rl_domains!r} must be a subset of domains {cfg.domains!r}")
     if cfg.rl_prompts not in ("fresh", "sft"):
         raise ValueError(f"rl_prompts must be 'fresh' or 'sft', got {cfg.rl_prompts!r}")
     if cfg.tokenizer == "bpe" and cfg.vocab_size < 259:
@@ -659,13 +667,17 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
     return train, held
 
 
+def rl_domain_list(cfg: Config) -> list[str]:
+    return (cfg.rl_domains or cfg.domains).split(",")
+
+
 def build_rl_tasks(cfg: Config, held: list[Task], log=print) -> list[Task]:
     """Fresh RL prompts: `n_rl` new draws per domain from their own seed, decontaminated against the held-out set.
     RL on the SFT tasks mostly rewards answers SFT memorized (train greedy pass ≈ 3-4x held-out after SFT); fresh
     prompts make the RL reward measure what held-out evaluation measures. They may repeat an SFT instance by chance
     (small instance spaces such as one-digit products); they never repeat a held-out one."""
     out = []
-    for dom in cfg.domains.split(","):
+    for dom in rl_domain_list(cfg):
         ev = [t.key for t in held if t.domain == dom]
         rl = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-rl-{dom}"), cfg.n_rl)
         keep = guru_rewards.decontaminate([t.key for t in rl], ev, threshold=1.0)
@@ -1160,8 +1172,10 @@ class Trainer:
                     self.train_tasks, self.eval_tasks = pickle.load(f)[:2]
             else:
                 self.train_tasks, self.eval_tasks = build_tasks(cfg, log=self.log.print)
-            self.rl_tasks = build_rl_tasks(cfg, self.eval_tasks, log=self.log.print) \
-                if cfg.rl_prompts == "fresh" and cfg.rl_steps > 0 else self.train_tasks
+            if cfg.rl_prompts == "fresh" and cfg.rl_steps > 0:
+                self.rl_tasks = build_rl_tasks(cfg, self.eval_tasks, log=self.log.print)
+            else:
+                self.rl_tasks = [t for t in self.train_tasks if t.domain in rl_domain_list(cfg)]
             tmp = tasks_path + ".tmp"
             with open(tmp, "wb") as f:
                 pickle.dump((self.train_tasks, self.eval_tasks, self.rl_tasks), f)
@@ -1367,8 +1381,8 @@ class Trainer:
         W = cfg.window if cfg.algo == "tppo" else cfg.max_response  # PPO = T-PPO with W >= L_max
         return tppo.TPPOConfig(window=W, max_response=cfg.max_response, slots=cfg.slots, group_size=cfg.group_size,
                                critic_warmup=cfg.critic_warmup, minibatch_size=max(1, cfg.slots // cfg.minibatches),
-                               nll_weight=cfg.nll_weight, whiten=cfg.whiten, group_filter=cfg.group_filter, lam_floor=cfg.lam_floor,
-                               ignore_last=min(8, max(W // 4, 1)),
+                               nll_weight=cfg.nll_weight, whiten=cfg.whiten, group_filter=cfg.group_filter,
+                               lam_floor=cfg.lam_floor, ignore_last=min(8, max(W // 4, 1)),
                                max_grad_norm=cfg.grad_clip, seed=cfg.seed)
 
     def _next_prompt(self):
@@ -1534,8 +1548,8 @@ def bench_table(rows: list[dict], gain: float) -> str:
         return sum(v) / len(v) if v else float("nan")
 
     metric = rows[0]["metric"] if rows else "overall"
-    lines = [f"| algo | W | seeds | RL wall-clock s | time to target s (reached) | {metric} after SFT | {metric} final | "
-             "greedy final | gen util | gen tok/s | gen share of step | resp len p50 / p90 |",
+    lines = [f"| algo | W | seeds | RL wall-clock s | time to target s (reached) | {metric} after SFT | "
+             f"{metric} final | greedy final | gen util | gen tok/s | gen share of step | resp len p50 / p90 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for algo in ("tppo", "ppo"):
         rs = [r for r in rows if r["algo"] == algo]

@@ -139,6 +139,10 @@ def test_fresh_rl_prompts_are_new_draws_that_never_repeat_a_heldout_problem():
         assert train.reward(t, t.target) == 1.0
     with pytest.raises(ValueError, match="rl_prompts"):
         parse_args(["--rl_prompts=test"])
+    only = train.build_rl_tasks(parse_args(["--n_rl=20", "--rl_domains=prolog,pddl"]), ev, log=lambda *a: None)
+    assert {t.domain for t in only} == {"prolog", "pddl"}
+    with pytest.raises(ValueError, match="rl_domains"):
+        parse_args(["--domains=math,pddl", "--rl_domains=prolog"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
