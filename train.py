@@ -110,7 +110,7 @@ class Config:
     n_eval: int = 40  # held-out tasks per domain (decontaminated against train)
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
     n_rl: int = 1000  # fresh RL prompts per domain (decontaminated against held-out)
-    rl_domains: str = ""  # domains RL trains on ("" = all of `domains`); held-out eval always covers every domain
+    rl_domains: str = "prolog,pddl"  # domains RL trains on, within `domains` ("" = all); eval covers every domain
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
     vocab_size: int = 768  # BPE vocab incl. 256 bytes and 3 special tokens
@@ -257,8 +257,9 @@ def validate_config(cfg: Config) -> None:
     for d in cfg.domains.split(","):
         if d not in ("math", "prolog", "pddl"):
             raise ValueError(f"domains: unknown domain {d!r}; valid: math, prolog, pddl")
-    if cfg.rl_domains and not set(cfg.rl_domains.split(",")) <= set(cfg.domains.split(",")):
-        raise ValueError(f"rl_domains {cfg.rl_domains!r} must be a subset of domains {cfg.domains!r}")
+    if cfg.rl_steps > 0 and not rl_domain_list(cfg):
+        raise ValueError(f"rl_domains={cfg.rl_domains!r} shares no domain with domains={cfg.domains!r}; "
+                         f"set --rl_domains to some of {cfg.domains!r} (or '' for all)")
     if cfg.rl_prompts not in ("fresh", "sft"):
         raise ValueError(f"rl_prompts must be 'fresh' or 'sft', got {cfg.rl_prompts!r}")
     if cfg.tokenizer == "bpe" and cfg.vocab_size < 259:
@@ -668,7 +669,10 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
 
 
 def rl_domain_list(cfg: Config) -> list[str]:
-    return (cfg.rl_domains or cfg.domains).split(",")
+    """The RL prompt domains: `domains` ∩ `rl_domains` (all of `domains` when rl_domains is ""). Math is left out by
+    default: this model's SFT policy cannot add, and RL on math only learned digit priors and lowered it (README)."""
+    doms = cfg.domains.split(",")
+    return [d for d in doms if d in cfg.rl_domains.split(",")] if cfg.rl_domains else doms
 
 
 def build_rl_tasks(cfg: Config, held: list[Task], log=print) -> list[Task]:

@@ -128,7 +128,7 @@ def test_train_and_heldout_task_sets_are_disjoint_and_engine_labelled():
 
 
 def test_fresh_rl_prompts_are_new_draws_that_never_repeat_a_heldout_problem():
-    cfg = parse_args(["--n_train=40", "--n_eval=12", "--n_rl=60"])
+    cfg = parse_args(["--n_train=40", "--n_eval=12", "--n_rl=60", "--rl_domains="])
     tr, ev = train.build_tasks(cfg, log=lambda *a: None)
     rl = train.build_rl_tasks(cfg, ev, log=lambda *a: None)
     for dom in ("math", "prolog", "pddl"):
@@ -139,10 +139,11 @@ def test_fresh_rl_prompts_are_new_draws_that_never_repeat_a_heldout_problem():
         assert train.reward(t, t.target) == 1.0
     with pytest.raises(ValueError, match="rl_prompts"):
         parse_args(["--rl_prompts=test"])
-    only = train.build_rl_tasks(parse_args(["--n_rl=20", "--rl_domains=prolog,pddl"]), ev, log=lambda *a: None)
-    assert {t.domain for t in only} == {"prolog", "pddl"}
+    only = train.build_rl_tasks(parse_args(["--n_rl=20"]), ev, log=lambda *a: None)
+    assert {t.domain for t in only} == {"prolog", "pddl"}               # the default leaves math out of RL
+    assert train.rl_domain_list(parse_args(["--domains=math,pddl"])) == ["pddl"]
     with pytest.raises(ValueError, match="rl_domains"):
-        parse_args(["--domains=math,pddl", "--rl_domains=prolog"])
+        parse_args(["--domains=math", "--rl_domains=prolog"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ def test_smoke_preset_runs_sft_and_rl_end_to_end(tmp_path):
     import pickle
     tr, ev, rl = pickle.load(open(run / "tasks.pkl", "rb"))
     assert isinstance(tr[0], train.Task) and {t.domain for t in ev} == {"math", "prolog", "pddl"}
-    assert {t.domain for t in rl} == {"math", "prolog", "pddl"} and not ({t.key for t in rl} & {t.key for t in ev})
+    assert {t.domain for t in rl} == {"prolog", "pddl"} and not ({t.key for t in rl} & {t.key for t in ev})
 
 
 def test_two_process_data_parallel_ends_with_identical_weights(tmp_path):
