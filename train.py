@@ -34,7 +34,8 @@ Deviations from the papers (composition-level; each concept file lists its own):
     avg@4 (and greedy pass@1) on synthetic tasks replaces AIME avg@32.
   - RL settings that differ from the reference recipe, each for a reason measured on this model (README, "Why these
     RL settings"): policy λ = 1 (not VAPO's length-adaptive λ ≥ 0.95), no advantage whitening, NLL weight 1.0 (not
-    0.1), DAPO's has-gradient filter as a policy-loss mask, a 10-step RL LR warm-up, fresh RL prompts.
+    0.1), DAPO's has-gradient filter as a policy-loss mask, a 10-step RL LR warm-up, fresh RL prompts, and RL on
+    prolog and pddl only (`rl_domains`: RL on math lowered math, whose SFT policy cannot add).
   - Critic warm-up = the first `critic_warmup` tppo steps with the policy frozen (critic trained on Monte-Carlo
     returns G_t = R of the SFT policy's finished rollouts, the reference recipe's `critic_warmup`), not a separate
     offline regression pass.
