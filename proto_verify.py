@@ -1,5 +1,5 @@
-"""proto_verify.py — a pure-Python Prolog interpreter (and, merged in, a PDDL validator) used as the *verifier* of
-ProtoReasoning-style training data, plus task synthesis and rewards in prototype space.
+"""proto_verify.py — ProtoReasoning in miniature: task synthesis and rewards in prototype space (Prolog answers,
+PDDL plans), verified by a pure-Python Prolog interpreter and a PDDL validator that ship in this file as appendices.
 
 Paper: "ProtoReasoning: Reasoning Prototypes as the Foundation for Generalizable Reasoning in LLMs",
 F. He, Z. Chen, X. Liang, T. Ma, Y. Qiu, S. Wu, J. Yan — arXiv 2506.15211 (June 2025). No code was released.
@@ -101,7 +101,743 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-# ── Terms ─────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+# ==== Contents (grep -n '^# ====' proto_verify.py lists these banners) ================================================
+#   The paper's idea (sections 1-5), then the infrastructure it runs on (appendices A: Prolog, B: PDDL).
+#   1. Answer protocol: canonical JSON answers and the engine's reference answers (card §3)
+#   2. Prolog task synthesis in prototype space (labels come from the engine, never from a model)
+#   3. Prolog reward: read the final answer, compare with the reference (never raises)
+#   4. PDDL tasks: blocksworld, gripper, tiny logistics (plans labelled by the BFS planner)
+#   5. PDDL reward: validate the plan in the response (never raises)
+#   A1. Appendix, Prolog: terms
+#   A2. Appendix, Prolog: errors
+#   A3. Appendix, Prolog: reader (tokenizer and operator-precedence parser)
+#   A4. Appendix, Prolog: writer (writeq / write / write_canonical, iterative)
+#   A5. Appendix, Prolog: term utilities (unify, compare, copy; iterative and cyclic-safe)
+#   A6. Appendix, Prolog: arithmetic (is/2 with SWI-Prolog 9.0.4 results and error terms, card §4.2)
+#   A7. Appendix, Prolog: clause compiler, predicate table, control constructs
+#   A8. Appendix, Prolog: DCG translation (H --> B) and library(yall) lambdas
+#   A9. Appendix, Prolog: the iterative solver (class Prolog) and solve()
+#   A10. Appendix, Prolog: builtins
+#   A11. Appendix, Prolog: library predicates written in Prolog, the base predicate table
+#   B1. Appendix, PDDL: errors, parsed objects, verdict
+#   B2. Appendix, PDDL: reader (text -> nested lists of lower-cased symbols that remember their position)
+#   B3. Appendix, PDDL: formulas and effects (structural parse; names are checked later)
+#   B4. Appendix, PDDL: domain and problem
+#   B5. Appendix, PDDL: plans (parse_plan, format_plan)
+#   B6. Appendix, PDDL: semantics (evaluation, progression, validate_plan)
+#   B7. Appendix, PDDL: planner (breadth-first search, optimal plan length, node budget)
+#   C. Demo and benchmark (python proto_verify.py [--bench])
+
+
+# ==== 1. Answer protocol: canonical JSON answers and the engine's reference answers (card §3) =========================
+def term_to_json(t, var_numbers=None):
+    """Card §3 canonical value: ints stay ints (bignums too), floats stay floats, atoms and strings -> str (the
+    distinction is deliberately lost, like SWI's json_write_dict), proper lists -> lists, compounds ->
+    {"$f": name, "args": [...]}, unbound variables -> {"$var": k} numbered by first occurrence. Iterative;
+    raises PrologError('cyclic_term') for cyclic input."""
+    if var_numbers is None:
+        var_numbers = {}
+    t = deref(t)
+    if type(t) is Struct and not is_acyclic(t):
+        raise PrologError("cyclic_term", "cyclic terms have no JSON form")
+    out, work = [], [t]
+    while work:
+        x = work.pop()
+        if type(x) is tuple:                   # ("list", n) or ("cmp", name, n) markers
+            n = x[-1]
+            vals = out[len(out) - n:] if n else []
+            del out[len(out) - n:]
+            out.append(vals if x[0] == "list" else {"$f": x[1], "args": vals})
+            continue
+        x = deref(x)
+        tx = type(x)
+        if tx is int or tx is float:
+            out.append(x)
+        elif tx is Atom:
+            out.append(x.name)
+        elif tx is PString:
+            out.append(x.val)
+        elif tx is Nil:
+            out.append([])
+        elif tx is Var:
+            k = var_numbers.get(x)
+            if k is None:
+                k = var_numbers[x] = len(var_numbers)
+            out.append({"$var": k})
+        elif x.fn is LIST:
+            items = list_to_py(x)
+            if items is not None:
+                work.append(("list", len(items)))
+                work.extend(reversed(items))
+            else:
+                work.append(("cmp", "[|]", 2))
+                work.extend(reversed(x.args))
+        else:
+            work.append(("cmp", x.fn.name, x.fn.arity))
+            work.extend(reversed(x.args))
+    return out[0]
+
+
+def canonical_json(value) -> str:
+    """Sorted keys, no whitespace; the one text form every comparison uses."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def query_values(program: str, query: str, answer_vars, max_solutions: int = 1000,
+                 max_inferences: int = 1_000_000, engine=None):
+    """findall(AnswerVars, Query, Sols) as Python/JSON values: one entry per solution; each entry is the value
+    of the single answer variable, or a list of values when several are asked for. Returns (values, engine).
+    `engine`: an already consulted Prolog to reuse (then `program` is ignored)."""
+    if engine is None:
+        eng = Prolog(max_inferences=max_inferences)
+        eng.consult(program)
+    else:
+        eng = engine
+        eng.max_inferences = max_inferences
+    eng.inferences = 0
+    parser = _Parser(query.strip().rstrip(".") + " .", eng.flags)
+    goal, varmap = parser.read_clause()
+    missing = [v for v in answer_vars if v not in varmap]
+    if missing:
+        raise ValueError(f"answer_vars {missing} do not occur in the query {query!r}")
+    sols = []
+    for _ in eng._solve_goal(goal, max_solutions):
+        vn = {}
+        vals = [term_to_json(varmap[v], vn) for v in answer_vars]
+        sols.append(vals[0] if len(vals) == 1 else vals)
+    return sols, eng
+
+
+# ==== 2. Prolog task synthesis in prototype space (labels come from the engine, never from a model) ===================
+@dataclass
+class Task:
+    """One synthesized Prolog task.
+
+    prompt  : what the policy sees (the program, the query, a one-line instruction)
+    answer  : the reference answer as canonical JSON text (also the SFT target)
+    compare : "set" (order and duplicates ignored), "sequence" (ordered list of solutions) or "first"
+              (the value of the first solution only)
+    """
+    kind: str
+    difficulty: int
+    program: str
+    query: str
+    answer_vars: list
+    compare: str
+    answer: str
+    prompt: str
+    inferences: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def value(self):
+        return json.loads(self.answer)
+
+
+PROLOG_TASK_KINDS = ("family", "graph", "list", "puzzle", "arith")
+_NAMES = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "leo", "mia", "ned", "oli",
+          "pam", "ray", "sue", "tom", "uma", "val", "wes", "xia", "yan", "zoe", "abe", "bea", "cal", "dot", "eli",
+          "flo", "gil", "hana", "ian", "jo", "kai", "lu", "max", "nia", "otto")
+
+_FAMILY_RULES = {
+    "grandparent": "grandparent(X, Z) :- parent(X, Y), parent(Y, Z).",
+    "ancestor": "ancestor(X, Y) :- parent(X, Y).\nancestor(X, Y) :- parent(X, Z), ancestor(Z, Y).",
+    "sibling": "sibling(X, Y) :- parent(P, X), parent(P, Y), X \\= Y.",
+    "cousin": "cousin(X, Y) :- parent(P, X), parent(Q, Y), sibling(P, Q).",
+    "uncle": "uncle(U, X) :- parent(P, X), sibling(U, P), male(U).",
+    "descendant_count": "descendant(X, Y) :- parent(Y, X).\ndescendant(X, Y) :- parent(Z, X), descendant(Z, Y).",
+}
+
+
+def _family(rng, d):
+    # a proper family tree: couples per generation; some children marry newcomers and found the next generation
+    n_gen = min(2 + d, 5)
+    names = iter(rng.sample(_NAMES, len(_NAMES)))
+    gender, facts = {}, []
+    try:
+        a, b = next(names), next(names)
+        gender[a], gender[b] = "male", "female"
+        couples = [(a, b)]
+        for g in range(1, n_gen):
+            nxt = []
+            for (p, q) in couples:
+                kids = [next(names) for _ in range(rng.randrange(1, 3 + min(d, 2)))]
+                for i, c in enumerate(kids):
+                    gender[c] = rng.choice(("male", "female"))
+                    facts += [(p, c), (q, c)]
+                    if g < n_gen - 1 and (i == 0 or rng.random() < 0.4) and len(nxt) < 2 + d:
+                        sp = next(names)
+                        gender[sp] = "female" if gender[c] == "male" else "male"
+                        nxt.append((c, sp) if gender[c] == "male" else (sp, c))
+            couples = nxt
+    except StopIteration:
+        pass
+    people = sorted(gender)
+    rng.shuffle(facts)
+    rels = ["grandparent", "ancestor", "sibling"] + (["cousin", "uncle"] if d >= 2 else [])
+    rel = rng.choice(rels)
+    needs = {"cousin": ["sibling", "cousin"], "uncle": ["sibling", "uncle"]}.get(rel, [rel])
+    lines = [f"parent({x}, {y})." for x, y in facts]
+    if rel == "uncle":
+        lines += [f"{gender[p]}({p})." for p in people]
+    lines += [_FAMILY_RULES[r] for r in needs]
+    program = "\n".join(lines)
+    want_nonempty = rng.random() < 0.9          # mostly non-empty answers; empty sets are legitimate answers too
+    eng = Prolog(program)
+    for _ in range(8):
+        who = rng.choice(people)
+        query = f"{rel}({who}, X)" if rng.random() < 0.5 else f"{rel}(X, {who})"
+        if not want_nonempty or query_values(program, query, ["X"], max_solutions=1, engine=eng)[0]:
+            break
+    return program, query, ["X"], "set", f"Family relations. Find every X with {query}."
+
+
+def _graph(rng, d):
+    n = 4 + 3 * d + rng.randrange(3)
+    nodes = [f"n{i}" for i in range(n)]
+    m = int(n * (0.8 + 0.4 * rng.random()))
+    edges = set()
+    while len(edges) < m:
+        a, b = rng.sample(nodes, 2)
+        edges.add((a, b))
+    edges = sorted(sorted(edges), key=lambda e: rng.random())  # sort first: set order depends on PYTHONHASHSEED
+    lines = [f"edge({a}, {b})." for a, b in edges]
+    lines.append("reach(X, Y) :- walk(X, Y, [X]).")
+    lines.append("walk(X, Y, Seen) :- edge(X, Z), \\+ member(Z, Seen), ( Y = Z ; walk(Z, Y, [Z|Seen]) ).")
+    src = rng.choice(nodes)
+    if rng.random() < 0.7:
+        return "\n".join(lines), f"findall(Y, reach({src}, Y), L), sort(L, S)", ["S"], "first", \
+            f"Directed graph. Which nodes can be reached from {src}? Sorted list S."
+    dst = rng.choice([x for x in nodes if x != src])
+    lines.append("path(X, X, _, [X]).")
+    lines.append("path(X, Y, Seen, [X|P]) :- edge(X, Z), \\+ member(Z, Seen), path(Z, Y, [Z|Seen], P).")
+    program, query = "\n".join(lines), f"path({src}, {dst}, [{src}], P)"
+    if len(query_values(program, query, ["P"], max_solutions=31)[0]) > 30:   # keep answers a model can write
+        return _graph(rng, d)
+    return program, query, ["P"], "sequence", \
+        f"Directed graph. List every simple path P from {src} to {dst}, in Prolog's order."
+
+
+_LIST_OPS = {
+    "evens": ("evens([], []).\nevens([H|T], [H|R]) :- 0 is H mod 2, !, evens(T, R).\n"
+              "evens([_|T], R) :- evens(T, R).", "Keep the even numbers."),
+    "double": ("double([], []).\ndouble([H|T], [D|R]) :- D is 2*H, double(T, R).", "Double every element."),
+    "rev": ("rev(L, R) :- rev(L, [], R).\nrev([], A, A).\nrev([H|T], A, R) :- rev(T, [H|A], R).",
+            "Reverse the list."),
+    "sum": ("sum([], 0).\nsum([H|T], S) :- sum(T, S0), S is S0 + H.", "Sum the list."),
+    "maxl": ("maxl([X], X).\nmaxl([H|T], M) :- maxl(T, M0), ( H > M0 -> M = H ; M = M0 ).", "Largest element."),
+    "rle": ("rle([], []).\nrle([X|T], [[X,N]|R]) :- run(X, T, 1, N, Rest), rle(Rest, R).\n"
+            "run(X, [X|T], N0, N, Rest) :- !, N1 is N0 + 1, run(X, T, N1, N, Rest).\n"
+            "run(_, Rest, N, N, Rest).", "Run-length encode as [Value, Count] pairs."),
+    "isort": ("isort([], []).\nisort([H|T], S) :- isort(T, S0), ins(H, S0, S).\n"
+              "ins(X, [], [X]).\nins(X, [Y|T], [X,Y|T]) :- X =< Y, !.\nins(X, [Y|T], [Y|R]) :- ins(X, T, R).",
+              "Insertion sort."),
+    "prefix": ("prefix_sums(L, P) :- ps(L, 0, P).\nps([], _, []).\nps([H|T], A, [S|R]) :- S is A + H, ps(T, S, R).",
+               "Running totals."),
+    "dedup": ("dedup([], []).\ndedup([X], [X]) :- !.\ndedup([X,X|T], R) :- !, dedup([X|T], R).\n"
+              "dedup([X|T], [X|R]) :- dedup(T, R).", "Drop consecutive duplicates."),
+}
+
+
+def _list_task(rng, d):
+    n = rng.randrange(2, 4 + 8 * d)            # up to 43 elements at difficulty 5: long answers in the tail
+    hi = 3 + 4 * d
+    op = rng.choice(sorted(_LIST_OPS))
+    xs = [rng.randrange(0, hi) for _ in range(max(n, 1))]
+    if op == "rle":
+        xs = sorted(xs) if rng.random() < 0.5 else xs
+    prog, desc = _LIST_OPS[op]
+    name = {"prefix": "prefix_sums"}.get(op, op)
+    lst = "[" + ",".join(map(str, xs)) + "]"
+    return prog, f"{name}({lst}, R)", ["R"], "first", f"List puzzle. {desc} What is R?"
+
+
+_PUZZLE_HELPERS = ("left_of(A, B, P) :- nth1(I, P, A), nth1(J, P, B), I < J.\n"
+                   "next_to(A, B, P) :- nth1(I, P, A), nth1(J, P, B), 1 =:= abs(I - J).\n"
+                   "at(A, I, P) :- nth1(I, P, A).\n"
+                   "not_at(A, I, P) :- \\+ nth1(I, P, A).")
+
+
+def _puzzle(rng, d):
+    if d >= 3 and rng.random() < 0.4:
+        return _digits_puzzle(rng, d)
+    k = min(3 + d // 2 + rng.randrange(2), 6)
+    people = rng.sample(_NAMES[:20], k)
+    hidden = rng.sample(people, k)
+    pos = {p: i + 1 for i, p in enumerate(hidden)}
+    # candidate constraints that are true of the hidden order, each with a Python test used only to choose a
+    # small set that pins the order down; the label itself is computed by the engine below
+    cands = []
+    for a in people:
+        for b in people:
+            if a != b and pos[a] < pos[b]:
+                cands.append((f"left_of({a}, {b}, P)", lambda o, a=a, b=b: o.index(a) < o.index(b)))
+            if a < b and abs(pos[a] - pos[b]) == 1:
+                cands.append((f"next_to({a}, {b}, P)", lambda o, a=a, b=b: abs(o.index(a) - o.index(b)) == 1))
+        for i in range(1, k + 1):
+            if pos[a] == i:
+                cands.append((f"at({a}, {i}, P)", lambda o, a=a, i=i: o[i - 1] == a))
+            else:
+                cands.append((f"not_at({a}, {i}, P)", lambda o, a=a, i=i: o[i - 1] != a))
+    rng.shuffle(cands)
+    perms = list(itertools.permutations(people))
+
+    def n_models(cs):
+        return sum(all(t(o) for _, t in cs) for o in perms)
+    chosen = []
+    for c in cands:
+        chosen.append(c)
+        if n_models(chosen) == 1:
+            break
+    for c in list(chosen):                 # drop constraints that are not needed (shorter prompts)
+        trial = [x for x in chosen if x is not c]
+        if n_models(trial) == 1:
+            chosen = trial
+    base = f"solve(P) :- permutation([{', '.join(sorted(people))}], P)"
+    prog = _PUZZLE_HELPERS + "\n" + base + "".join(", " + c for c, _ in chosen) + "."
+    return prog, "solve(P)", ["P"], "first", "Ordering puzzle (generate and test). Who stands where? P, left to right."
+
+
+def _digits_puzzle(rng, d):
+    k = 3 + d
+    a, b = rng.randrange(1, k), rng.randrange(1, k)
+    rel = rng.choice(["A + B =:= C", "A * B =:= C", "A + B + C =:= %d" % (a + b + rng.randrange(1, k)),
+                      "A - B =:= C"])
+    prog = (f"digit(D) :- between(1, {k}, D).\n"
+            f"sol([A, B, C]) :- digit(A), digit(B), digit(C), A < B, {rel}.")
+    return prog, "sol(S)", ["S"], "set", f"Digit puzzle (generate and test). All S = [A,B,C] with digits 1..{k}."
+
+
+def _arith(rng, d):
+    op = rng.choice(["fact", "fib", "pow", "gcd", "collatz"])
+    progs = {
+        "fact": "fact(0, 1) :- !.\nfact(N, F) :- N1 is N - 1, fact(N1, F1), F is N * F1.",
+        "fib": "fib(N, F) :- fib(N, 0, 1, F).\nfib(0, A, _, A) :- !.\nfib(N, A, B, F) :- N1 is N - 1, C is A + B, "
+               "fib(N1, B, C, F).",
+        "pow": "pow(_, 0, 1) :- !.\npow(X, N, P) :- N1 is N - 1, pow(X, N1, P1), P is X * P1.",
+        "gcd": "gcd(A, 0, A) :- !.\ngcd(A, B, G) :- C is A mod B, gcd(B, C, G).",
+        "collatz": "steps(1, 0) :- !.\nsteps(N, S) :- ( 0 is N mod 2 -> M is N // 2 ; M is 3 * N + 1 ), "
+                   "steps(M, S0), S is S0 + 1.",
+    }
+    top = 6 + 20 * d                           # fact(105) has 168 digits: the longest answers
+    if op == "fact":
+        q = f"fact({rng.randrange(1, top)}, R)"
+    elif op == "fib":
+        q = f"fib({rng.randrange(1, 3 * top)}, R)"
+    elif op == "pow":
+        q = f"pow({rng.randrange(2, 10)}, {rng.randrange(1, 2 * top)}, R)"
+    elif op == "gcd":
+        q = f"gcd({rng.randrange(1, 10 ** (1 + d))}, {rng.randrange(1, 10 ** (1 + d))}, R)"
+    else:
+        q = f"steps({rng.randrange(1, 10 ** (1 + d))}, R)"
+    return progs[op], q, ["R"], "first", "Arithmetic with recursion (exact big integers). What is R?"
+
+
+_GENERATORS = {"family": _family, "graph": _graph, "list": _list_task, "puzzle": _puzzle, "arith": _arith}
+
+
+def generate_prolog_task(rng_or_seed=0, kind: str | None = None, difficulty: int = 2,
+                         max_inferences: int = 2_000_000) -> Task:
+    """Synthesize one task whose reference answer is computed by this engine (correct by construction).
+
+    Args:
+        rng_or_seed: a `random.Random` or an int seed (same seed -> same task).
+        kind: one of PROLOG_TASK_KINDS, or None to pick one at random.
+        difficulty: 1 (tiny) .. 5 (large); sizes grow with it, so answer lengths range from one token to
+            hundreds of characters.
+    Returns: Task (see its docstring).
+    """
+    rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
+    if kind is None:
+        kind = rng.choice(PROLOG_TASK_KINDS)
+    if kind not in _GENERATORS:
+        raise ValueError(f"kind must be one of {PROLOG_TASK_KINDS} or None, got {kind!r}")
+    if not isinstance(difficulty, int) or not 1 <= difficulty <= 5:
+        raise ValueError(f"difficulty must be an int in 1..5, got {difficulty!r}")
+    program, query, avars, compare, instr = _GENERATORS[kind](rng, difficulty)
+    sols, eng = query_values(program, query, avars, max_solutions=10_000, max_inferences=max_inferences)
+    if compare == "first":
+        value = sols[0] if sols else None
+    elif compare == "set":
+        value = sorted({canonical_json(s): s for s in sols}.values(), key=canonical_json)
+    else:
+        value = sols
+    what = {"first": "Answer with the JSON value of " + avars[0],
+            "set": "Answer with a JSON list of all " + avars[0] + " (any order)",
+            "sequence": "Answer with a JSON list of all " + avars[0] + " in order"}[compare]
+    prompt = f"{instr}\n{program}\n?- {query}.\n{what}."
+    return Task(kind, difficulty, program, query, avars, compare, canonical_json(value), prompt,
+                eng.inferences, {"n_solutions": len(sols)})
+
+
+def generate_prolog_tasks(n: int, seed: int = 0, kinds=None, difficulties=(1, 2, 3)) -> list:
+    """n tasks from one seeded stream, cycling kinds and drawing difficulties uniformly (for train.py).
+
+    Args: kinds: subset of PROLOG_TASK_KINDS (default all); difficulties: iterable of ints in 1..5.
+    Returns: list[Task], deterministic in (n, seed, kinds, difficulties).
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    kinds = tuple(kinds) if kinds is not None else PROLOG_TASK_KINDS
+    difficulties = tuple(difficulties)
+    if not kinds or any(k not in PROLOG_TASK_KINDS for k in kinds):
+        raise ValueError(f"kinds must be a non-empty subset of {PROLOG_TASK_KINDS}, got {kinds!r}")
+    if not difficulties:
+        raise ValueError("difficulties must be a non-empty iterable of ints in 1..5")
+    rng = random.Random(seed)
+    return [generate_prolog_task(rng, kind=kinds[i % len(kinds)], difficulty=rng.choice(difficulties))
+            for i in range(n)]
+
+
+# ==== 3. Prolog reward: read the final answer, compare with the reference (never raises) ==============================
+_MAX_RESPONSE_CHARS = 50_000
+
+
+def _extract_answer(response: str):
+    """The model's answer value: the whole response as JSON, else the LAST top-level JSON value in it, else
+    (if it comes later) the last bracketed Prolog list such as `[ann,bob]`, read with our reader.
+    Returns (found, value)."""
+    s = response.strip()
+    if not s:
+        return False, None
+    try:
+        return True, json.loads(s)
+    except (ValueError, RecursionError):
+        pass
+    s = s[-4000:]                          # answers come last; bounds the scan
+    dec = json.JSONDecoder()
+    found, val, end_at, i, n, tries = False, None, -1, 0, len(s), 0
+    while i < n and tries < 400:
+        c = s[i]
+        if c in '[{"' or ((c.isdigit() or c in "-ntf") and (i == 0 or not (s[i - 1].isalnum() or s[i - 1] in "_."))):
+            tries += 1
+            try:
+                v, e = dec.raw_decode(s, i)
+                found, val, end_at, i = True, v, e, e
+                continue
+            except (ValueError, RecursionError):
+                pass
+        i += 1
+    j = s.rfind("]")
+    if j >= end_at:
+        depth, i = 0, j
+        while i >= 0:
+            depth += {"]": 1, "[": -1}.get(s[i], 0)
+            if depth == 0:
+                break
+            i -= 1
+        if i >= 0:
+            try:
+                t, _ = read_term(s[i:j + 1])
+                return True, term_to_json(t)
+            except (PrologError, RecursionError, ValueError):
+                pass
+    return found, val
+
+
+def prolog_reward(task_or_answer, response, compare: str | None = None):
+    """Score a response in [0, 1] with a reason. Never raises on model output.
+
+    Args:
+        task_or_answer: a Task, or the reference answer (canonical JSON text or a Python value).
+        response: the model's text.
+        compare: "set" | "sequence" | "first" (taken from the Task when one is given).
+    Returns: (score, reason) with reason in {"ok", "empty", "no_answer", "wrong_type", "wrong_answer",
+        "bad_reference"}; the reason for wrong answers says how many items are missing/extra.
+    """
+    try:
+        if isinstance(task_or_answer, Task):
+            ref, mode = json.loads(task_or_answer.answer), task_or_answer.compare
+        else:
+            ref = json.loads(task_or_answer) if isinstance(task_or_answer, str) else task_or_answer
+            mode = compare or "first"
+        if mode not in ("set", "sequence", "first"):
+            return 0.0, "bad_reference"
+    except Exception:            # a broken reference is the caller's bug, but still no exception here
+        return 0.0, "bad_reference"
+    try:
+        if not isinstance(response, str):
+            return 0.0, "no_answer"
+        if not response.strip():
+            return 0.0, "empty"
+        found, val = _extract_answer(response[-_MAX_RESPONSE_CHARS:])
+        if not found:
+            return 0.0, "no_answer"
+        if mode == "first":
+            ok = canonical_json(val) == canonical_json(ref)
+            return (1.0, "ok") if ok else (0.0, "wrong_answer")
+        if not isinstance(val, list):
+            return 0.0, "wrong_type"
+        if mode == "sequence":
+            got, want = [canonical_json(x) for x in val], [canonical_json(x) for x in ref]
+            if got == want:
+                return 1.0, "ok"
+            return 0.0, f"wrong_answer (got {len(got)} items, want {len(want)})"
+        got, want = {canonical_json(x) for x in val}, {canonical_json(x) for x in ref}
+        if got == want:
+            return 1.0, "ok"
+        return 0.0, f"wrong_answer (missing {len(want - got)}, extra {len(got - want)})"
+    except Exception:
+        return 0.0, "no_answer"
+
+
+# ==== 4. PDDL tasks: blocksworld, gripper, tiny logistics (plans labelled by the BFS planner) =========================
+BLOCKSWORLD_DOMAIN = """\
+(define (domain blocksworld)
+  (:requirements :strips)
+  (:predicates (on ?x ?y) (ontable ?x) (clear ?x) (handempty) (holding ?x))
+  (:action pick-up :parameters (?x)
+    :precondition (and (clear ?x) (ontable ?x) (handempty))
+    :effect (and (not (ontable ?x)) (not (clear ?x)) (not (handempty)) (holding ?x)))
+  (:action put-down :parameters (?x)
+    :precondition (holding ?x)
+    :effect (and (not (holding ?x)) (clear ?x) (handempty) (ontable ?x)))
+  (:action stack :parameters (?x ?y)
+    :precondition (and (holding ?x) (clear ?y))
+    :effect (and (not (holding ?x)) (not (clear ?y)) (clear ?x) (handempty) (on ?x ?y)))
+  (:action unstack :parameters (?x ?y)
+    :precondition (and (on ?x ?y) (clear ?x) (handempty))
+    :effect (and (holding ?x) (clear ?y) (not (clear ?x)) (not (handempty)) (not (on ?x ?y)))))
+"""
+
+GRIPPER_DOMAIN = """\
+(define (domain gripper)
+  (:requirements :strips :typing)
+  (:types room ball gripper)
+  (:predicates (at-robby ?r - room) (at ?b - ball ?r - room) (free ?g - gripper) (carry ?b - ball ?g - gripper))
+  (:action move :parameters (?from ?to - room)
+    :precondition (at-robby ?from)
+    :effect (and (at-robby ?to) (not (at-robby ?from))))
+  (:action pick :parameters (?b - ball ?r - room ?g - gripper)
+    :precondition (and (at ?b ?r) (at-robby ?r) (free ?g))
+    :effect (and (carry ?b ?g) (not (at ?b ?r)) (not (free ?g))))
+  (:action drop :parameters (?b - ball ?r - room ?g - gripper)
+    :precondition (and (carry ?b ?g) (at-robby ?r))
+    :effect (and (at ?b ?r) (free ?g) (not (carry ?b ?g)))))
+"""
+
+LOGISTICS_DOMAIN = """\
+(define (domain logistics)
+  (:requirements :strips :typing :equality :negative-preconditions)
+  (:types truck airplane - vehicle
+          package vehicle - physobj
+          airport location - place
+          city place physobj - object)
+  (:predicates (in-city ?l - place ?c - city) (at ?o - physobj ?l - place) (in ?p - package ?v - vehicle))
+  (:action load-truck :parameters (?p - package ?t - truck ?l - place)
+    :precondition (and (at ?t ?l) (at ?p ?l))
+    :effect (and (not (at ?p ?l)) (in ?p ?t)))
+  (:action unload-truck :parameters (?p - package ?t - truck ?l - place)
+    :precondition (and (at ?t ?l) (in ?p ?t))
+    :effect (and (not (in ?p ?t)) (at ?p ?l)))
+  (:action drive-truck :parameters (?t - truck ?from - place ?to - place ?c - city)
+    :precondition (and (at ?t ?from) (in-city ?from ?c) (in-city ?to ?c) (not (= ?from ?to)))
+    :effect (and (not (at ?t ?from)) (at ?t ?to)))
+  (:action load-airplane :parameters (?p - package ?a - airplane ?l - airport)
+    :precondition (and (at ?p ?l) (at ?a ?l))
+    :effect (and (not (at ?p ?l)) (in ?p ?a)))
+  (:action unload-airplane :parameters (?p - package ?a - airplane ?l - airport)
+    :precondition (and (in ?p ?a) (at ?a ?l))
+    :effect (and (not (in ?p ?a)) (at ?p ?l)))
+  (:action fly-airplane :parameters (?a - airplane ?from - airport ?to - airport)
+    :precondition (and (at ?a ?from) (not (= ?from ?to)))
+    :effect (and (not (at ?a ?from)) (at ?a ?to))))
+"""
+
+PDDL_KINDS = ("blocksworld", "gripper", "logistics")
+
+
+@dataclasses.dataclass(frozen=True)
+class PDDLTask:
+    """One plan-generation task. `answer` is the reference plan, one action per line (parse_plan reads it)."""
+
+    kind: str
+    difficulty: int
+    prompt: str
+    answer: str
+    plan: tuple  # reference plan as tuples, optimal length (find_plan)
+    domain: str  # PDDL text
+    problem: str  # PDDL text
+
+
+def _pddl_problem_text(name, domain, objects, init, goal):
+    """objects: [(name, type or None)], init/goal: lists of atom tuples."""
+    objs = " ".join(o if t is None else f"{o} - {t}" for o, t in objects)
+    atoms = lambda xs: " ".join("(" + " ".join(a) + ")" for a in xs)  # noqa: E731
+    return (f"(define (problem {name}) (:domain {domain})\n  (:objects {objs})\n  (:init {atoms(init)})\n"
+            f"  (:goal (and {atoms(goal)})))\n")
+
+
+def _pddl_towers(rng, blocks):
+    order = list(blocks)
+    rng.shuffle(order)
+    towers, cur = [], []
+    for blk in order:
+        cur.append(blk)
+        if rng.random() < 0.4:
+            towers.append(cur)
+            cur = []
+    if cur:
+        towers.append(cur)
+    return towers
+
+
+def blocksworld_task(rng, n_blocks):
+    """Random start and goal towers over n_blocks in 2..6; goal = the goal towers' `on` atoms (all `ontable`
+    atoms when the goal has no stacks). Resamples until the goal does not already hold."""
+    if not isinstance(n_blocks, int) or not 2 <= n_blocks <= 6:
+        raise ValueError(f"n_blocks must be an int in [2, 6], got {n_blocks!r}")
+    blocks = "abcdef"[:n_blocks]
+    while True:
+        start, target = _pddl_towers(rng, blocks), _pddl_towers(rng, blocks)
+        init = [("handempty",)]
+        for tw in start:
+            init += [("ontable", tw[0]), ("clear", tw[-1])] + [("on", x, y) for y, x in zip(tw, tw[1:])]
+        goal = [("on", x, y) for tw in target for y, x in zip(tw, tw[1:])]
+        if not goal:
+            goal = [("ontable", x) for x in blocks]
+        if not set(goal) <= set(init):
+            break
+    problem = _pddl_problem_text(f"bw-{n_blocks}", "blocksworld", [(x, None) for x in blocks], init, goal)
+    fmt = lambda tws: " | ".join(" ".join(tw) for tw in tws)  # noqa: E731
+    goal_txt = ", ".join(f"{a[1]} on {a[2]}" if a[0] == "on" else f"{a[1]} on table" for a in goal)
+    prompt = (f"Blocksworld. Towers, bottom first: {fmt(start)}. Hand empty. Goal: {goal_txt}.\n"
+              "Actions: pick-up X, put-down X, stack X Y, unstack X Y. Plan, one action per line:")
+    return BLOCKSWORLD_DOMAIN, problem, prompt
+
+
+def gripper_task(rng, n_balls, n_rooms):
+    """Robot with two grippers, balls in random rooms, random goal rooms (at least one ball must move)."""
+    if not isinstance(n_balls, int) or not 1 <= n_balls <= 8:
+        raise ValueError(f"n_balls must be an int in [1, 8], got {n_balls!r}")
+    if not isinstance(n_rooms, int) or not 2 <= n_rooms <= 4:
+        raise ValueError(f"n_rooms must be an int in [2, 4], got {n_rooms!r}")
+    rooms = [f"r{i + 1}" for i in range(n_rooms)]
+    balls = [f"b{i + 1}" for i in range(n_balls)]
+    robby = rng.choice(rooms)
+    while True:
+        where = {b: rng.choice(rooms) for b in balls}
+        target = {b: rng.choice(rooms) for b in balls}
+        if where != target:
+            break
+    init = [("at-robby", robby), ("free", "left"), ("free", "right")] + [("at", b, where[b]) for b in balls]
+    goal = [("at", b, target[b]) for b in balls]
+    objects = [(r, "room") for r in rooms] + [(b, "ball") for b in balls] + [("left", "gripper"),
+                                                                            ("right", "gripper")]
+    problem = _pddl_problem_text(f"gripper-{n_balls}-{n_rooms}", "gripper", objects, init, goal)
+    prompt = (f"Gripper. Rooms {' '.join(rooms)}. Robot in {robby}, grippers left and right free. "
+              f"Balls: {', '.join(f'{b} in {where[b]}' for b in balls)}. "
+              f"Goal: {', '.join(f'{b} in {target[b]}' for b in balls)}.\n"
+              "Actions: move FROM TO, pick BALL ROOM GRIPPER, drop BALL ROOM GRIPPER. Plan, one action per line:")
+    return GRIPPER_DOMAIN, problem, prompt
+
+
+def logistics_task(rng, n_cities, locs_per_city, n_packages):
+    """One truck per city, one airplane, packages at random places with random different goal places.
+    City ci has airport cia and (with 2 locations) a second location cib."""
+    for name, v, lo, hi in (("n_cities", n_cities, 2, 3), ("locs_per_city", locs_per_city, 1, 2),
+                            ("n_packages", n_packages, 1, 3)):
+        if not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
+    cities = [f"c{i + 1}" for i in range(n_cities)]
+    places = {c: [c + "a"] + ([c + "b"] if locs_per_city == 2 else []) for c in cities}
+    all_places = [p for c in cities for p in places[c]]
+    trucks = {c: f"t{i + 1}" for i, c in enumerate(cities)}
+    truck_at = {c: rng.choice(places[c]) for c in cities}
+    plane_at = rng.choice(cities) + "a"
+    pkgs = [f"p{i + 1}" for i in range(n_packages)]
+    where = {p: rng.choice(all_places) for p in pkgs}
+    target = {p: rng.choice([q for q in all_places if q != where[p]]) for p in pkgs}
+    objects = ([(c, "city") for c in cities] + [(c + "a", "airport") for c in cities]
+               + [(c + "b", "location") for c in cities if locs_per_city == 2]
+               + [(trucks[c], "truck") for c in cities] + [("a1", "airplane")] + [(p, "package") for p in pkgs])
+    init = ([("in-city", q, c) for c in cities for q in places[c]] + [("at", trucks[c], truck_at[c]) for c in cities]
+            + [("at", "a1", plane_at)] + [("at", p, where[p]) for p in pkgs])
+    goal = [("at", p, target[p]) for p in pkgs]
+    problem = _pddl_problem_text(f"logistics-{n_cities}-{locs_per_city}-{n_packages}", "logistics", objects,
+                                 init, goal)
+    city_txt = "; ".join(f"{c}: {' '.join(places[c])}" for c in cities)
+    prompt = (f"Logistics. Cities and places (airport first): {city_txt}. "
+              f"Trucks: {', '.join(f'{trucks[c]} at {truck_at[c]}' for c in cities)}. Plane a1 at {plane_at}. "
+              f"Packages: {', '.join(f'{p} at {where[p]}' for p in pkgs)}. "
+              f"Goal: {', '.join(f'{p} at {target[p]}' for p in pkgs)}.\n"
+              "Actions: load-truck P T PLACE, unload-truck P T PLACE, drive-truck T FROM TO CITY, "
+              "load-airplane P A AIRPORT, unload-airplane P A AIRPORT, fly-airplane A FROM TO. "
+              "Plan, one action per line:")
+    return LOGISTICS_DOMAIN, problem, prompt
+
+
+# difficulty 1..5 -> generator arguments; plan lengths grow from 1-4 steps (level 1) to 10-20+ (level 5)
+_PDDL_LEVELS = {
+    "blocksworld": {1: (2,), 2: (3,), 3: (4,), 4: (5,), 5: (6,)},
+    "gripper": {1: (1, 2), 2: (2, 2), 3: (3, 2), 4: (4, 3), 5: (6, 3)},
+    "logistics": {1: (2, 1, 1), 2: (2, 2, 1), 3: (2, 2, 2), 4: (3, 2, 2), 5: (3, 2, 3)},
+}
+_PDDL_MAKERS = {"blocksworld": blocksworld_task, "gripper": gripper_task, "logistics": logistics_task}
+
+
+def generate_pddl_task(seed_or_rng=0, kind=None, difficulty=None, max_nodes=200_000):
+    """A seeded plan-generation task labelled by find_plan and checked by validate_plan.
+
+    Args: seed_or_rng: int seed or random.Random; kind: 'blocksworld' | 'gripper' | 'logistics', or None / 'mixed'
+    for a random one; difficulty: int 1..5 or None (uniform). Returns PDDLTask; the same seed gives the same task.
+    """
+    rng = seed_or_rng if isinstance(seed_or_rng, random.Random) else random.Random(seed_or_rng)
+    if kind is None or kind == "mixed":
+        kind = rng.choice(PDDL_KINDS)
+    if kind not in _PDDL_MAKERS:
+        raise ValueError(f"kind must be one of {PDDL_KINDS}, 'mixed' or None, got {kind!r}")
+    if difficulty is None:
+        difficulty = rng.randint(1, 5)
+    if not isinstance(difficulty, int) or not 1 <= difficulty <= 5:
+        raise ValueError(f"difficulty must be an int in [1, 5] or None, got {difficulty!r}")
+    for _ in range(100):
+        domain, problem, prompt = _PDDL_MAKERS[kind](rng, *_PDDL_LEVELS[kind][difficulty])
+        plan = find_plan(domain, problem, max_nodes=max_nodes)
+        if plan:  # None: out of budget (resample); []: goal already true (generators avoid it)
+            break
+    else:
+        raise RuntimeError(f"could not label a {kind} task within max_nodes={max_nodes}")
+    verdict = validate_plan(domain, problem, plan)
+    if not verdict.valid:  # correct by construction: the planner's answer must pass the validator
+        raise AssertionError(f"find_plan returned an invalid plan: {verdict.message}")
+    return PDDLTask(kind, difficulty, prompt, format_plan(plan), tuple(plan), domain, problem)
+
+
+# ==== 5. PDDL reward: validate the plan in the response (never raises) ================================================
+def pddl_reward(task, response, max_chars=100_000, max_steps=5_000):
+    """Score a model's plan: (1.0, 'ok') if valid and the goal is reached, else (0.0, reason).
+
+    task: PDDLTask, or any object/mapping with `domain` and `problem` PDDL text. response: the model's text
+    (anything after the last `</think>` is read). reason is a Verdict reason, or 'too_long' when the response
+    exceeds max_chars characters or max_steps actions. Never raises on model output (TypeError only for a task
+    without domain/problem); time is linear in min(len(response), max_chars).
+    """
+    get = task.get if isinstance(task, dict) else lambda k: getattr(task, k, None)
+    domain, problem = get("domain"), get("problem")
+    if not isinstance(domain, (str, PDDLDomain)) or not isinstance(problem, (str, PDDLProblem)):
+        raise TypeError(f"task must carry PDDL `domain` and `problem` (a PDDLTask or a dict), got {type(task).__name__}")
+    try:
+        if not isinstance(response, str):
+            return 0.0, "parse_error"
+        if "</think>" in response:
+            response = response.rsplit("</think>", 1)[1]
+        if len(response) > max_chars:
+            return 0.0, "too_long"
+        try:
+            steps = parse_plan(response)
+        except PDDLError:
+            return 0.0, "parse_error"
+        if len(steps) > max_steps:
+            return 0.0, "too_long"
+        verdict = validate_plan(domain, problem, steps)
+        return (1.0 if verdict.valid else 0.0), verdict.reason
+    except Exception as e:  # last resort: a reward must never take down training (tests assert it is unused)
+        return 0.0, f"error:{type(e).__name__}"
+
+
+# ==== A1. Appendix, Prolog: terms =====================================================================================
 # Term representation (all Prolog data):
 #   integer -> Python int (bignums for free), float -> Python float, atom -> interned `Atom`, the SWI-7 empty
 #   list `[]` -> the singleton NIL (distinct from the atom '[]'), string -> `PString`, compound -> `Struct(fn, args)`
@@ -233,9 +969,7 @@ def list_to_py(t):
     return out if t is NIL else None
 
 
-# ── Errors ────────────────────────────────────────────────────────────────────────────────────────────────────────
-
-
+# ==== A2. Appendix, Prolog: errors ====================================================================================
 class PrologError(Exception):
     """An uncaught Prolog exception or a budget exhaustion. `.term` is the ISO error term written by writeq,
     e.g. 'existence_error(procedure,foo/0)' (the formal part of error(Formal, Context)), or the ball itself."""
@@ -301,7 +1035,7 @@ def indicator(fn):
     return mkstruct("/", mkatom(fn.name), fn.arity)
 
 
-# ── Reader ────────────────────────────────────────────────────────────────────────────────────────────────────────
+# ==== A3. Appendix, Prolog: reader (tokenizer and operator-precedence parser) =========================================
 # SWI-Prolog's default operator table (subset that matters for data programs): priority, type.
 PREFIX_OPS = {":-": (1200, "fx"), "?-": (1200, "fx"), "\\+": (900, "fy"), "-": (200, "fy"), "+": (200, "fy"),
               "\\": (200, "fy"), "dynamic": (1150, "fx"), "discontiguous": (1150, "fx"),
@@ -647,7 +1381,7 @@ def read_term(text: str):
     return r
 
 
-# ── Writer (writeq / write / write_canonical, iterative) ─────────────────────────────────────────────────────────
+# ==== A4. Appendix, Prolog: writer (writeq / write / write_canonical, iterative) ======================================
 _ALNUM_RE = re.compile(r"[^\W\d_][\w]*\Z")
 
 
@@ -913,7 +1647,7 @@ def term_to_text(t, quoted=True, ignore_ops=False, varnames=None, max_chars=10_0
     return _Writer(quoted, ignore_ops, not ignore_ops, varnames, max_chars).write(t)
 
 
-# ── Term utilities: unify, compare, copy (all iterative and cyclic-safe) ──────────────────────────────────────────
+# ==== A5. Appendix, Prolog: term utilities (unify, compare, copy; iterative and cyclic-safe) ==========================
 _CYCLE_CHECK_AFTER = 100_000   # after this many steps an operation switches to cycle-aware bookkeeping
 # Work done inside ONE builtin step on big terms (unifying or comparing two long lists, occurs checks) is metered
 # too, so a loop over `L1 == L2` with million-element lists cannot run for hours on one inference each:
@@ -1262,7 +1996,7 @@ def variant(a, b) -> bool:
     return True
 
 
-# ── Arithmetic (is/2) with SWI-Prolog 9.0.4 results and error terms (card §4.2) ───────────────────────────────────
+# ==== A6. Appendix, Prolog: arithmetic (is/2 with SWI-Prolog 9.0.4 results and error terms, card §4.2) ================
 _MAX_INT_BITS = 1 << 20          # refuse to build integers above ~1 Mbit (a deliberate resource bound)
 
 
@@ -1554,7 +2288,7 @@ def num_compare(a, b) -> int:
     return -1 if x < y else (1 if x > y else 0)
 
 
-# ── Engine: compiled clauses, predicate table, the iterative solver ──────────────────────────────────────────────
+# ==== A7. Appendix, Prolog: clause compiler, predicate table, control constructs ======================================
 class Slot(int):
     """A clause variable inside a template: its index in the clause's frame (a list of fresh bindings)."""
     __slots__ = ()
@@ -2113,7 +2847,7 @@ def _gc_paused():
             gc.enable()
 
 
-# ── DCG translation (H --> B becomes H(S0, S) :- B') and phrase/2,3 ──────────────────────────────────────────────
+# ==== A8. Appendix, Prolog: DCG translation (H --> B) and library(yall) lambdas =======================================
 DCG_ARROW = functor_of("-->", 2)
 _EQ2 = functor_of("=", 2)
 
@@ -2207,6 +2941,9 @@ def _yall_goal(args):
 
 
 @dataclass
+
+
+# ==== A9. Appendix, Prolog: the iterative solver (class Prolog) and solve() ===========================================
 class QueryResult:
     """Everything one query produced: answers (SWI writeq text), whether the solution cap cut them off,
     inferences used, and the captured output of write/format."""
@@ -2732,7 +3469,7 @@ def solve(program: str, query: str, max_solutions: int = 1000, max_inferences: i
     return eng.query(query, max_solutions=max_solutions, max_inferences=max_inferences)
 
 
-# ── Builtins ──────────────────────────────────────────────────────────────────────────────────────────────────────
+# ==== A10. Appendix, Prolog: builtins =================================================================================
 # Each deterministic builtin is f(engine, args) -> bool; each non-deterministic one is a generator that performs
 # its bindings and yields once per solution (the solver undoes the trail between solutions).
 
@@ -4103,9 +4840,7 @@ def _b_halt(eng, a):
 BUILTINS[functor_of("halt", 1)] = BUILTINS[functor_of("halt", 0)]
 
 
-
-
-# ── Library predicates written in Prolog (SWI's library(lists) / library(apply) definitions) ─────────────────────
+# ==== A11. Appendix, Prolog: library predicates written in Prolog, the base predicate table ===========================
 _LIBRARY = r"""
 append([], L, L).
 append([H|T], L, [H|R]) :- append(T, L, R).
@@ -4272,465 +5007,7 @@ def _init_base_table():
 _init_base_table()
 
 
-# ── Answer protocol: canonical JSON of answers (card §3) ─────────────────────────────────────────────────────────
-def term_to_json(t, var_numbers=None):
-    """Card §3 canonical value: ints stay ints (bignums too), floats stay floats, atoms and strings -> str (the
-    distinction is deliberately lost, like SWI's json_write_dict), proper lists -> lists, compounds ->
-    {"$f": name, "args": [...]}, unbound variables -> {"$var": k} numbered by first occurrence. Iterative;
-    raises PrologError('cyclic_term') for cyclic input."""
-    if var_numbers is None:
-        var_numbers = {}
-    t = deref(t)
-    if type(t) is Struct and not is_acyclic(t):
-        raise PrologError("cyclic_term", "cyclic terms have no JSON form")
-    out, work = [], [t]
-    while work:
-        x = work.pop()
-        if type(x) is tuple:                   # ("list", n) or ("cmp", name, n) markers
-            n = x[-1]
-            vals = out[len(out) - n:] if n else []
-            del out[len(out) - n:]
-            out.append(vals if x[0] == "list" else {"$f": x[1], "args": vals})
-            continue
-        x = deref(x)
-        tx = type(x)
-        if tx is int or tx is float:
-            out.append(x)
-        elif tx is Atom:
-            out.append(x.name)
-        elif tx is PString:
-            out.append(x.val)
-        elif tx is Nil:
-            out.append([])
-        elif tx is Var:
-            k = var_numbers.get(x)
-            if k is None:
-                k = var_numbers[x] = len(var_numbers)
-            out.append({"$var": k})
-        elif x.fn is LIST:
-            items = list_to_py(x)
-            if items is not None:
-                work.append(("list", len(items)))
-                work.extend(reversed(items))
-            else:
-                work.append(("cmp", "[|]", 2))
-                work.extend(reversed(x.args))
-        else:
-            work.append(("cmp", x.fn.name, x.fn.arity))
-            work.extend(reversed(x.args))
-    return out[0]
-
-
-def canonical_json(value) -> str:
-    """Sorted keys, no whitespace; the one text form every comparison uses."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def query_values(program: str, query: str, answer_vars, max_solutions: int = 1000,
-                 max_inferences: int = 1_000_000, engine=None):
-    """findall(AnswerVars, Query, Sols) as Python/JSON values: one entry per solution; each entry is the value
-    of the single answer variable, or a list of values when several are asked for. Returns (values, engine).
-    `engine`: an already consulted Prolog to reuse (then `program` is ignored)."""
-    if engine is None:
-        eng = Prolog(max_inferences=max_inferences)
-        eng.consult(program)
-    else:
-        eng = engine
-        eng.max_inferences = max_inferences
-    eng.inferences = 0
-    parser = _Parser(query.strip().rstrip(".") + " .", eng.flags)
-    goal, varmap = parser.read_clause()
-    missing = [v for v in answer_vars if v not in varmap]
-    if missing:
-        raise ValueError(f"answer_vars {missing} do not occur in the query {query!r}")
-    sols = []
-    for _ in eng._solve_goal(goal, max_solutions):
-        vn = {}
-        vals = [term_to_json(varmap[v], vn) for v in answer_vars]
-        sols.append(vals[0] if len(vals) == 1 else vals)
-    return sols, eng
-
-
-# ── Task synthesis in prototype space (labels come from the engine, never from a model) ──────────────────────────
-@dataclass
-class Task:
-    """One synthesized Prolog task.
-
-    prompt  : what the policy sees (the program, the query, a one-line instruction)
-    answer  : the reference answer as canonical JSON text (also the SFT target)
-    compare : "set" (order and duplicates ignored), "sequence" (ordered list of solutions) or "first"
-              (the value of the first solution only)
-    """
-    kind: str
-    difficulty: int
-    program: str
-    query: str
-    answer_vars: list
-    compare: str
-    answer: str
-    prompt: str
-    inferences: int = 0
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def value(self):
-        return json.loads(self.answer)
-
-
-PROLOG_TASK_KINDS = ("family", "graph", "list", "puzzle", "arith")
-_NAMES = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "leo", "mia", "ned", "oli",
-          "pam", "ray", "sue", "tom", "uma", "val", "wes", "xia", "yan", "zoe", "abe", "bea", "cal", "dot", "eli",
-          "flo", "gil", "hana", "ian", "jo", "kai", "lu", "max", "nia", "otto")
-
-_FAMILY_RULES = {
-    "grandparent": "grandparent(X, Z) :- parent(X, Y), parent(Y, Z).",
-    "ancestor": "ancestor(X, Y) :- parent(X, Y).\nancestor(X, Y) :- parent(X, Z), ancestor(Z, Y).",
-    "sibling": "sibling(X, Y) :- parent(P, X), parent(P, Y), X \\= Y.",
-    "cousin": "cousin(X, Y) :- parent(P, X), parent(Q, Y), sibling(P, Q).",
-    "uncle": "uncle(U, X) :- parent(P, X), sibling(U, P), male(U).",
-    "descendant_count": "descendant(X, Y) :- parent(Y, X).\ndescendant(X, Y) :- parent(Z, X), descendant(Z, Y).",
-}
-
-
-def _family(rng, d):
-    # a proper family tree: couples per generation; some children marry newcomers and found the next generation
-    n_gen = min(2 + d, 5)
-    names = iter(rng.sample(_NAMES, len(_NAMES)))
-    gender, facts = {}, []
-    try:
-        a, b = next(names), next(names)
-        gender[a], gender[b] = "male", "female"
-        couples = [(a, b)]
-        for g in range(1, n_gen):
-            nxt = []
-            for (p, q) in couples:
-                kids = [next(names) for _ in range(rng.randrange(1, 3 + min(d, 2)))]
-                for i, c in enumerate(kids):
-                    gender[c] = rng.choice(("male", "female"))
-                    facts += [(p, c), (q, c)]
-                    if g < n_gen - 1 and (i == 0 or rng.random() < 0.4) and len(nxt) < 2 + d:
-                        sp = next(names)
-                        gender[sp] = "female" if gender[c] == "male" else "male"
-                        nxt.append((c, sp) if gender[c] == "male" else (sp, c))
-            couples = nxt
-    except StopIteration:
-        pass
-    people = sorted(gender)
-    rng.shuffle(facts)
-    rels = ["grandparent", "ancestor", "sibling"] + (["cousin", "uncle"] if d >= 2 else [])
-    rel = rng.choice(rels)
-    needs = {"cousin": ["sibling", "cousin"], "uncle": ["sibling", "uncle"]}.get(rel, [rel])
-    lines = [f"parent({x}, {y})." for x, y in facts]
-    if rel == "uncle":
-        lines += [f"{gender[p]}({p})." for p in people]
-    lines += [_FAMILY_RULES[r] for r in needs]
-    program = "\n".join(lines)
-    want_nonempty = rng.random() < 0.9          # mostly non-empty answers; empty sets are legitimate answers too
-    eng = Prolog(program)
-    for _ in range(8):
-        who = rng.choice(people)
-        query = f"{rel}({who}, X)" if rng.random() < 0.5 else f"{rel}(X, {who})"
-        if not want_nonempty or query_values(program, query, ["X"], max_solutions=1, engine=eng)[0]:
-            break
-    return program, query, ["X"], "set", f"Family relations. Find every X with {query}."
-
-
-def _graph(rng, d):
-    n = 4 + 3 * d + rng.randrange(3)
-    nodes = [f"n{i}" for i in range(n)]
-    m = int(n * (0.8 + 0.4 * rng.random()))
-    edges = set()
-    while len(edges) < m:
-        a, b = rng.sample(nodes, 2)
-        edges.add((a, b))
-    edges = sorted(sorted(edges), key=lambda e: rng.random())  # sort first: set order depends on PYTHONHASHSEED
-    lines = [f"edge({a}, {b})." for a, b in edges]
-    lines.append("reach(X, Y) :- walk(X, Y, [X]).")
-    lines.append("walk(X, Y, Seen) :- edge(X, Z), \\+ member(Z, Seen), ( Y = Z ; walk(Z, Y, [Z|Seen]) ).")
-    src = rng.choice(nodes)
-    if rng.random() < 0.7:
-        return "\n".join(lines), f"findall(Y, reach({src}, Y), L), sort(L, S)", ["S"], "first", \
-            f"Directed graph. Which nodes can be reached from {src}? Sorted list S."
-    dst = rng.choice([x for x in nodes if x != src])
-    lines.append("path(X, X, _, [X]).")
-    lines.append("path(X, Y, Seen, [X|P]) :- edge(X, Z), \\+ member(Z, Seen), path(Z, Y, [Z|Seen], P).")
-    program, query = "\n".join(lines), f"path({src}, {dst}, [{src}], P)"
-    if len(query_values(program, query, ["P"], max_solutions=31)[0]) > 30:   # keep answers a model can write
-        return _graph(rng, d)
-    return program, query, ["P"], "sequence", \
-        f"Directed graph. List every simple path P from {src} to {dst}, in Prolog's order."
-
-
-_LIST_OPS = {
-    "evens": ("evens([], []).\nevens([H|T], [H|R]) :- 0 is H mod 2, !, evens(T, R).\n"
-              "evens([_|T], R) :- evens(T, R).", "Keep the even numbers."),
-    "double": ("double([], []).\ndouble([H|T], [D|R]) :- D is 2*H, double(T, R).", "Double every element."),
-    "rev": ("rev(L, R) :- rev(L, [], R).\nrev([], A, A).\nrev([H|T], A, R) :- rev(T, [H|A], R).",
-            "Reverse the list."),
-    "sum": ("sum([], 0).\nsum([H|T], S) :- sum(T, S0), S is S0 + H.", "Sum the list."),
-    "maxl": ("maxl([X], X).\nmaxl([H|T], M) :- maxl(T, M0), ( H > M0 -> M = H ; M = M0 ).", "Largest element."),
-    "rle": ("rle([], []).\nrle([X|T], [[X,N]|R]) :- run(X, T, 1, N, Rest), rle(Rest, R).\n"
-            "run(X, [X|T], N0, N, Rest) :- !, N1 is N0 + 1, run(X, T, N1, N, Rest).\n"
-            "run(_, Rest, N, N, Rest).", "Run-length encode as [Value, Count] pairs."),
-    "isort": ("isort([], []).\nisort([H|T], S) :- isort(T, S0), ins(H, S0, S).\n"
-              "ins(X, [], [X]).\nins(X, [Y|T], [X,Y|T]) :- X =< Y, !.\nins(X, [Y|T], [Y|R]) :- ins(X, T, R).",
-              "Insertion sort."),
-    "prefix": ("prefix_sums(L, P) :- ps(L, 0, P).\nps([], _, []).\nps([H|T], A, [S|R]) :- S is A + H, ps(T, S, R).",
-               "Running totals."),
-    "dedup": ("dedup([], []).\ndedup([X], [X]) :- !.\ndedup([X,X|T], R) :- !, dedup([X|T], R).\n"
-              "dedup([X|T], [X|R]) :- dedup(T, R).", "Drop consecutive duplicates."),
-}
-
-
-def _list_task(rng, d):
-    n = rng.randrange(2, 4 + 8 * d)            # up to 43 elements at difficulty 5: long answers in the tail
-    hi = 3 + 4 * d
-    op = rng.choice(sorted(_LIST_OPS))
-    xs = [rng.randrange(0, hi) for _ in range(max(n, 1))]
-    if op == "rle":
-        xs = sorted(xs) if rng.random() < 0.5 else xs
-    prog, desc = _LIST_OPS[op]
-    name = {"prefix": "prefix_sums"}.get(op, op)
-    lst = "[" + ",".join(map(str, xs)) + "]"
-    return prog, f"{name}({lst}, R)", ["R"], "first", f"List puzzle. {desc} What is R?"
-
-
-_PUZZLE_HELPERS = ("left_of(A, B, P) :- nth1(I, P, A), nth1(J, P, B), I < J.\n"
-                   "next_to(A, B, P) :- nth1(I, P, A), nth1(J, P, B), 1 =:= abs(I - J).\n"
-                   "at(A, I, P) :- nth1(I, P, A).\n"
-                   "not_at(A, I, P) :- \\+ nth1(I, P, A).")
-
-
-def _puzzle(rng, d):
-    if d >= 3 and rng.random() < 0.4:
-        return _digits_puzzle(rng, d)
-    k = min(3 + d // 2 + rng.randrange(2), 6)
-    people = rng.sample(_NAMES[:20], k)
-    hidden = rng.sample(people, k)
-    pos = {p: i + 1 for i, p in enumerate(hidden)}
-    # candidate constraints that are true of the hidden order, each with a Python test used only to choose a
-    # small set that pins the order down; the label itself is computed by the engine below
-    cands = []
-    for a in people:
-        for b in people:
-            if a != b and pos[a] < pos[b]:
-                cands.append((f"left_of({a}, {b}, P)", lambda o, a=a, b=b: o.index(a) < o.index(b)))
-            if a < b and abs(pos[a] - pos[b]) == 1:
-                cands.append((f"next_to({a}, {b}, P)", lambda o, a=a, b=b: abs(o.index(a) - o.index(b)) == 1))
-        for i in range(1, k + 1):
-            if pos[a] == i:
-                cands.append((f"at({a}, {i}, P)", lambda o, a=a, i=i: o[i - 1] == a))
-            else:
-                cands.append((f"not_at({a}, {i}, P)", lambda o, a=a, i=i: o[i - 1] != a))
-    rng.shuffle(cands)
-    perms = list(itertools.permutations(people))
-
-    def n_models(cs):
-        return sum(all(t(o) for _, t in cs) for o in perms)
-    chosen = []
-    for c in cands:
-        chosen.append(c)
-        if n_models(chosen) == 1:
-            break
-    for c in list(chosen):                 # drop constraints that are not needed (shorter prompts)
-        trial = [x for x in chosen if x is not c]
-        if n_models(trial) == 1:
-            chosen = trial
-    base = f"solve(P) :- permutation([{', '.join(sorted(people))}], P)"
-    prog = _PUZZLE_HELPERS + "\n" + base + "".join(", " + c for c, _ in chosen) + "."
-    return prog, "solve(P)", ["P"], "first", "Ordering puzzle (generate and test). Who stands where? P, left to right."
-
-
-def _digits_puzzle(rng, d):
-    k = 3 + d
-    a, b = rng.randrange(1, k), rng.randrange(1, k)
-    rel = rng.choice(["A + B =:= C", "A * B =:= C", "A + B + C =:= %d" % (a + b + rng.randrange(1, k)),
-                      "A - B =:= C"])
-    prog = (f"digit(D) :- between(1, {k}, D).\n"
-            f"sol([A, B, C]) :- digit(A), digit(B), digit(C), A < B, {rel}.")
-    return prog, "sol(S)", ["S"], "set", f"Digit puzzle (generate and test). All S = [A,B,C] with digits 1..{k}."
-
-
-def _arith(rng, d):
-    op = rng.choice(["fact", "fib", "pow", "gcd", "collatz"])
-    progs = {
-        "fact": "fact(0, 1) :- !.\nfact(N, F) :- N1 is N - 1, fact(N1, F1), F is N * F1.",
-        "fib": "fib(N, F) :- fib(N, 0, 1, F).\nfib(0, A, _, A) :- !.\nfib(N, A, B, F) :- N1 is N - 1, C is A + B, "
-               "fib(N1, B, C, F).",
-        "pow": "pow(_, 0, 1) :- !.\npow(X, N, P) :- N1 is N - 1, pow(X, N1, P1), P is X * P1.",
-        "gcd": "gcd(A, 0, A) :- !.\ngcd(A, B, G) :- C is A mod B, gcd(B, C, G).",
-        "collatz": "steps(1, 0) :- !.\nsteps(N, S) :- ( 0 is N mod 2 -> M is N // 2 ; M is 3 * N + 1 ), "
-                   "steps(M, S0), S is S0 + 1.",
-    }
-    top = 6 + 20 * d                           # fact(105) has 168 digits: the longest answers
-    if op == "fact":
-        q = f"fact({rng.randrange(1, top)}, R)"
-    elif op == "fib":
-        q = f"fib({rng.randrange(1, 3 * top)}, R)"
-    elif op == "pow":
-        q = f"pow({rng.randrange(2, 10)}, {rng.randrange(1, 2 * top)}, R)"
-    elif op == "gcd":
-        q = f"gcd({rng.randrange(1, 10 ** (1 + d))}, {rng.randrange(1, 10 ** (1 + d))}, R)"
-    else:
-        q = f"steps({rng.randrange(1, 10 ** (1 + d))}, R)"
-    return progs[op], q, ["R"], "first", "Arithmetic with recursion (exact big integers). What is R?"
-
-
-_GENERATORS = {"family": _family, "graph": _graph, "list": _list_task, "puzzle": _puzzle, "arith": _arith}
-
-
-def generate_prolog_task(rng_or_seed=0, kind: str | None = None, difficulty: int = 2,
-                         max_inferences: int = 2_000_000) -> Task:
-    """Synthesize one task whose reference answer is computed by this engine (correct by construction).
-
-    Args:
-        rng_or_seed: a `random.Random` or an int seed (same seed -> same task).
-        kind: one of PROLOG_TASK_KINDS, or None to pick one at random.
-        difficulty: 1 (tiny) .. 5 (large); sizes grow with it, so answer lengths range from one token to
-            hundreds of characters.
-    Returns: Task (see its docstring).
-    """
-    rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
-    if kind is None:
-        kind = rng.choice(PROLOG_TASK_KINDS)
-    if kind not in _GENERATORS:
-        raise ValueError(f"kind must be one of {PROLOG_TASK_KINDS} or None, got {kind!r}")
-    if not isinstance(difficulty, int) or not 1 <= difficulty <= 5:
-        raise ValueError(f"difficulty must be an int in 1..5, got {difficulty!r}")
-    program, query, avars, compare, instr = _GENERATORS[kind](rng, difficulty)
-    sols, eng = query_values(program, query, avars, max_solutions=10_000, max_inferences=max_inferences)
-    if compare == "first":
-        value = sols[0] if sols else None
-    elif compare == "set":
-        value = sorted({canonical_json(s): s for s in sols}.values(), key=canonical_json)
-    else:
-        value = sols
-    what = {"first": "Answer with the JSON value of " + avars[0],
-            "set": "Answer with a JSON list of all " + avars[0] + " (any order)",
-            "sequence": "Answer with a JSON list of all " + avars[0] + " in order"}[compare]
-    prompt = f"{instr}\n{program}\n?- {query}.\n{what}."
-    return Task(kind, difficulty, program, query, avars, compare, canonical_json(value), prompt,
-                eng.inferences, {"n_solutions": len(sols)})
-
-
-def generate_prolog_tasks(n: int, seed: int = 0, kinds=None, difficulties=(1, 2, 3)) -> list:
-    """n tasks from one seeded stream, cycling kinds and drawing difficulties uniformly (for train.py).
-
-    Args: kinds: subset of PROLOG_TASK_KINDS (default all); difficulties: iterable of ints in 1..5.
-    Returns: list[Task], deterministic in (n, seed, kinds, difficulties).
-    """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
-    kinds = tuple(kinds) if kinds is not None else PROLOG_TASK_KINDS
-    difficulties = tuple(difficulties)
-    if not kinds or any(k not in PROLOG_TASK_KINDS for k in kinds):
-        raise ValueError(f"kinds must be a non-empty subset of {PROLOG_TASK_KINDS}, got {kinds!r}")
-    if not difficulties:
-        raise ValueError("difficulties must be a non-empty iterable of ints in 1..5")
-    rng = random.Random(seed)
-    return [generate_prolog_task(rng, kind=kinds[i % len(kinds)], difficulty=rng.choice(difficulties))
-            for i in range(n)]
-
-
-# ── Reward: score a model's answer against the engine's reference (never raises) ─────────────────────────────────
-_MAX_RESPONSE_CHARS = 50_000
-
-
-def _extract_answer(response: str):
-    """The model's answer value: the whole response as JSON, else the LAST top-level JSON value in it, else
-    (if it comes later) the last bracketed Prolog list such as `[ann,bob]`, read with our reader.
-    Returns (found, value)."""
-    s = response.strip()
-    if not s:
-        return False, None
-    try:
-        return True, json.loads(s)
-    except (ValueError, RecursionError):
-        pass
-    s = s[-4000:]                          # answers come last; bounds the scan
-    dec = json.JSONDecoder()
-    found, val, end_at, i, n, tries = False, None, -1, 0, len(s), 0
-    while i < n and tries < 400:
-        c = s[i]
-        if c in '[{"' or ((c.isdigit() or c in "-ntf") and (i == 0 or not (s[i - 1].isalnum() or s[i - 1] in "_."))):
-            tries += 1
-            try:
-                v, e = dec.raw_decode(s, i)
-                found, val, end_at, i = True, v, e, e
-                continue
-            except (ValueError, RecursionError):
-                pass
-        i += 1
-    j = s.rfind("]")
-    if j >= end_at:
-        depth, i = 0, j
-        while i >= 0:
-            depth += {"]": 1, "[": -1}.get(s[i], 0)
-            if depth == 0:
-                break
-            i -= 1
-        if i >= 0:
-            try:
-                t, _ = read_term(s[i:j + 1])
-                return True, term_to_json(t)
-            except (PrologError, RecursionError, ValueError):
-                pass
-    return found, val
-
-
-def prolog_reward(task_or_answer, response, compare: str | None = None):
-    """Score a response in [0, 1] with a reason. Never raises on model output.
-
-    Args:
-        task_or_answer: a Task, or the reference answer (canonical JSON text or a Python value).
-        response: the model's text.
-        compare: "set" | "sequence" | "first" (taken from the Task when one is given).
-    Returns: (score, reason) with reason in {"ok", "empty", "no_answer", "wrong_type", "wrong_answer",
-        "bad_reference"}; the reason for wrong answers says how many items are missing/extra.
-    """
-    try:
-        if isinstance(task_or_answer, Task):
-            ref, mode = json.loads(task_or_answer.answer), task_or_answer.compare
-        else:
-            ref = json.loads(task_or_answer) if isinstance(task_or_answer, str) else task_or_answer
-            mode = compare or "first"
-        if mode not in ("set", "sequence", "first"):
-            return 0.0, "bad_reference"
-    except Exception:            # a broken reference is the caller's bug, but still no exception here
-        return 0.0, "bad_reference"
-    try:
-        if not isinstance(response, str):
-            return 0.0, "no_answer"
-        if not response.strip():
-            return 0.0, "empty"
-        found, val = _extract_answer(response[-_MAX_RESPONSE_CHARS:])
-        if not found:
-            return 0.0, "no_answer"
-        if mode == "first":
-            ok = canonical_json(val) == canonical_json(ref)
-            return (1.0, "ok") if ok else (0.0, "wrong_answer")
-        if not isinstance(val, list):
-            return 0.0, "wrong_type"
-        if mode == "sequence":
-            got, want = [canonical_json(x) for x in val], [canonical_json(x) for x in ref]
-            if got == want:
-                return 1.0, "ok"
-            return 0.0, f"wrong_answer (got {len(got)} items, want {len(want)})"
-        got, want = {canonical_json(x) for x in val}, {canonical_json(x) for x in ref}
-        if got == want:
-            return 1.0, "ok"
-        return 0.0, f"wrong_answer (missing {len(want - got)}, extra {len(got - want)})"
-    except Exception:
-        return 0.0, "no_answer"
-
-
-# ── PDDL: parser, validator, BFS planner, plan tasks and reward ─────────────────────────────────────────────────
-
-# ----------------------------------------------------------------------------------------------------------------
-# errors, parsed objects, verdict
-# ----------------------------------------------------------------------------------------------------------------
-
-
+# ==== B1. Appendix, PDDL: errors, parsed objects, verdict =============================================================
 class PDDLError(ValueError):
     """PDDL text that cannot be read. `line`, `col` are 1-based (None when the position is unknown)."""
 
@@ -4807,11 +5084,7 @@ _PDDL_MAX_DEPTH = 64  # s-expression nesting; keeps every recursive walk far fro
 _PDDL_MAX_WORK = 200_000  # quantifier bindings enumerated per validation / per expanded state in find_plan
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# reader: text -> nested lists of lower-cased symbols that remember their position
-# ----------------------------------------------------------------------------------------------------------------
-
-
+# ==== B2. Appendix, PDDL: reader (text -> nested lists of lower-cased symbols that remember their position) ===========
 class _PddlSym(str):
     """A lower-cased symbol that remembers its 1-based line and column (hash/eq are those of str)."""
 
@@ -4911,9 +5184,7 @@ def _pddl_typed_list(items, want_var, what):
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# formulas and effects (structural parse; names are checked later against the domain/problem)
-# ----------------------------------------------------------------------------------------------------------------
+# ==== B3. Appendix, PDDL: formulas and effects (structural parse; names are checked later) ============================
 # formula := ('atom', pred, terms) | ('=', t1, t2) | ('not', f) | ('and', fs) | ('or', fs) | ('imply', f, g)
 #          | ('exists', ((var, type), ...), f) | ('forall', ((var, type), ...), f)
 # effect  := ('add', pred, terms) | ('del', pred, terms) | ('when', formula, effects) | ('forall', params, effects)
@@ -5093,11 +5364,7 @@ def _pddl_literals(f):
     return None
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# domain and problem
-# ----------------------------------------------------------------------------------------------------------------
-
-
+# ==== B4. Appendix, PDDL: domain and problem ==========================================================================
 def _pddl_requirements(items, node):
     reqs = set()
     for r in items:
@@ -5368,10 +5635,7 @@ def _pddl_as_problem(problem):
     raise TypeError(f"problem must be PDDL text or a PDDLProblem, got {type(problem).__name__}")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# plans
-# ----------------------------------------------------------------------------------------------------------------
-
+# ==== B5. Appendix, PDDL: plans (parse_plan, format_plan) =============================================================
 _PDDL_PLAN_PREFIX = re.compile(r"^\s*(?:step\s*)?\d+(?:\.\d+)?\s*[:.)]\s*", re.IGNORECASE)
 _PDDL_PLAN_SUFFIX = re.compile(r"\[[^\]]*\]\s*$")
 _PDDL_PLAN_GROUP = re.compile(r"\(([^()]*)\)")
@@ -5447,11 +5711,7 @@ def _pddl_as_plan(plan):
     raise TypeError(f"plan must be text or a list of actions, got {type(plan).__name__}")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# semantics: evaluation, progression, validation
-# ----------------------------------------------------------------------------------------------------------------
-
-
+# ==== B6. Appendix, PDDL: semantics (evaluation, progression, validate_plan) ==========================================
 def _pddl_ground(pred, terms, b):
     return (pred, *map(b.get, terms, terms))  # variables replaced by their binding, constants kept
 
@@ -5588,11 +5848,7 @@ def _pddl_simulate(dom, prob, world, steps):
     return Verdict(True, None, "ok", (), f"valid plan of {len(steps)} steps", frozenset(state), cost)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# planner: breadth-first search (optimal plan length) with a node budget
-# ----------------------------------------------------------------------------------------------------------------
-
-
+# ==== B7. Appendix, PDDL: planner (breadth-first search, optimal plan length, node budget) ============================
 def _pddl_groundings(dom, world, max_ground):
     total = 0
     for act in dom.actions.values():
@@ -5732,272 +5988,7 @@ def _pddl_find_plan_bits(dom, prob, world, goal_lits, max_nodes, max_ground):
     return _pddl_bfs(start, expand, lambda s: (s & gpos) == gpos and not (s & gneg), max_nodes)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# task synthesis: blocksworld, gripper, tiny logistics
-# ----------------------------------------------------------------------------------------------------------------
-
-BLOCKSWORLD_DOMAIN = """\
-(define (domain blocksworld)
-  (:requirements :strips)
-  (:predicates (on ?x ?y) (ontable ?x) (clear ?x) (handempty) (holding ?x))
-  (:action pick-up :parameters (?x)
-    :precondition (and (clear ?x) (ontable ?x) (handempty))
-    :effect (and (not (ontable ?x)) (not (clear ?x)) (not (handempty)) (holding ?x)))
-  (:action put-down :parameters (?x)
-    :precondition (holding ?x)
-    :effect (and (not (holding ?x)) (clear ?x) (handempty) (ontable ?x)))
-  (:action stack :parameters (?x ?y)
-    :precondition (and (holding ?x) (clear ?y))
-    :effect (and (not (holding ?x)) (not (clear ?y)) (clear ?x) (handempty) (on ?x ?y)))
-  (:action unstack :parameters (?x ?y)
-    :precondition (and (on ?x ?y) (clear ?x) (handempty))
-    :effect (and (holding ?x) (clear ?y) (not (clear ?x)) (not (handempty)) (not (on ?x ?y)))))
-"""
-
-GRIPPER_DOMAIN = """\
-(define (domain gripper)
-  (:requirements :strips :typing)
-  (:types room ball gripper)
-  (:predicates (at-robby ?r - room) (at ?b - ball ?r - room) (free ?g - gripper) (carry ?b - ball ?g - gripper))
-  (:action move :parameters (?from ?to - room)
-    :precondition (at-robby ?from)
-    :effect (and (at-robby ?to) (not (at-robby ?from))))
-  (:action pick :parameters (?b - ball ?r - room ?g - gripper)
-    :precondition (and (at ?b ?r) (at-robby ?r) (free ?g))
-    :effect (and (carry ?b ?g) (not (at ?b ?r)) (not (free ?g))))
-  (:action drop :parameters (?b - ball ?r - room ?g - gripper)
-    :precondition (and (carry ?b ?g) (at-robby ?r))
-    :effect (and (at ?b ?r) (free ?g) (not (carry ?b ?g)))))
-"""
-
-LOGISTICS_DOMAIN = """\
-(define (domain logistics)
-  (:requirements :strips :typing :equality :negative-preconditions)
-  (:types truck airplane - vehicle
-          package vehicle - physobj
-          airport location - place
-          city place physobj - object)
-  (:predicates (in-city ?l - place ?c - city) (at ?o - physobj ?l - place) (in ?p - package ?v - vehicle))
-  (:action load-truck :parameters (?p - package ?t - truck ?l - place)
-    :precondition (and (at ?t ?l) (at ?p ?l))
-    :effect (and (not (at ?p ?l)) (in ?p ?t)))
-  (:action unload-truck :parameters (?p - package ?t - truck ?l - place)
-    :precondition (and (at ?t ?l) (in ?p ?t))
-    :effect (and (not (in ?p ?t)) (at ?p ?l)))
-  (:action drive-truck :parameters (?t - truck ?from - place ?to - place ?c - city)
-    :precondition (and (at ?t ?from) (in-city ?from ?c) (in-city ?to ?c) (not (= ?from ?to)))
-    :effect (and (not (at ?t ?from)) (at ?t ?to)))
-  (:action load-airplane :parameters (?p - package ?a - airplane ?l - airport)
-    :precondition (and (at ?p ?l) (at ?a ?l))
-    :effect (and (not (at ?p ?l)) (in ?p ?a)))
-  (:action unload-airplane :parameters (?p - package ?a - airplane ?l - airport)
-    :precondition (and (in ?p ?a) (at ?a ?l))
-    :effect (and (not (in ?p ?a)) (at ?p ?l)))
-  (:action fly-airplane :parameters (?a - airplane ?from - airport ?to - airport)
-    :precondition (and (at ?a ?from) (not (= ?from ?to)))
-    :effect (and (not (at ?a ?from)) (at ?a ?to))))
-"""
-
-PDDL_KINDS = ("blocksworld", "gripper", "logistics")
-
-
-@dataclasses.dataclass(frozen=True)
-class PDDLTask:
-    """One plan-generation task. `answer` is the reference plan, one action per line (parse_plan reads it)."""
-
-    kind: str
-    difficulty: int
-    prompt: str
-    answer: str
-    plan: tuple  # reference plan as tuples, optimal length (find_plan)
-    domain: str  # PDDL text
-    problem: str  # PDDL text
-
-
-def _pddl_problem_text(name, domain, objects, init, goal):
-    """objects: [(name, type or None)], init/goal: lists of atom tuples."""
-    objs = " ".join(o if t is None else f"{o} - {t}" for o, t in objects)
-    atoms = lambda xs: " ".join("(" + " ".join(a) + ")" for a in xs)  # noqa: E731
-    return (f"(define (problem {name}) (:domain {domain})\n  (:objects {objs})\n  (:init {atoms(init)})\n"
-            f"  (:goal (and {atoms(goal)})))\n")
-
-
-def _pddl_towers(rng, blocks):
-    order = list(blocks)
-    rng.shuffle(order)
-    towers, cur = [], []
-    for blk in order:
-        cur.append(blk)
-        if rng.random() < 0.4:
-            towers.append(cur)
-            cur = []
-    if cur:
-        towers.append(cur)
-    return towers
-
-
-def blocksworld_task(rng, n_blocks):
-    """Random start and goal towers over n_blocks in 2..6; goal = the goal towers' `on` atoms (all `ontable`
-    atoms when the goal has no stacks). Resamples until the goal does not already hold."""
-    if not isinstance(n_blocks, int) or not 2 <= n_blocks <= 6:
-        raise ValueError(f"n_blocks must be an int in [2, 6], got {n_blocks!r}")
-    blocks = "abcdef"[:n_blocks]
-    while True:
-        start, target = _pddl_towers(rng, blocks), _pddl_towers(rng, blocks)
-        init = [("handempty",)]
-        for tw in start:
-            init += [("ontable", tw[0]), ("clear", tw[-1])] + [("on", x, y) for y, x in zip(tw, tw[1:])]
-        goal = [("on", x, y) for tw in target for y, x in zip(tw, tw[1:])]
-        if not goal:
-            goal = [("ontable", x) for x in blocks]
-        if not set(goal) <= set(init):
-            break
-    problem = _pddl_problem_text(f"bw-{n_blocks}", "blocksworld", [(x, None) for x in blocks], init, goal)
-    fmt = lambda tws: " | ".join(" ".join(tw) for tw in tws)  # noqa: E731
-    goal_txt = ", ".join(f"{a[1]} on {a[2]}" if a[0] == "on" else f"{a[1]} on table" for a in goal)
-    prompt = (f"Blocksworld. Towers, bottom first: {fmt(start)}. Hand empty. Goal: {goal_txt}.\n"
-              "Actions: pick-up X, put-down X, stack X Y, unstack X Y. Plan, one action per line:")
-    return BLOCKSWORLD_DOMAIN, problem, prompt
-
-
-def gripper_task(rng, n_balls, n_rooms):
-    """Robot with two grippers, balls in random rooms, random goal rooms (at least one ball must move)."""
-    if not isinstance(n_balls, int) or not 1 <= n_balls <= 8:
-        raise ValueError(f"n_balls must be an int in [1, 8], got {n_balls!r}")
-    if not isinstance(n_rooms, int) or not 2 <= n_rooms <= 4:
-        raise ValueError(f"n_rooms must be an int in [2, 4], got {n_rooms!r}")
-    rooms = [f"r{i + 1}" for i in range(n_rooms)]
-    balls = [f"b{i + 1}" for i in range(n_balls)]
-    robby = rng.choice(rooms)
-    while True:
-        where = {b: rng.choice(rooms) for b in balls}
-        target = {b: rng.choice(rooms) for b in balls}
-        if where != target:
-            break
-    init = [("at-robby", robby), ("free", "left"), ("free", "right")] + [("at", b, where[b]) for b in balls]
-    goal = [("at", b, target[b]) for b in balls]
-    objects = [(r, "room") for r in rooms] + [(b, "ball") for b in balls] + [("left", "gripper"),
-                                                                            ("right", "gripper")]
-    problem = _pddl_problem_text(f"gripper-{n_balls}-{n_rooms}", "gripper", objects, init, goal)
-    prompt = (f"Gripper. Rooms {' '.join(rooms)}. Robot in {robby}, grippers left and right free. "
-              f"Balls: {', '.join(f'{b} in {where[b]}' for b in balls)}. "
-              f"Goal: {', '.join(f'{b} in {target[b]}' for b in balls)}.\n"
-              "Actions: move FROM TO, pick BALL ROOM GRIPPER, drop BALL ROOM GRIPPER. Plan, one action per line:")
-    return GRIPPER_DOMAIN, problem, prompt
-
-
-def logistics_task(rng, n_cities, locs_per_city, n_packages):
-    """One truck per city, one airplane, packages at random places with random different goal places.
-    City ci has airport cia and (with 2 locations) a second location cib."""
-    for name, v, lo, hi in (("n_cities", n_cities, 2, 3), ("locs_per_city", locs_per_city, 1, 2),
-                            ("n_packages", n_packages, 1, 3)):
-        if not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
-    cities = [f"c{i + 1}" for i in range(n_cities)]
-    places = {c: [c + "a"] + ([c + "b"] if locs_per_city == 2 else []) for c in cities}
-    all_places = [p for c in cities for p in places[c]]
-    trucks = {c: f"t{i + 1}" for i, c in enumerate(cities)}
-    truck_at = {c: rng.choice(places[c]) for c in cities}
-    plane_at = rng.choice(cities) + "a"
-    pkgs = [f"p{i + 1}" for i in range(n_packages)]
-    where = {p: rng.choice(all_places) for p in pkgs}
-    target = {p: rng.choice([q for q in all_places if q != where[p]]) for p in pkgs}
-    objects = ([(c, "city") for c in cities] + [(c + "a", "airport") for c in cities]
-               + [(c + "b", "location") for c in cities if locs_per_city == 2]
-               + [(trucks[c], "truck") for c in cities] + [("a1", "airplane")] + [(p, "package") for p in pkgs])
-    init = ([("in-city", q, c) for c in cities for q in places[c]] + [("at", trucks[c], truck_at[c]) for c in cities]
-            + [("at", "a1", plane_at)] + [("at", p, where[p]) for p in pkgs])
-    goal = [("at", p, target[p]) for p in pkgs]
-    problem = _pddl_problem_text(f"logistics-{n_cities}-{locs_per_city}-{n_packages}", "logistics", objects,
-                                 init, goal)
-    city_txt = "; ".join(f"{c}: {' '.join(places[c])}" for c in cities)
-    prompt = (f"Logistics. Cities and places (airport first): {city_txt}. "
-              f"Trucks: {', '.join(f'{trucks[c]} at {truck_at[c]}' for c in cities)}. Plane a1 at {plane_at}. "
-              f"Packages: {', '.join(f'{p} at {where[p]}' for p in pkgs)}. "
-              f"Goal: {', '.join(f'{p} at {target[p]}' for p in pkgs)}.\n"
-              "Actions: load-truck P T PLACE, unload-truck P T PLACE, drive-truck T FROM TO CITY, "
-              "load-airplane P A AIRPORT, unload-airplane P A AIRPORT, fly-airplane A FROM TO. "
-              "Plan, one action per line:")
-    return LOGISTICS_DOMAIN, problem, prompt
-
-
-# difficulty 1..5 -> generator arguments; plan lengths grow from 1-4 steps (level 1) to 10-20+ (level 5)
-_PDDL_LEVELS = {
-    "blocksworld": {1: (2,), 2: (3,), 3: (4,), 4: (5,), 5: (6,)},
-    "gripper": {1: (1, 2), 2: (2, 2), 3: (3, 2), 4: (4, 3), 5: (6, 3)},
-    "logistics": {1: (2, 1, 1), 2: (2, 2, 1), 3: (2, 2, 2), 4: (3, 2, 2), 5: (3, 2, 3)},
-}
-_PDDL_MAKERS = {"blocksworld": blocksworld_task, "gripper": gripper_task, "logistics": logistics_task}
-
-
-def generate_pddl_task(seed_or_rng=0, kind=None, difficulty=None, max_nodes=200_000):
-    """A seeded plan-generation task labelled by find_plan and checked by validate_plan.
-
-    Args: seed_or_rng: int seed or random.Random; kind: 'blocksworld' | 'gripper' | 'logistics', or None / 'mixed'
-    for a random one; difficulty: int 1..5 or None (uniform). Returns PDDLTask; the same seed gives the same task.
-    """
-    rng = seed_or_rng if isinstance(seed_or_rng, random.Random) else random.Random(seed_or_rng)
-    if kind is None or kind == "mixed":
-        kind = rng.choice(PDDL_KINDS)
-    if kind not in _PDDL_MAKERS:
-        raise ValueError(f"kind must be one of {PDDL_KINDS}, 'mixed' or None, got {kind!r}")
-    if difficulty is None:
-        difficulty = rng.randint(1, 5)
-    if not isinstance(difficulty, int) or not 1 <= difficulty <= 5:
-        raise ValueError(f"difficulty must be an int in [1, 5] or None, got {difficulty!r}")
-    for _ in range(100):
-        domain, problem, prompt = _PDDL_MAKERS[kind](rng, *_PDDL_LEVELS[kind][difficulty])
-        plan = find_plan(domain, problem, max_nodes=max_nodes)
-        if plan:  # None: out of budget (resample); []: goal already true (generators avoid it)
-            break
-    else:
-        raise RuntimeError(f"could not label a {kind} task within max_nodes={max_nodes}")
-    verdict = validate_plan(domain, problem, plan)
-    if not verdict.valid:  # correct by construction: the planner's answer must pass the validator
-        raise AssertionError(f"find_plan returned an invalid plan: {verdict.message}")
-    return PDDLTask(kind, difficulty, prompt, format_plan(plan), tuple(plan), domain, problem)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# reward
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def pddl_reward(task, response, max_chars=100_000, max_steps=5_000):
-    """Score a model's plan: (1.0, 'ok') if valid and the goal is reached, else (0.0, reason).
-
-    task: PDDLTask, or any object/mapping with `domain` and `problem` PDDL text. response: the model's text
-    (anything after the last `</think>` is read). reason is a Verdict reason, or 'too_long' when the response
-    exceeds max_chars characters or max_steps actions. Never raises on model output (TypeError only for a task
-    without domain/problem); time is linear in min(len(response), max_chars).
-    """
-    get = task.get if isinstance(task, dict) else lambda k: getattr(task, k, None)
-    domain, problem = get("domain"), get("problem")
-    if not isinstance(domain, (str, PDDLDomain)) or not isinstance(problem, (str, PDDLProblem)):
-        raise TypeError(f"task must carry PDDL `domain` and `problem` (a PDDLTask or a dict), got {type(task).__name__}")
-    try:
-        if not isinstance(response, str):
-            return 0.0, "parse_error"
-        if "</think>" in response:
-            response = response.rsplit("</think>", 1)[1]
-        if len(response) > max_chars:
-            return 0.0, "too_long"
-        try:
-            steps = parse_plan(response)
-        except PDDLError:
-            return 0.0, "parse_error"
-        if len(steps) > max_steps:
-            return 0.0, "too_long"
-        verdict = validate_plan(domain, problem, steps)
-        return (1.0 if verdict.valid else 0.0), verdict.reason
-    except Exception as e:  # last resort: a reward must never take down training (tests assert it is unused)
-        return 0.0, f"error:{type(e).__name__}"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# demo and benchmark (called from proto_verify.py's __main__ / --bench after the merge)
-# ----------------------------------------------------------------------------------------------------------------
-
+# ==== C. Demo and benchmark (python proto_verify.py [--bench]) ========================================================
 _PDDL_SUSSMAN = """(define (problem sussman) (:domain blocksworld) (:objects a b c)
   (:init (on c a) (ontable a) (ontable b) (clear c) (clear b) (handempty)) (:goal (and (on a b) (on b c))))"""
 
@@ -6015,11 +6006,6 @@ def pddl_demo(seed=0):
     for kind in PDDL_KINDS:
         tk = generate_pddl_task(rng, kind, difficulty=3)
         print(f"\n[{kind}, difficulty 3] {tk.prompt}\n{tk.answer}\nreward: {pddl_reward(tk, tk.answer)}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# benchmark (called by proto_verify.py --bench after the merge)
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def pddl_bench(seconds=2.0, seed=0):
@@ -6057,7 +6043,7 @@ def pddl_bench(seconds=2.0, seed=0):
     print(f"10 000-step blocksworld plan: {rows['10k_step_plan']['steps_per_s']:,.0f} steps/s (valid={ok})")
     return rows
 
-# ── Demo and benchmark ───────────────────────────────────────────────────────────────────────────────────────────
+
 _NREV_BENCH = """
 app([], L, L).
 app([H|T], L, [H|R]) :- app(T, L, R).
