@@ -77,6 +77,57 @@ _IMPLS = (None, "reference", "torch", "triton")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Reference: the literal backward recursion (Eq. 2/6)
+# ----------------------------------------------------------------------------------------------------------------------
+
+def egae_reference(rewards, values, lengths, finished, gamma=1.0, lam=0.95, bootstrap="paper", next_values=None):
+    """EGAE by the literal backward loop over t, vectorized over rows only. Same signature as `egae`.
+
+    Args:
+        rewards, values: (B, T) float. Entries at positions ≥ lengths[b] are ignored.
+        lengths: (B,) int in [0, T], the valid prefix of each row in this window (l).
+        finished: (B,) bool. True: EOS in the window / last window (V_T := 0). False: cut at l.
+        gamma: float in [0, 1]. lam: float or (B,) tensor in [0, 1].
+        bootstrap: "paper" (V(s_l) ≈ V(s_{l−1})) or "value" (V(s_l) = next_values[b]).
+        next_values: (B,) float, needed for bootstrap="value".
+    Returns:
+        adv, ret: (B, T) float32 (float64 for float64 inputs); exactly 0 at positions ≥ lengths[b].
+    """
+    r, V, lengths, finished, gamma, lam, next_values = _check_args(
+        rewards, values, lengths, finished, gamma, lam, bootstrap, next_values)
+    B, T = r.shape
+    v_boot = _bootstrap_value(V, lengths, finished, bootstrap, next_values)  # (B,)  V(s_l)
+    adv = torch.zeros_like(r)                                                # (B, T)
+    gae = torch.zeros_like(v_boot)                                           # Â_{t+1}, (B,)
+    for t in reversed(range(T)):
+        valid = t < lengths                                                  # (B,)
+        if t + 1 < T:
+            v_next = torch.where(t + 1 < lengths, V[:, t + 1], v_boot)       # V_{t+1}, or V(s_l) at t = l−1
+        else:
+            v_next = v_boot
+        delta = r[:, t] + gamma * v_next - V[:, t]                           # δ_t = r_t + γ V_{t+1} − V_t
+        gae = torch.where(valid, delta + gamma * lam * gae, torch.zeros_like(gae))  # Â_t = δ_t + γλ Â_{t+1}
+        adv[:, t] = gae
+    mask = torch.arange(T, device=r.device)[None, :] < lengths[:, None]     # (B, T)
+    ret = torch.where(mask, adv + V, torch.zeros_like(adv))                  # ret_t = Â_t + V_t
+    return adv, ret
+
+
+def _bootstrap_value(values, lengths, finished, bootstrap, next_values) -> torch.Tensor:
+    """V(s_l) used after the last valid token of each row, (B,).
+
+    finished → 0 (terminal); unfinished → V_{l−1} (paper, Eq. 6) or next_values (exact bootstrap).
+    Rows with l = 0 have no tokens; their value is irrelevant (set to 0).
+    """
+    B = values.shape[0]
+    last = (lengths - 1).clamp(min=0)
+    v_last = values.gather(1, last[:, None]).squeeze(1) if values.shape[1] > 0 else values.new_zeros(B)  # (B,)
+    v_cut = v_last if bootstrap == "paper" else next_values
+    boot = torch.where(finished, torch.zeros_like(v_last), v_cut)
+    return torch.where(lengths > 0, boot, torch.zeros_like(boot))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Argument checking (shared by every path, so all of them reject the same inputs)
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -163,57 +214,6 @@ def _check_args(rewards, values, lengths, finished, gamma, lam, bootstrap, next_
             raise ValueError(f"next_values is on {next_values.device}, expected {device} like rewards")
         next_values = next_values.to(dtype)
     return rewards.to(dtype), values.to(dtype), lengths, finished, float(gamma), lam, next_values
-
-
-def _bootstrap_value(values, lengths, finished, bootstrap, next_values) -> torch.Tensor:
-    """V(s_l) used after the last valid token of each row, (B,).
-
-    finished → 0 (terminal); unfinished → V_{l−1} (paper, Eq. 6) or next_values (exact bootstrap).
-    Rows with l = 0 have no tokens; their value is irrelevant (set to 0).
-    """
-    B = values.shape[0]
-    last = (lengths - 1).clamp(min=0)
-    v_last = values.gather(1, last[:, None]).squeeze(1) if values.shape[1] > 0 else values.new_zeros(B)  # (B,)
-    v_cut = v_last if bootstrap == "paper" else next_values
-    boot = torch.where(finished, torch.zeros_like(v_last), v_cut)
-    return torch.where(lengths > 0, boot, torch.zeros_like(boot))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Reference: the literal backward recursion (Eq. 2/6)
-# ----------------------------------------------------------------------------------------------------------------------
-
-def egae_reference(rewards, values, lengths, finished, gamma=1.0, lam=0.95, bootstrap="paper", next_values=None):
-    """EGAE by the literal backward loop over t, vectorized over rows only. Same signature as `egae`.
-
-    Args:
-        rewards, values: (B, T) float. Entries at positions ≥ lengths[b] are ignored.
-        lengths: (B,) int in [0, T], the valid prefix of each row in this window (l).
-        finished: (B,) bool. True: EOS in the window / last window (V_T := 0). False: cut at l.
-        gamma: float in [0, 1]. lam: float or (B,) tensor in [0, 1].
-        bootstrap: "paper" (V(s_l) ≈ V(s_{l−1})) or "value" (V(s_l) = next_values[b]).
-        next_values: (B,) float, needed for bootstrap="value".
-    Returns:
-        adv, ret: (B, T) float32 (float64 for float64 inputs); exactly 0 at positions ≥ lengths[b].
-    """
-    r, V, lengths, finished, gamma, lam, next_values = _check_args(
-        rewards, values, lengths, finished, gamma, lam, bootstrap, next_values)
-    B, T = r.shape
-    v_boot = _bootstrap_value(V, lengths, finished, bootstrap, next_values)  # (B,)  V(s_l)
-    adv = torch.zeros_like(r)                                                # (B, T)
-    gae = torch.zeros_like(v_boot)                                           # Â_{t+1}, (B,)
-    for t in reversed(range(T)):
-        valid = t < lengths                                                  # (B,)
-        if t + 1 < T:
-            v_next = torch.where(t + 1 < lengths, V[:, t + 1], v_boot)       # V_{t+1}, or V(s_l) at t = l−1
-        else:
-            v_next = v_boot
-        delta = r[:, t] + gamma * v_next - V[:, t]                           # δ_t = r_t + γ V_{t+1} − V_t
-        gae = torch.where(valid, delta + gamma * lam * gae, torch.zeros_like(gae))  # Â_t = δ_t + γλ Â_{t+1}
-        adv[:, t] = gae
-    mask = torch.arange(T, device=r.device)[None, :] < lengths[:, None]     # (B, T)
-    ret = torch.where(mask, adv + V, torch.zeros_like(adv))                  # ret_t = Â_t + V_t
-    return adv, ret
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ What is implemented
   (CPU, address space, file size, process count, open files), a wall-clock kill of the whole group, a fresh
   temp cwd, a scrubbed env, capped stdout/stderr; bubblewrap (read-only root, private /tmp, no network, pid
   namespace) when present, else limits only with a one-time warning. As root the child also runs under a fresh
-  unprivileged uid. The SANDBOX section has the table of exactly what is and is not isolated in each mode.
+  unprivileged uid. Appendix A has the table of exactly what is and is not isolated in each mode.
 * Data pipeline (card §4): `dedup` (normalized exact hash + MinHash/LSH candidates verified by exact n-gram
   Jaccard), `decontaminate(train, eval)`, `pass_rate`, `difficulty_filter(items, pass_rates, low, high)`
   (keep low < pass rate < high, i.e. drop <= low and >= high, as `model_filtering/run_filter.py`).
@@ -71,6 +71,10 @@ Deviations from the paper (deliberate; see the card's "security smells" §3)
 * Dedup/decontamination thresholds and method are not given by the paper (card §4 [NR]); ours are an exact
   normalized hash plus character-5-gram Jaccard >= 0.8.
 
+Contents (`grep -n '^# ====' guru_rewards.py` prints it with line numbers): 1 the router `score`; 2 the data
+pipeline; 3 response extraction; 4-10 the per-domain scorers (math with its exact-arithmetic parser, code,
+science, logic, simulation, tabular); Appendix A the sandbox (infrastructure); Appendix B demo and bench.
+
 Run:  python guru_rewards.py            # demo: a few scored responses per domain (seconds, CPU)
       python guru_rewards.py --bench    # scores/s per domain and the sandbox per-call overhead
       pytest tests/test_guru_rewards.py -q
@@ -100,14 +104,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, NamedTuple, Sequence
 
-# ------------------------------------------------------------------------------------------------ config ----
+# ==== 1. Router: score(domain, response, ground_truth) -> Score (card §1) ===========================================
 
 MAX_ANSWER_CHARS = 2_000        # longer extracted answers are compared as strings only (parser stays O(small))
 MAX_JSON_CHARS = 200_000        # simulation / logic answers longer than this are rejected before json parsing
-_MAX_TERMS = 64                 # exact-arithmetic caps: terms per value, bits per coefficient, |exponent|
-_MAX_BITS = 4_096
-_MAX_EXP = 64
-_MAX_DEPTH = 60                 # parser nesting depth
 
 
 class Score(NamedTuple):
@@ -120,7 +120,206 @@ class GroundTruthError(ValueError):
     """The ground truth (data, not model output) is malformed: this is raised, never scored as 0."""
 
 
-# ---------------------------------------------------------------------------------------- extraction ----
+SCORERS: dict[str, Callable[[str, object], Score]] = {}   # domain -> scorer; filled in at the end of section 10
+SCORER_ERRORS: Counter = Counter()      # domain -> number of scorer bugs caught (NOT wrong answers; card §3)
+
+
+def score(domain: str, response: str, ground_truth) -> Score:
+    """Reward of one response. Adding a domain = one function `f(response, ground_truth) -> Score` in SCORERS.
+
+    Args:
+        domain: one of SCORERS ("math", "code", "science", "logic", "simulation", "tabular").
+        response: the model's full output (str). Any content is scored, never raises.
+        ground_truth: the domain's reference (see each `score_<domain>` docstring).
+    Returns:
+        Score(value in [0, 1], reason). reason "scorer_error: ..." marks a bug in a scorer, not a wrong answer.
+    Raises:
+        ValueError for an unknown domain or a malformed ground truth; TypeError if response is not a str.
+    """
+    if domain not in SCORERS:
+        raise ValueError(f"domain must be one of {sorted(SCORERS)}, got {domain!r}")
+    if not isinstance(response, str):
+        raise TypeError(f"response must be a str, got {type(response).__name__}")
+    try:
+        s = SCORERS[domain](response, ground_truth)
+        value = float(s.value)
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"value {value!r} outside [0, 1]")
+    except GroundTruthError:
+        raise
+    except Exception as e:                                # counted apart from wrong answers (card §3)
+        SCORER_ERRORS[domain] += 1
+        return Score(0.0, f"scorer_error: {type(e).__name__}: {str(e)[:200]}")
+    return Score(value, str(s.reason))
+
+
+# ==== 2. Data pipeline (card §4): dedup, decontaminate, pass_rate, difficulty_filter ================================
+
+# Card §4: sourcing -> dedup -> reward design -> heuristic filtering -> difficulty filtering. The paper does not
+# say how it deduplicated ([NR]); we use an exact hash of the normalized text plus MinHash-LSH candidates that are
+# then VERIFIED by exact n-gram Jaccard, so a reported near-duplicate is always a true one at the threshold.
+
+_MH_PRIME = 4_294_967_311                                # a prime > 2^32: a*x + b stays below 2^64 in uint64
+
+
+def normalize_text(s: str) -> str:
+    """NFKC, lowercase, whitespace collapsed: what "the same problem" means for the exact-duplicate hash."""
+    return " ".join(unicodedata.normalize("NFKC", s).lower().split())
+
+
+def _shingles(s: str, n: int) -> set[str]:
+    return {s[i:i + n] for i in range(len(s) - n + 1)} if len(s) >= n else {s}
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+class _MinHashLSH:
+    """MinHash signatures (num_perm universal hashes h(x) = (a x + b) mod p over 32-bit shingle hashes), split
+    into `bands` bands: two texts become candidates if any band agrees, P = 1 - (1 - J^rows)^bands."""
+
+    def __init__(self, num_perm: int, bands: int, seed: int):
+        import numpy as np
+        if num_perm % bands:
+            raise ValueError(f"num_perm ({num_perm}) must be a multiple of bands ({bands})")
+        rng = np.random.default_rng(seed)
+        self.np, self.bands, self.rows = np, bands, num_perm // bands
+        self.a = rng.integers(1, 2 ** 32 - 1, size=num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, 2 ** 32 - 1, size=num_perm, dtype=np.uint64)
+        self.buckets: list[dict] = [dict() for _ in range(bands)]
+
+    def signature(self, norm: str, n: int):
+        """MinHash signature (num_perm,) of the character n-gram set of `norm`. Shingles are hashed by a
+        vectorized polynomial rolling hash mod 2^32 (a rare collision only costs LSH recall: candidates are
+        verified exactly)."""
+        np = self.np
+        c = np.frombuffer(norm.encode("utf-32-le", "replace"), dtype=np.uint32).astype(np.uint64)   # (L,)
+        m = max(1, len(c) - n + 1)
+        x = np.zeros(m, dtype=np.uint64)                                                        # (L-n+1,)
+        for j in range(min(n, len(c))):
+            x = (x * np.uint64(1_000_003) + c[j:j + m]) & np.uint64(0xFFFFFFFF)
+        x = np.unique(x)
+        h = (self.a[:, None] * x[None, :] + self.b[:, None]) % np.uint64(_MH_PRIME)  # (num_perm, n_shingles)
+        return h.min(axis=1)                                                        # (num_perm,)
+
+    def _keys(self, sig):
+        return [sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
+
+    def candidates(self, sig) -> set[int]:
+        out: set[int] = set()
+        for band, key in zip(self.buckets, self._keys(sig)):
+            out.update(band.get(key, ()))
+        return out
+
+    def insert(self, idx: int, sig) -> None:
+        for band, key in zip(self.buckets, self._keys(sig)):
+            band.setdefault(key, []).append(idx)
+
+
+def _check_texts(texts, name):
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a sequence of str")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+
+
+def _check_dedup_args(threshold, ngram):
+    if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    if not (isinstance(ngram, int) and ngram >= 1):
+        raise ValueError(f"ngram must be an int >= 1, got {ngram!r}")
+
+
+def dedup(texts: Sequence[str], threshold: float = 0.8, ngram: int = 5, num_perm: int = 128, bands: int = 32,
+          seed: int = 0) -> list[int]:
+    """Indices of the items to keep (first occurrence wins), in order.
+
+    An item is dropped if its normalized text equals a kept item's (exact hash), or if the Jaccard similarity of
+    its character `ngram`-shingle set with some kept item's is >= `threshold` (MinHash-LSH proposes candidates;
+    each is verified exactly, so no false positives; with 32 bands x 4 rows a pair at J = 0.8 is missed with
+    probability (1 - 0.8^4)^32 ~ 5e-8).
+    """
+    _check_texts(texts, "texts")
+    _check_dedup_args(threshold, ngram)
+    lsh = _MinHashLSH(num_perm, bands, seed)
+    seen: set[str] = set()
+    kept_shingles: dict[int, set] = {}
+    keep = []
+    for i, t in enumerate(texts):
+        norm = normalize_text(t)
+        h = hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest()
+        if h in seen:
+            continue
+        sh = _shingles(norm, ngram)
+        sig = lsh.signature(norm, ngram)
+        if any(_jaccard(sh, kept_shingles[j]) >= threshold for j in lsh.candidates(sig)):
+            continue
+        seen.add(h)
+        kept_shingles[i] = sh
+        lsh.insert(i, sig)
+        keep.append(i)
+    return keep
+
+
+def decontaminate(train: Sequence[str], eval: Sequence[str], threshold: float = 0.8, ngram: int = 5,
+                  num_perm: int = 128, bands: int = 32, seed: int = 0) -> list[int]:
+    """Indices of `train` items to keep: those that are neither an exact (normalized) nor a near duplicate
+    (verified n-gram Jaccard >= threshold) of any `eval` item. (Guru v1 did not decontaminate, card §4 [NR].)"""
+    _check_texts(train, "train")
+    _check_texts(eval, "eval")
+    _check_dedup_args(threshold, ngram)
+    lsh = _MinHashLSH(num_perm, bands, seed)
+    hashes, ev_shingles = set(), []
+    for j, t in enumerate(eval):
+        norm = normalize_text(t)
+        hashes.add(hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest())
+        ev_shingles.append(_shingles(norm, ngram))
+        lsh.insert(j, lsh.signature(norm, ngram))
+    keep = []
+    for i, t in enumerate(train):
+        norm = normalize_text(t)
+        if hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest() in hashes:
+            continue
+        sh = _shingles(norm, ngram)
+        cands = lsh.candidates(lsh.signature(norm, ngram))
+        if any(_jaccard(sh, ev_shingles[j]) >= threshold for j in cands):
+            continue
+        keep.append(i)
+    return keep
+
+
+def pass_rate(rewards: Sequence[float]) -> float:
+    """Card §4: pass rate of one prompt = mean reward over its k sampled responses (k = 16 in Guru)."""
+    rewards = list(rewards)
+    if not rewards:
+        raise ValueError("rewards must be a non-empty sequence of values in [0, 1]")
+    for r in rewards:
+        if not (isinstance(r, (int, float)) and 0.0 <= r <= 1.0):
+            raise ValueError(f"rewards must lie in [0, 1], got {r!r}")
+    return sum(rewards) / len(rewards)
+
+
+def difficulty_filter(items: Sequence, pass_rates: Sequence, low: float = 0.1, high: float = 0.9) -> list:
+    """Keep exactly the items whose pass rate p satisfies low < p < high (Guru's run_filter.py drops p <= low and
+    p >= high; the README example uses 0.1 / 0.9). pass_rates[i] is a float in [0, 1] or the list of item i's k
+    sample rewards (then p = pass_rate(...)). Returns the kept items, in order."""
+    if len(items) != len(pass_rates):
+        raise ValueError(f"items and pass_rates must have the same length, got {len(items)} and {len(pass_rates)}")
+    if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0.0 <= low < high <= 1.0):
+        raise ValueError(f"need 0 <= low < high <= 1, got low={low!r}, high={high!r}")
+    kept = []
+    for item, p in zip(items, pass_rates):
+        p = pass_rate(p) if isinstance(p, (list, tuple)) else p
+        if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
+            raise ValueError(f"pass_rates must lie in [0, 1], got {p!r}")
+        if low < p < high:
+            kept.append(item)
+    return kept
+
+
+# ==== 3. Response extraction shared by the scorers: </think>, \boxed{}, code spans ==================================
 
 _THINK_END = "</think>"
 _FENCE_RE = re.compile(r"```[^\n`]*\n.*?```", re.S)
@@ -179,7 +378,208 @@ def _strip_code(text: str) -> str:
     return _INLINE_CODE_RE.sub(" ", _FENCE_RE.sub(" ", text))
 
 
-# ------------------------------------------------------------------------------- exact math arithmetic ----
+# ==== 4. Math scorer (card §2.1): score_math, math_equal, normalization =============================================
+
+def score_math(response: str, ground_truth) -> Score:
+    """Card §2.1: 1 iff the last \\boxed{} after `</think>` equals the ground truth, else 0."""
+    gt = _gt_str(ground_truth)
+    gt = extract_boxed(gt) or gt
+    ans = extract_boxed(_strip_code(strip_think(response)))
+    if ans is None:
+        return Score(0.0, "no_boxed")
+    return Score(1.0, "correct") if math_equal(ans, gt) else Score(0.0, "wrong")
+
+
+def _gt_str(ground_truth) -> str:
+    if isinstance(ground_truth, bool):
+        raise GroundTruthError(f"ground_truth must be a str or a number, got {ground_truth!r}")
+    if isinstance(ground_truth, (int, Fraction)):
+        return str(ground_truth)
+    if isinstance(ground_truth, float):
+        return repr(ground_truth)
+    if not isinstance(ground_truth, str):
+        raise GroundTruthError(f"ground_truth must be a str or a number, got {type(ground_truth).__name__}")
+    return ground_truth
+
+
+_UNIT_WORDS = (r"degrees?|cm|centimeters?|centimetres?|meters?|metres?|km|kilometers?|mm|miles?|seconds?|secs?|"
+               r"minutes?|hours?|days?|weeks?|months?|years?|foot|feet|inches|inch|yards?|"
+               r"liters?|litres?|dollars?|cents?|kg|grams?|mph")
+_UNIT_RE = re.compile(r"(?<![A-Za-z\\])(?:" + _UNIT_WORDS + r")(?:\^\{?\d\}?|\d)?(?![A-Za-z])")
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+
+
+def _normalize_math(s: str) -> str:
+    """LaTeX answer -> a string the safe parser reads (whitespace-insensitive). Order follows card §2.1 step 2."""
+    s = unicodedata.normalize("NFC", s).strip()
+    s = s.replace("−", "-").replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\:", "")
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\displaystyle", "").replace("~", " ")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cdot", "*").replace("\\times", "*")
+    s = s.replace("\\div", "/").replace("\\%", "%").replace("\\$", "").replace("$", "").replace("\\ ", " ")
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°", "", s)
+    for _ in range(3):                                   # \text{ cm} -> " cm" (units are removed below)
+        s = _TEXT_CMD_RE.sub(lambda m: " " + m.group(1) + " ", s)
+    s = _UNIT_RE.sub(" ", s) if re.search(r"[0-9]", s) else s
+    s = s.replace("{,}", ",")
+    s = re.sub(r"\s+(?:and|or)\s+", ",", s)              # "2 and 3" -> "2,3" (card §2.1 step 2)
+    s = re.sub(r"^\s*[A-Za-z]\s*\\in\s*", "", s)         # "x \in [2, 5)" -> "[2, 5)"
+    while re.search(r"\d,\d{3}(?!\d)", s):                # thousands separators: 1,000,000 -> 1000000
+        s = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", s)
+    s = re.sub(r"\\frac\s*([0-9A-Za-z])\s*([0-9A-Za-z])", r"\\frac{\1}{\2}", s)   # \frac12 -> \frac{1}{2}
+    s = re.sub(r"\\frac\s*([0-9A-Za-z])\s*\{", r"\\frac{\1}{", s)
+    s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*([0-9A-Za-z])", r"\\frac\1{\2}", s)
+    s = re.sub(r"\\sqrt\s*([0-9A-Za-z])", r"\\sqrt{\1}", s)
+    s = s.strip().rstrip(".").strip()
+    return s
+
+
+def _norm_text(s: str) -> str:
+    """Last-resort string form: no whitespace, no braces around the whole, lowercase."""
+    s = re.sub(r"\s+", "", _normalize_math(s)).lower()
+    while len(s) >= 2 and s[0] == "{" and s[-1] == "}":
+        s = s[1:-1]
+    return s
+
+
+def _split_top(s: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside (), [], {}."""
+    parts, depth, cur = [], 0, []
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts]
+
+
+_INF = {"\\infty": 1, "+\\infty": 1, "-\\infty": -1, "∞": 1, "+∞": 1, "-∞": -1, "inf": 1, "-inf": -1, "oo": 1,
+        "-oo": -1, "infinity": 1, "-infinity": -1}
+
+
+_MIXED_RE = re.compile(r"([+-]?)\s*([0-9]{1,9})"
+                       r"(?:\s*\\frac\{([0-9]{1,9})\}\{([0-9]{1,9})\}|\s+([0-9]{1,9})/([0-9]{1,9}))")
+
+
+def _value(s: str):
+    """Canonical exact value of one element, or ('inf', sign), or None when the parser does not read it."""
+    t = s.replace(" ", "")
+    if t in _INF:
+        return ("inf", _INF[t])
+    m = _MIXED_RE.fullmatch(s.strip())                   # mixed number: 1\frac{1}{2} or 1 1/2 means 1 + 1/2
+    if m:
+        sign, whole, num, den = m.group(1), m.group(2), m.group(3) or m.group(5), m.group(4) or m.group(6)
+        if int(den) == 0:
+            return None
+        return _const((-1 if sign == "-" else 1) * (int(whole) + Fraction(int(num), int(den))))
+    try:
+        return _Parser(s).parse()
+    except (_Unsupported, ValueError, ZeroDivisionError, RecursionError, OverflowError):
+        return None
+
+
+def _element_equal(a: str, b: str) -> bool:
+    va, vb = _value(a), _value(b)
+    if va is not None and vb is not None:
+        return va == vb
+    return _norm_text(a) == _norm_text(b)
+
+
+def _structure(s: str):
+    """(open, elements, close) for a bracketed tuple/interval, ('set', ...) for \\{..\\}, ('list', ...) for a bare
+    comma list, or None for a single element."""
+    if s.startswith("\\{") and s.endswith("\\}"):
+        return "set", _split_top(s[2:-2]), None
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+        inner = s[1:-1]
+        depth = 0
+        for ch in inner:                                  # the outer brackets must enclose everything
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth < 0:
+                break
+        if depth == 0:
+            parts = _split_top(inner)
+            if len(parts) > 1:
+                return s[0], parts, s[-1]
+    parts = _split_top(s)
+    if len(parts) > 1:
+        return "list", parts, None
+    return None
+
+
+def _multiset_equal(xs: list[str], ys: list[str]) -> bool:
+    if len(xs) != len(ys):
+        return False
+    left = list(ys)
+    for x in xs:
+        for j, y in enumerate(left):
+            if _element_equal(x, y):
+                del left[j]
+                break
+        else:
+            return False
+    return True
+
+
+def _strip_equation(s: str) -> str:
+    """'x = 5' -> '5' (a single-variable left-hand side)."""
+    m = re.fullmatch(r"\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(.+)", s, re.S)
+    return m.group(1) if m else s
+
+
+def math_equal(pred: str, gt: str) -> bool:
+    """True iff `pred` and `gt` denote the same answer (exact arithmetic, card §2.1 with the Deviations above).
+
+    Reads integers, decimals, scientific notation (1.5e3, 3\\times10^{5}), fractions (\\frac{a}{b}, \\frac12, a/b),
+    percentages, signs, sqrt and pi, polynomials in single-letter variables (x+1 == 1+x), tuples and intervals
+    (brackets must match), sets \\{...\\} and bare comma lists (order-free). Never raises, never evaluates code.
+    """
+    try:
+        if not isinstance(pred, str) or not isinstance(gt, str):
+            return False
+        if len(pred) > MAX_ANSWER_CHARS or len(gt) > MAX_ANSWER_CHARS:
+            return pred.strip() == gt.strip()
+        a, b = _normalize_math(pred), _normalize_math(gt)
+        if "=" in a and "=" not in b:
+            a = _strip_equation(a)
+        if "=" in b and "=" not in a:
+            b = _strip_equation(b)
+        if _answers_equal(a, b):
+            return True
+        if "%" in a or "%" in b:                           # '%' read as a unit: 50\% == 50
+            return _answers_equal(a.replace("%", ""), b.replace("%", ""))
+        return False
+    except Exception:                                      # defensive: a grader bug must not crash training
+        return False
+
+
+def _answers_equal(a: str, b: str) -> bool:
+    if _norm_text(a) == _norm_text(b):
+        return True
+    sa, sb = _structure(a), _structure(b)
+    if sa is None and sb is None:
+        return _element_equal(a, b)
+    if sa is None or sb is None:
+        return False
+    (oa, ea, ca), (ob, eb, cb) = sa, sb
+    if oa in ("set", "list") or ob in ("set", "list"):
+        return oa == ob and _multiset_equal(ea, eb)
+    return oa == ob and ca == cb and len(ea) == len(eb) and all(_element_equal(x, y) for x, y in zip(ea, eb))
+
+
+# ==== 5. Math: exact arithmetic on a safe recursive-descent parser (no eval, no sympy) ==============================
+
+_MAX_TERMS = 64                 # exact-arithmetic caps: terms per value, bits per coefficient, |exponent|
+_MAX_BITS = 4_096
+_MAX_EXP = 64
+_MAX_DEPTH = 60                 # parser nesting depth
+
 
 class _Unsupported(Exception):
     """The safe parser does not read this expression (the caller falls back to string comparison)."""
@@ -441,204 +841,532 @@ def _parse_number(tok: str) -> Fraction:
     return Fraction(mant) * Fraction(10) ** int(exp or 0)
 
 
-# ------------------------------------------------------------------------------- math normalization ----
+# ==== 6. Code scorer (card §2.2): score_code (code runs only in the sandbox, Appendix A) ============================
 
-_UNIT_WORDS = (r"degrees?|cm|centimeters?|centimetres?|meters?|metres?|km|kilometers?|mm|miles?|seconds?|secs?|"
-               r"minutes?|hours?|days?|weeks?|months?|years?|foot|feet|inches|inch|yards?|"
-               r"liters?|litres?|dollars?|cents?|kg|grams?|mph")
-_UNIT_RE = re.compile(r"(?<![A-Za-z\\])(?:" + _UNIT_WORDS + r")(?:\^\{?\d\}?|\d)?(?![A-Za-z])")
-_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-
-
-def _normalize_math(s: str) -> str:
-    """LaTeX answer -> a string the safe parser reads (whitespace-insensitive). Order follows card §2.1 step 2."""
-    s = unicodedata.normalize("NFC", s).strip()
-    s = s.replace("−", "-").replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\:", "")
-    s = s.replace("\\left", "").replace("\\right", "").replace("\\displaystyle", "").replace("~", " ")
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cdot", "*").replace("\\times", "*")
-    s = s.replace("\\div", "/").replace("\\%", "%").replace("\\$", "").replace("$", "").replace("\\ ", " ")
-    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°", "", s)
-    for _ in range(3):                                   # \text{ cm} -> " cm" (units are removed below)
-        s = _TEXT_CMD_RE.sub(lambda m: " " + m.group(1) + " ", s)
-    s = _UNIT_RE.sub(" ", s) if re.search(r"[0-9]", s) else s
-    s = s.replace("{,}", ",")
-    s = re.sub(r"\s+(?:and|or)\s+", ",", s)              # "2 and 3" -> "2,3" (card §2.1 step 2)
-    s = re.sub(r"^\s*[A-Za-z]\s*\\in\s*", "", s)         # "x \in [2, 5)" -> "[2, 5)"
-    while re.search(r"\d,\d{3}(?!\d)", s):                # thousands separators: 1,000,000 -> 1000000
-        s = re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", s)
-    s = re.sub(r"\\frac\s*([0-9A-Za-z])\s*([0-9A-Za-z])", r"\\frac{\1}{\2}", s)   # \frac12 -> \frac{1}{2}
-    s = re.sub(r"\\frac\s*([0-9A-Za-z])\s*\{", r"\\frac{\1}{", s)
-    s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*([0-9A-Za-z])", r"\\frac\1{\2}", s)
-    s = re.sub(r"\\sqrt\s*([0-9A-Za-z])", r"\\sqrt{\1}", s)
-    s = s.strip().rstrip(".").strip()
-    return s
+_CODE_BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)\n?```", re.S)
+MAX_CODE_CHARS = 100_000
+CODE_CASE_TIMEOUT_S = 2.0        # per test case (card: 30 s unsafe_local, 5 s bwrap)
+CODE_TOTAL_TIMEOUT_S = 12.0      # per score() call, all cases together
 
 
-def _norm_text(s: str) -> str:
-    """Last-resort string form: no whitespace, no braces around the whole, lowercase."""
-    s = re.sub(r"\s+", "", _normalize_math(s)).lower()
-    while len(s) >= 2 and s[0] == "{" and s[-1] == "}":
-        s = s[1:-1]
-    return s
+def extract_code(text: str) -> str | None:
+    """All fenced python (or untagged) blocks after `</think>`, joined by newlines (card §2.2), or None."""
+    blocks = [m.group(2) for m in _CODE_BLOCK_RE.finditer(strip_think(text))
+              if m.group(1).lower() in ("", "python", "py", "python3")]
+    return "\n".join(blocks) if blocks else None
 
 
-def _split_top(s: str, sep: str = ",") -> list[str]:
-    """Split on `sep` outside (), [], {}."""
-    parts, depth, cur = [], 0, []
-    for ch in s:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return [p.strip() for p in parts]
-
-
-_INF = {"\\infty": 1, "+\\infty": 1, "-\\infty": -1, "∞": 1, "+∞": 1, "-∞": -1, "inf": 1, "-inf": -1, "oo": 1,
-        "-oo": -1, "infinity": 1, "-infinity": -1}
-
-
-_MIXED_RE = re.compile(r"([+-]?)\s*([0-9]{1,9})"
-                       r"(?:\s*\\frac\{([0-9]{1,9})\}\{([0-9]{1,9})\}|\s+([0-9]{1,9})/([0-9]{1,9}))")
-
-
-def _value(s: str):
-    """Canonical exact value of one element, or ('inf', sign), or None when the parser does not read it."""
-    t = s.replace(" ", "")
-    if t in _INF:
-        return ("inf", _INF[t])
-    m = _MIXED_RE.fullmatch(s.strip())                   # mixed number: 1\frac{1}{2} or 1 1/2 means 1 + 1/2
-    if m:
-        sign, whole, num, den = m.group(1), m.group(2), m.group(3) or m.group(5), m.group(4) or m.group(6)
-        if int(den) == 0:
-            return None
-        return _const((-1 if sign == "-" else 1) * (int(whole) + Fraction(int(num), int(den))))
-    try:
-        return _Parser(s).parse()
-    except (_Unsupported, ValueError, ZeroDivisionError, RecursionError, OverflowError):
-        return None
-
-
-def _element_equal(a: str, b: str) -> bool:
-    va, vb = _value(a), _value(b)
-    if va is not None and vb is not None:
-        return va == vb
-    return _norm_text(a) == _norm_text(b)
-
-
-def _structure(s: str):
-    """(open, elements, close) for a bracketed tuple/interval, ('set', ...) for \\{..\\}, ('list', ...) for a bare
-    comma list, or None for a single element."""
-    if s.startswith("\\{") and s.endswith("\\}"):
-        return "set", _split_top(s[2:-2]), None
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
-        inner = s[1:-1]
-        depth = 0
-        for ch in inner:                                  # the outer brackets must enclose everything
-            depth += ch in "([{"
-            depth -= ch in ")]}"
-            if depth < 0:
-                break
-        if depth == 0:
-            parts = _split_top(inner)
-            if len(parts) > 1:
-                return s[0], parts, s[-1]
-    parts = _split_top(s)
-    if len(parts) > 1:
-        return "list", parts, None
-    return None
-
-
-def _multiset_equal(xs: list[str], ys: list[str]) -> bool:
-    if len(xs) != len(ys):
+def fuzzy_equal(out: str, expected: str, atol: float = 1e-6) -> bool:
+    """Card §2.2 `fuzzy_equal`: exact after strip/CRLF, else same line count and, per line, equal tokens or
+    yes/no case-insensitively or floats within `atol`."""
+    a = out.replace("\r\n", "\n").strip()
+    b = expected.replace("\r\n", "\n").strip()
+    if a == b:
+        return True
+    la, lb = a.split("\n"), b.split("\n")
+    if len(la) != len(lb):
         return False
-    left = list(ys)
-    for x in xs:
-        for j, y in enumerate(left):
-            if _element_equal(x, y):
-                del left[j]
-                break
-        else:
+    for x, y in zip(la, lb):
+        if x.strip() == y.strip():
+            continue
+        tx, ty = x.split(), y.split()
+        if len(tx) != len(ty):
             return False
+        for u, v in zip(tx, ty):
+            if u == v or (u.lower() in ("yes", "no") and u.lower() == v.lower()):
+                continue
+            if not (u.isascii() and v.isascii()):           # float() would read unicode digits
+                return False
+            try:
+                fu, fv = float(u), float(v)
+            except ValueError:
+                return False
+            if not (math.isfinite(fu) and math.isfinite(fv) and abs(fu - fv) <= atol):
+                return False
     return True
 
 
-def _strip_equation(s: str) -> str:
-    """'x = 5' -> '5' (a single-variable left-hand side)."""
-    m = re.fullmatch(r"\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(.+)", s, re.S)
-    return m.group(1) if m else s
+def _load_json_gt(ground_truth, name="ground_truth"):
+    if isinstance(ground_truth, (dict, list)):
+        return ground_truth
+    if isinstance(ground_truth, str):
+        try:
+            return json.loads(ground_truth)
+        except ValueError as e:
+            raise GroundTruthError(f"{name} must be JSON: {e}") from None
+    raise GroundTruthError(f"{name} must be a dict or a JSON string, got {type(ground_truth).__name__}")
 
 
-def math_equal(pred: str, gt: str) -> bool:
-    """True iff `pred` and `gt` denote the same answer (exact arithmetic, card §2.1 with the Deviations above).
+def score_code(response: str, ground_truth) -> Score:
+    """Card §2.2. ground_truth: {"inputs": [str], "outputs": [str]} (stdin/stdout cases, all must pass) or
+    {"functional": "assert f(2) == 4"} (appended to the code; pass = exit status 0); optional "prefix" (code
+    prepended, e.g. imports) and "timeout_s" (per case). Code runs only through run_sandboxed."""
+    gt = _load_json_gt(ground_truth)
+    if not isinstance(gt, dict) or not ({"inputs", "outputs"} <= set(gt) or "functional" in gt):
+        raise GroundTruthError("ground_truth must have 'inputs'+'outputs' or 'functional'")
+    code = extract_code(response)
+    if code is None:
+        return Score(0.0, "no_code")
+    if len(code) > MAX_CODE_CHARS:
+        return Score(0.0, "code_too_long")
+    code = str(gt.get("prefix", "")) + "\n" + code
+    per_case = gt.get("timeout_s", CODE_CASE_TIMEOUT_S)
+    if not (isinstance(per_case, (int, float)) and 0 < per_case <= 60):
+        raise GroundTruthError(f"ground_truth['timeout_s'] must be in (0, 60] seconds, got {per_case!r}")
+    deadline = time.monotonic() + CODE_TOTAL_TIMEOUT_S
+    if "functional" in gt:
+        # Exit status 0 alone is not enough (card §2.2): a solution that calls sys.exit(0) / os._exit(0) before
+        # the appended tests would pass. The run must also print a fresh random nonce that only the code AFTER
+        # the tests writes. (Tests share the solution's process, so a deliberately adversarial solution can
+        # still fake success, e.g. by reading the nonce from its own code object or with an always-equal object.)
+        nonce = f"guru-tests-passed-{random.SystemRandom().getrandbits(128):032x}"
+        r = run_sandboxed(code + "\n\n" + str(gt["functional"]) +
+                          f"\n\nimport os as _g_os, sys as _g_sys\n_g_sys.stdout.flush()\n"
+                          f"_g_os.write(1, b'\\n{nonce}\\n')\n", timeout_s=per_case)
+        if not r.ok:
+            return Score(0.0, _fail_reason(r))
+        return Score(1.0, "passed") if nonce in r.stdout else Score(0.0, "tests_did_not_finish")
+    inputs, outputs = gt["inputs"], gt["outputs"]
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
+        raise GroundTruthError("ground_truth 'inputs' and 'outputs' must be non-empty lists of equal length")
+    for i, (x, y) in enumerate(zip(inputs, outputs)):
+        left = deadline - time.monotonic()
+        if left <= 0.05:
+            return Score(0.0, "total_timeout")
+        r = run_sandboxed(code, stdin=str(x), timeout_s=min(per_case, left))
+        if not r.ok:
+            return Score(0.0, f"case {i}: {_fail_reason(r)}")
+        if not fuzzy_equal(r.stdout, str(y)):
+            return Score(0.0, f"case {i}: wrong_output")
+    return Score(1.0, "passed")
 
-    Reads integers, decimals, scientific notation (1.5e3, 3\\times10^{5}), fractions (\\frac{a}{b}, \\frac12, a/b),
-    percentages, signs, sqrt and pi, polynomials in single-letter variables (x+1 == 1+x), tuples and intervals
-    (brackets must match), sets \\{...\\} and bare comma lists (order-free). Never raises, never evaluates code.
-    """
+
+def _fail_reason(r: SandboxResult) -> str:
+    if r.timed_out:
+        return "timeout"
+    if r.output_limited:
+        return "output_limit"
+    last = r.stderr.strip().splitlines()[-1:] or [""]
+    return f"runtime_error (rc={r.returncode}): {last[0][:120]}"
+
+
+# ==== 7. Science scorer (card §2.3) =================================================================================
+
+# A boxed choice: "B", "(B)", "(B) 42", "B. Paris", "B: ..." -- but not "A and B" or "A, B" (hedging scores 0).
+_CHOICE_RE = re.compile(r"\s*(?:\(\s*([A-Ja-j])\s*\).*|([A-Ja-j])\s*(?:[.:)].*)?)", re.S)
+_CHOICE_TEXT_RE = re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?\(?\s*([A-J])\s*\)?(?![A-Za-z])", re.I)
+_SCI_NUM_RE = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
+                         r"(?:\s*(?:\\times|\*|x|×|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?\s*(.*)$",
+                         re.S | re.A)                     # re.A: only ASCII digits are numbers
+
+
+def _clean_text(s: str) -> str:
+    """Short-answer normalization: unwrap \\text{}, lowercase, drop punctuation, articles and extra spaces."""
+    for _ in range(3):
+        s = _TEXT_CMD_RE.sub(lambda m: " " + m.group(1) + " ", s)
+    s = unicodedata.normalize("NFC", s).lower().replace("$", " ").replace("~", " ")
+    s = re.sub(r"[^\w\s/^.+-]|(?<!\d)\.|\.(?!\d)", " ", s)
+    t = " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
+    return t or " ".join(s.split())                       # the answer "a" stays "a"
+
+
+def _sci_number(s: str):
+    """'9.8 m/s^2' -> (9.8, 'm/s^2'); '3\\times10^{8} m/s' -> (3e8, 'm/s'); None if no leading number."""
+    m = _SCI_NUM_RE.match(s[:300])
+    if not m:
+        return None
     try:
-        if not isinstance(pred, str) or not isinstance(gt, str):
-            return False
-        if len(pred) > MAX_ANSWER_CHARS or len(gt) > MAX_ANSWER_CHARS:
-            return pred.strip() == gt.strip()
-        a, b = _normalize_math(pred), _normalize_math(gt)
-        if "=" in a and "=" not in b:
-            a = _strip_equation(a)
-        if "=" in b and "=" not in a:
-            b = _strip_equation(b)
-        if _answers_equal(a, b):
-            return True
-        if "%" in a or "%" in b:                           # '%' read as a unit: 50\% == 50
-            return _answers_equal(a.replace("%", ""), b.replace("%", ""))
-        return False
-    except Exception:                                      # defensive: a grader bug must not crash training
-        return False
+        mant, exp = float(m.group(1)), int(m.group(2) or 0)
+        if abs(exp) > 300:
+            return None
+        value = mant * 10.0 ** exp
+    except (ValueError, OverflowError):
+        return None
+    unit = re.sub(r"[\s{}\\]|text|mathrm|,", "", m.group(3).lower()).rstrip(".")
+    return value, unit
 
 
-def _answers_equal(a: str, b: str) -> bool:
-    if _norm_text(a) == _norm_text(b):
-        return True
-    sa, sb = _structure(a), _structure(b)
-    if sa is None and sb is None:
-        return _element_equal(a, b)
-    if sa is None or sb is None:
-        return False
-    (oa, ea, ca), (ob, eb, cb) = sa, sb
-    if oa in ("set", "list") or ob in ("set", "list"):
-        return oa == ob and _multiset_equal(ea, eb)
-    return oa == ob and ca == cb and len(ea) == len(eb) and all(_element_equal(x, y) for x, y in zip(ea, eb))
-
-
-# ------------------------------------------------------------------------------------------ domain: math ----
-
-def score_math(response: str, ground_truth) -> Score:
-    """Card §2.1: 1 iff the last \\boxed{} after `</think>` equals the ground truth, else 0."""
-    gt = _gt_str(ground_truth)
-    gt = extract_boxed(gt) or gt
-    ans = extract_boxed(_strip_code(strip_think(response)))
-    if ans is None:
+def score_science(response: str, ground_truth) -> Score:
+    """Card §2.3 without the LLM judge. ground_truth: a choice letter ("B", "(B)") or a short answer.
+    Letters: the boxed choice, else the last "answer is X". Short answers: math_equal, else the leading numbers
+    within 1% relative (units must agree when both sides give one), else normalized text equality."""
+    gt = _gt_str(ground_truth).strip()
+    text = strip_think(response)
+    boxed = extract_boxed(_strip_code(text))
+    gt_choice = re.fullmatch(r"\(?\s*([A-Ja-j])\s*\)?\.?", gt)
+    if gt_choice:
+        letter = None
+        if boxed is not None:
+            for _ in range(3):
+                boxed = _TEXT_CMD_RE.sub(lambda m: m.group(1), boxed)
+            m = _CHOICE_RE.fullmatch(boxed.strip()[:1000])
+            letter = (m.group(1) or m.group(2)) if m else None
+        else:
+            ms = _CHOICE_TEXT_RE.findall(text[-2000:])
+            letter = ms[-1] if ms else None
+        if letter is None:
+            return Score(0.0, "no_choice")
+        return Score(1.0, "correct") if letter.upper() == gt_choice.group(1).upper() else Score(0.0, "wrong")
+    if boxed is None:
         return Score(0.0, "no_boxed")
-    return Score(1.0, "correct") if math_equal(ans, gt) else Score(0.0, "wrong")
+    if math_equal(boxed, gt):
+        return Score(1.0, "correct")
+    a, b = _sci_number(boxed), _sci_number(gt)
+    if a is not None and b is not None:
+        (va, ua), (vb, ub) = a, b
+        ok = math.isclose(va, vb, rel_tol=1e-2, abs_tol=1e-12) and (not ua or not ub or ua == ub)
+        return Score(1.0, "correct") if ok else Score(0.0, "wrong")
+    ok = _clean_text(boxed) == _clean_text(gt) and _clean_text(gt) != ""
+    return Score(1.0, "correct") if ok else Score(0.0, "wrong")
 
 
-def _gt_str(ground_truth) -> str:
-    if isinstance(ground_truth, bool):
-        raise GroundTruthError(f"ground_truth must be a str or a number, got {ground_truth!r}")
-    if isinstance(ground_truth, (int, Fraction)):
-        return str(ground_truth)
-    if isinstance(ground_truth, float):
-        return repr(ground_truth)
-    if not isinstance(ground_truth, str):
-        raise GroundTruthError(f"ground_truth must be a str or a number, got {type(ground_truth).__name__}")
-    return ground_truth
+# ==== 8. Logic scorer (card §2.4): ordering, zebra, graph, ARC; Prolog/PDDL via proto_verify ========================
+
+LOGIC_KINDS = ("ordering", "zebra", "graph", "arc", "prolog", "pddl")
+_TAG_RE = re.compile(r"<(/?)answer>")
 
 
-# --------------------------------------------------------------------------------------------- sandbox ----
+def _last_answer(text: str, single_line: bool) -> str | None:
+    """Content of the last match of `<answer>(.*?)</answer>` (with re.DOTALL iff not single_line), found in
+    O(n log n): a regex finditer is quadratic on one long line of unclosed `<answer>` tags."""
+    import bisect
+    opens, closes = [], []
+    for m in _TAG_RE.finditer(text):
+        (closes if m.group(1) else opens).append((m.start(), m.end()))
+    newlines = [m.start() for m in re.finditer("\n", text)] if single_line else []
+    close_starts = [c[0] for c in closes]
+    last, pos = None, 0
+    for o_start, o_end in opens:                          # leftmost, non-overlapping, lazy: as re.finditer
+        if o_start < pos:
+            continue
+        k = bisect.bisect_left(close_starts, o_end)
+        if k == len(closes):
+            break
+        c_start, c_end = closes[k]
+        if single_line and bisect.bisect_left(newlines, o_end) != bisect.bisect_left(newlines, c_start):
+            continue                                      # a newline inside: no match from this <answer>
+        last, pos = text[o_end:c_start], c_end
+    return last
+
+
+def _safe_literal(s: str):
+    """json.loads, else ast.literal_eval (literals only, never code); None on failure or if too large."""
+    if len(s) > MAX_JSON_CHARS:
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(s)
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError, OverflowError):
+            continue
+    return None
+
+
+def _list_items(s: str) -> list[str] | None:
+    """Ordering answers: the first [...] list, items = runs of word characters and spaces, lowercased."""
+    m = re.search(r"\[([^\[\]]*)\]", s)
+    if not m:
+        return None
+    return [x.strip().lower() for x in re.findall(r"[\w ]+", m.group(1)) if x.strip()]
+
+
+def _logic_gt(ground_truth) -> tuple[str, dict]:
+    gt = ground_truth
+    if isinstance(gt, str) and gt.strip()[:1] in "[{":
+        gt = _load_json_gt(gt)
+    if isinstance(gt, dict) and "type" in gt:
+        kind = gt["type"]
+        if kind not in LOGIC_KINDS:
+            raise GroundTruthError(f"ground_truth['type'] must be one of {LOGIC_KINDS}, got {kind!r}")
+        return kind, gt
+    if isinstance(gt, dict) and "rows" in gt:
+        return "zebra", {"answer": gt}
+    if isinstance(gt, list) and gt and all(isinstance(r, list) for r in gt):
+        return "arc", {"answer": gt}
+    if isinstance(gt, list) and all(isinstance(x, str) for x in gt):
+        return "ordering", {"answer": gt}
+    if isinstance(gt, str):
+        return "graph", {"answer": gt}
+    raise GroundTruthError("ground_truth for logic must be {'type': kind, ...} or a zebra dict / ARC grid / "
+                           f"ordering list / graph string, got {type(gt).__name__}")
+
+
+def score_logic(response: str, ground_truth) -> Score:
+    """Card §2.4. ground_truth: {"type": kind, "answer": ...} with kind in LOGIC_KINDS (or the bare answer):
+    ordering (list of str: strict), zebra ({"header", "rows"}: fraction of cells), graph (letters,
+    case-insensitive), arc (list of lists: every cell), prolog / pddl (delegated to proto_verify)."""
+    kind, gt = _logic_gt(ground_truth)
+    if kind in ("prolog", "pddl"):
+        return _score_delegated(kind, response, gt)
+    text = strip_think(response)
+    if kind == "arc":
+        ans = _last_answer(text, single_line=False)
+        if ans is None:
+            return Score(0.0, "no_answer")
+        ans = ans.replace("\n", "").replace("...", "-1")
+        start = ans.find("[[")
+        end = _bracket_end(ans, start) if start >= 0 else -1
+        grid = _safe_literal(ans[start:end + 1]) if end > 0 else None
+        if not (isinstance(grid, list) and all(isinstance(r, list) for r in grid)):
+            return Score(0.0, "unparsable")
+        return Score(1.0, "correct") if grid == gt["answer"] else Score(0.0, "wrong")
+    ans = _last_answer(text, single_line=True)
+    if ans is None:
+        return Score(0.0, "no_answer")
+    if kind == "ordering":
+        items = _list_items(ans)
+        if items is None:
+            return Score(0.0, "unparsable")
+        want = [str(x).strip().lower() for x in gt["answer"]]
+        return Score(1.0, "correct") if items == want else Score(0.0, "wrong")
+    if kind == "graph":
+        a = ans.strip()
+        if not re.fullmatch(r"[A-Za-z]+", a):
+            return Score(0.0, "unparsable")
+        return Score(1.0, "correct") if a.lower() == str(gt["answer"]).strip().lower() else Score(0.0, "wrong")
+    # zebra: fraction of cells equal (exact, case-sensitive); missing rows or cells give 0 as in Guru
+    want = gt["answer"]
+    got = _safe_literal(ans.strip())
+    if not (isinstance(got, dict) and isinstance(got.get("rows"), list)):
+        return Score(0.0, "unparsable")
+    rows, n_cols = want["rows"], len(want.get("header", want["rows"][0] if want["rows"] else []))
+    if n_cols == 0 or not rows:
+        raise GroundTruthError("zebra ground_truth needs non-empty 'rows' and 'header'")
+    correct = 0
+    for i, row in enumerate(rows):
+        if i >= len(got["rows"]) or not isinstance(got["rows"][i], list) or len(got["rows"][i]) < n_cols:
+            return Score(0.0, "missing_cells")
+        correct += sum(got["rows"][i][j] == row[j] for j in range(n_cols))
+    frac = correct / (len(rows) * n_cols)
+    return Score(frac, "correct" if frac == 1.0 else f"partial {correct}/{len(rows) * n_cols}")
+
+
+def _bracket_end(s: str, start: int) -> int:
+    depth = 0
+    for i in range(start, len(s)):
+        depth += s[i] == "["
+        depth -= s[i] == "]"
+        if depth == 0:
+            return i
+    return -1
+
+
+def _score_delegated(kind: str, response: str, gt: dict) -> Score:
+    """Prolog and PDDL items are verified by proto_verify (imported lazily: guru_rewards works without it)."""
+    try:
+        import proto_verify                                # the only allowed import between concept files
+    except ImportError:
+        proto_verify = None
+    if kind == "pddl":
+        validate = getattr(proto_verify, "validate_plan", None)
+        if validate is None:
+            return Score(0.0, "verifier_unavailable: proto_verify.validate_plan")
+        if not (isinstance(gt.get("domain"), str) and isinstance(gt.get("problem"), str)):
+            raise GroundTruthError("pddl ground_truth needs 'domain' and 'problem' PDDL text")
+        text = strip_think(response)
+        plan = _last_answer(text, single_line=False)
+        plan = text if plan is None else plan
+        if len(plan) > MAX_JSON_CHARS:
+            return Score(0.0, "too_long")
+        verdict = validate(gt["domain"], gt["problem"], plan)
+        return Score(1.0, "correct") if verdict.valid else Score(0.0, f"invalid_plan: {verdict.reason}")
+    return _score_prolog(proto_verify, response, gt)
+
+
+def _score_prolog(proto_verify, response: str, gt: dict) -> Score:
+    """ground_truth {"type": "prolog", "task": proto_verify.Task} or {"type": "prolog", "answer": reference
+    (canonical JSON text or value), "compare": "set" | "sequence" | "first"}: proto_verify.prolog_reward compares
+    the answer after `</think>` with the engine-computed reference."""
+    reward = getattr(proto_verify, "prolog_reward", None)
+    if reward is None:
+        return Score(0.0, "verifier_unavailable: proto_verify.prolog_reward")
+    text = strip_think(response)
+    if "task" in gt:
+        value, reason = reward(gt["task"], text)
+    elif "answer" in gt:
+        compare = gt.get("compare", "first")
+        if compare not in ("set", "sequence", "first"):
+            raise GroundTruthError(f"prolog ground_truth['compare'] must be set/sequence/first, got {compare!r}")
+        value, reason = reward(gt["answer"], text, compare=compare)
+    else:
+        raise GroundTruthError("prolog ground_truth needs 'task' (a proto_verify Task) or 'answer' (+ 'compare')")
+    if reason == "bad_reference":
+        raise GroundTruthError(f"prolog ground_truth has a bad reference answer: {gt!r:.200}")
+    return Score(min(1.0, max(0.0, float(value))), "correct" if value == 1.0 else str(reason))
+
+
+# ==== 9. Simulation scorer (card §2.5): CodeI/O =====================================================================
+
+_JSON_BLOCK_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
+
+
+def _top_level_objects(text: str) -> list[str]:
+    """Balanced top-level {...} spans, left to right (linear)."""
+    spans, depth, start = [], 0, -1
+    for i, ch in enumerate(text):
+        if ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                spans.append(text[start:i + 1])
+    return spans
+
+
+def _codeio_value(obj):
+    if isinstance(obj, dict):
+        for key in ("output", "input"):
+            if key in obj:
+                return obj[key]
+    return obj
+
+
+def _normalize_json(x, depth: int = 0):
+    """Card §2.5: JSON-looking strings are parsed, "true"/"false" (any case) become booleans, recursively."""
+    if depth > 50:
+        raise RecursionError("json nesting")
+    if isinstance(x, dict):
+        return {str(k): _normalize_json(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_normalize_json(v, depth + 1) for v in x]
+    if isinstance(x, str):
+        t = x.strip()
+        if t.lower() in ("true", "false"):
+            return t.lower() == "true"
+        if t[:1] in "[{" and len(t) <= MAX_JSON_CHARS:
+            try:
+                return _normalize_json(json.loads(t), depth + 1)
+            except (ValueError, RecursionError):
+                return x
+    return x
+
+
+def _json_equal(a, b) -> bool:
+    """Plain equality, except that a bool only equals a bool (Python's True == 1 must not score)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def _parse_codeio(text: str):
+    m = _JSON_BLOCK_RE.search(text)
+    body = m.group(1) if m else text
+    if len(body) > MAX_JSON_CHARS:
+        return None, False
+    try:
+        return json.loads(body), True
+    except (ValueError, RecursionError):
+        pass
+    spans = _top_level_objects(body)
+    for span in reversed(spans[-1:]):
+        try:
+            return json.loads(span), True
+        except (ValueError, RecursionError):
+            pass
+    return None, False
+
+
+def score_simulation(response: str, ground_truth) -> Score:
+    """Card §2.5 (CodeI/O): the first fenced json block after `</think>` (else the whole text, else its last
+    {...}), parsed with json.loads; its "output" (else "input", else itself) must equal the ground truth's after
+    normalization. ground_truth: '"output": <json>' as in the dataset, a JSON object string, or a dict."""
+    gt = ground_truth
+    if isinstance(gt, str):
+        t = gt.strip()
+        try:
+            gt = json.loads(t if t.startswith("{") else "{" + t + "}")
+        except ValueError as e:
+            raise GroundTruthError(f"ground_truth must be '\"output\": <json>' or a JSON object: {e}") from None
+    want = _normalize_json(_codeio_value(gt))
+    obj, ok = _parse_codeio(strip_think(response))
+    if not ok:
+        return Score(0.0, "unparsable")
+    try:
+        got = _normalize_json(_codeio_value(obj))
+    except RecursionError:
+        return Score(0.0, "unparsable")
+    return Score(1.0, "correct") if _json_equal(got, want) else Score(0.0, "wrong")
+
+
+# ==== 10. Tabular scorer (card §2.6) ================================================================================
+
+def _const_float(v) -> float | None:
+    """A parsed value without variables as a float (pi and square roots allowed), else None."""
+    if v is None or isinstance(v, tuple):
+        return None
+    total = 0.0
+    for (p, r, mono), c in v.items():
+        if mono:
+            return None
+        total += float(c) * math.pi ** p * math.sqrt(r)
+    return total
+
+
+def _table_number(s: str) -> float | None:
+    s = s.replace(",", "").replace("$", "").replace("\\%", "%").replace("\\", "").replace(":", "/").strip()
+    if not s or len(s) > 200 or not re.search(r"[0-9]", s):
+        return None
+    return _const_float(_value(s))
+
+
+def _table_single_equal(a: str, b: str) -> bool:
+    if a == b or (_clean_text(a) == _clean_text(b) and _clean_text(a)):
+        return True
+    cands_a = {a.replace("%", "").replace("\\", ""), a} if "%" in a else {a}
+    cands_b = {b.replace("%", "").replace("\\", ""), b} if "%" in b else {b}
+    for x in cands_a:                                    # '%' read as /100 or as a unit (never x100 without '%')
+        for y in cands_b:
+            vx, vy = _table_number(x), _table_number(y)
+            if vx is not None and vy is not None and math.isclose(vx, vy, rel_tol=1e-3, abs_tol=1e-12):
+                return True
+    return False
+
+
+def score_tabular(response: str, ground_truth) -> Score:
+    """Card §2.6: the last \\boxed{} after `</think>` (lowercased; a short unboxed answer is read whole);
+    answers joined by '|' compare as multisets; numbers within 1e-3 relative; parsed, never evaluated."""
+    gt = _gt_str(ground_truth).lower().strip()
+    text = strip_think(response).lower()
+    ans = extract_boxed(_strip_code(text))
+    if ans is None:
+        ans = text.strip()
+        if len(ans) > 200:
+            return Score(0.0, "no_boxed")
+    for _ in range(3):
+        ans = _TEXT_CMD_RE.sub(lambda m: m.group(1), ans)
+        gt = _TEXT_CMD_RE.sub(lambda m: m.group(1), gt)
+    if len(ans) > MAX_ANSWER_CHARS:
+        return Score(0.0, "too_long")
+    xs = [x.strip() for x in ans.split("|")]
+    ys = [y.strip() for y in gt.split("|")]
+    if len(xs) != len(ys):
+        return Score(0.0, "wrong")
+    left = list(ys)
+    for x in xs:
+        for j, y in enumerate(left):
+            if _table_single_equal(x, y):
+                del left[j]
+                break
+        else:
+            return Score(0.0, "wrong")
+    return Score(1.0, "correct")
+
+
+# The router's table (section 1). Adding a domain = one function `f(response, ground_truth) -> Score` here.
+SCORERS.update({
+    "math": score_math, "code": score_code, "science": score_science, "logic": score_logic,
+    "simulation": score_simulation, "tabular": score_tabular})
+
+
+# ==== Appendix A. Infrastructure: the code sandbox, run_sandboxed ===================================================
+
 #
 # What `run_sandboxed` isolates (verified by tests/test_guru_rewards.py, "sandbox attacks"):
 #
@@ -1012,729 +1740,7 @@ def _killpg(pgid: int) -> None:
         pass
 
 
-# ------------------------------------------------------------------------------------------ domain: code ----
-
-_CODE_BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)\n?```", re.S)
-MAX_CODE_CHARS = 100_000
-CODE_CASE_TIMEOUT_S = 2.0        # per test case (card: 30 s unsafe_local, 5 s bwrap)
-CODE_TOTAL_TIMEOUT_S = 12.0      # per score() call, all cases together
-
-
-def extract_code(text: str) -> str | None:
-    """All fenced python (or untagged) blocks after `</think>`, joined by newlines (card §2.2), or None."""
-    blocks = [m.group(2) for m in _CODE_BLOCK_RE.finditer(strip_think(text))
-              if m.group(1).lower() in ("", "python", "py", "python3")]
-    return "\n".join(blocks) if blocks else None
-
-
-def fuzzy_equal(out: str, expected: str, atol: float = 1e-6) -> bool:
-    """Card §2.2 `fuzzy_equal`: exact after strip/CRLF, else same line count and, per line, equal tokens or
-    yes/no case-insensitively or floats within `atol`."""
-    a = out.replace("\r\n", "\n").strip()
-    b = expected.replace("\r\n", "\n").strip()
-    if a == b:
-        return True
-    la, lb = a.split("\n"), b.split("\n")
-    if len(la) != len(lb):
-        return False
-    for x, y in zip(la, lb):
-        if x.strip() == y.strip():
-            continue
-        tx, ty = x.split(), y.split()
-        if len(tx) != len(ty):
-            return False
-        for u, v in zip(tx, ty):
-            if u == v or (u.lower() in ("yes", "no") and u.lower() == v.lower()):
-                continue
-            if not (u.isascii() and v.isascii()):           # float() would read unicode digits
-                return False
-            try:
-                fu, fv = float(u), float(v)
-            except ValueError:
-                return False
-            if not (math.isfinite(fu) and math.isfinite(fv) and abs(fu - fv) <= atol):
-                return False
-    return True
-
-
-def _load_json_gt(ground_truth, name="ground_truth"):
-    if isinstance(ground_truth, (dict, list)):
-        return ground_truth
-    if isinstance(ground_truth, str):
-        try:
-            return json.loads(ground_truth)
-        except ValueError as e:
-            raise GroundTruthError(f"{name} must be JSON: {e}") from None
-    raise GroundTruthError(f"{name} must be a dict or a JSON string, got {type(ground_truth).__name__}")
-
-
-def score_code(response: str, ground_truth) -> Score:
-    """Card §2.2. ground_truth: {"inputs": [str], "outputs": [str]} (stdin/stdout cases, all must pass) or
-    {"functional": "assert f(2) == 4"} (appended to the code; pass = exit status 0); optional "prefix" (code
-    prepended, e.g. imports) and "timeout_s" (per case). Code runs only through run_sandboxed."""
-    gt = _load_json_gt(ground_truth)
-    if not isinstance(gt, dict) or not ({"inputs", "outputs"} <= set(gt) or "functional" in gt):
-        raise GroundTruthError("ground_truth must have 'inputs'+'outputs' or 'functional'")
-    code = extract_code(response)
-    if code is None:
-        return Score(0.0, "no_code")
-    if len(code) > MAX_CODE_CHARS:
-        return Score(0.0, "code_too_long")
-    code = str(gt.get("prefix", "")) + "\n" + code
-    per_case = gt.get("timeout_s", CODE_CASE_TIMEOUT_S)
-    if not (isinstance(per_case, (int, float)) and 0 < per_case <= 60):
-        raise GroundTruthError(f"ground_truth['timeout_s'] must be in (0, 60] seconds, got {per_case!r}")
-    deadline = time.monotonic() + CODE_TOTAL_TIMEOUT_S
-    if "functional" in gt:
-        # Exit status 0 alone is not enough (card §2.2): a solution that calls sys.exit(0) / os._exit(0) before
-        # the appended tests would pass. The run must also print a fresh random nonce that only the code AFTER
-        # the tests writes. (Tests share the solution's process, so a deliberately adversarial solution can
-        # still fake success, e.g. by reading the nonce from its own code object or with an always-equal object.)
-        nonce = f"guru-tests-passed-{random.SystemRandom().getrandbits(128):032x}"
-        r = run_sandboxed(code + "\n\n" + str(gt["functional"]) +
-                          f"\n\nimport os as _g_os, sys as _g_sys\n_g_sys.stdout.flush()\n"
-                          f"_g_os.write(1, b'\\n{nonce}\\n')\n", timeout_s=per_case)
-        if not r.ok:
-            return Score(0.0, _fail_reason(r))
-        return Score(1.0, "passed") if nonce in r.stdout else Score(0.0, "tests_did_not_finish")
-    inputs, outputs = gt["inputs"], gt["outputs"]
-    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
-        raise GroundTruthError("ground_truth 'inputs' and 'outputs' must be non-empty lists of equal length")
-    for i, (x, y) in enumerate(zip(inputs, outputs)):
-        left = deadline - time.monotonic()
-        if left <= 0.05:
-            return Score(0.0, "total_timeout")
-        r = run_sandboxed(code, stdin=str(x), timeout_s=min(per_case, left))
-        if not r.ok:
-            return Score(0.0, f"case {i}: {_fail_reason(r)}")
-        if not fuzzy_equal(r.stdout, str(y)):
-            return Score(0.0, f"case {i}: wrong_output")
-    return Score(1.0, "passed")
-
-
-def _fail_reason(r: SandboxResult) -> str:
-    if r.timed_out:
-        return "timeout"
-    if r.output_limited:
-        return "output_limit"
-    last = r.stderr.strip().splitlines()[-1:] or [""]
-    return f"runtime_error (rc={r.returncode}): {last[0][:120]}"
-
-
-# --------------------------------------------------------------------------------------- domain: science ----
-
-# A boxed choice: "B", "(B)", "(B) 42", "B. Paris", "B: ..." -- but not "A and B" or "A, B" (hedging scores 0).
-_CHOICE_RE = re.compile(r"\s*(?:\(\s*([A-Ja-j])\s*\).*|([A-Ja-j])\s*(?:[.:)].*)?)", re.S)
-_CHOICE_TEXT_RE = re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?\(?\s*([A-J])\s*\)?(?![A-Za-z])", re.I)
-_SCI_NUM_RE = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
-                         r"(?:\s*(?:\\times|\*|x|×|\\cdot)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?)?\s*(.*)$",
-                         re.S | re.A)                     # re.A: only ASCII digits are numbers
-
-
-def _clean_text(s: str) -> str:
-    """Short-answer normalization: unwrap \\text{}, lowercase, drop punctuation, articles and extra spaces."""
-    for _ in range(3):
-        s = _TEXT_CMD_RE.sub(lambda m: " " + m.group(1) + " ", s)
-    s = unicodedata.normalize("NFC", s).lower().replace("$", " ").replace("~", " ")
-    s = re.sub(r"[^\w\s/^.+-]|(?<!\d)\.|\.(?!\d)", " ", s)
-    t = " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
-    return t or " ".join(s.split())                       # the answer "a" stays "a"
-
-
-def _sci_number(s: str):
-    """'9.8 m/s^2' -> (9.8, 'm/s^2'); '3\\times10^{8} m/s' -> (3e8, 'm/s'); None if no leading number."""
-    m = _SCI_NUM_RE.match(s[:300])
-    if not m:
-        return None
-    try:
-        mant, exp = float(m.group(1)), int(m.group(2) or 0)
-        if abs(exp) > 300:
-            return None
-        value = mant * 10.0 ** exp
-    except (ValueError, OverflowError):
-        return None
-    unit = re.sub(r"[\s{}\\]|text|mathrm|,", "", m.group(3).lower()).rstrip(".")
-    return value, unit
-
-
-def score_science(response: str, ground_truth) -> Score:
-    """Card §2.3 without the LLM judge. ground_truth: a choice letter ("B", "(B)") or a short answer.
-    Letters: the boxed choice, else the last "answer is X". Short answers: math_equal, else the leading numbers
-    within 1% relative (units must agree when both sides give one), else normalized text equality."""
-    gt = _gt_str(ground_truth).strip()
-    text = strip_think(response)
-    boxed = extract_boxed(_strip_code(text))
-    gt_choice = re.fullmatch(r"\(?\s*([A-Ja-j])\s*\)?\.?", gt)
-    if gt_choice:
-        letter = None
-        if boxed is not None:
-            for _ in range(3):
-                boxed = _TEXT_CMD_RE.sub(lambda m: m.group(1), boxed)
-            m = _CHOICE_RE.fullmatch(boxed.strip()[:1000])
-            letter = (m.group(1) or m.group(2)) if m else None
-        else:
-            ms = _CHOICE_TEXT_RE.findall(text[-2000:])
-            letter = ms[-1] if ms else None
-        if letter is None:
-            return Score(0.0, "no_choice")
-        return Score(1.0, "correct") if letter.upper() == gt_choice.group(1).upper() else Score(0.0, "wrong")
-    if boxed is None:
-        return Score(0.0, "no_boxed")
-    if math_equal(boxed, gt):
-        return Score(1.0, "correct")
-    a, b = _sci_number(boxed), _sci_number(gt)
-    if a is not None and b is not None:
-        (va, ua), (vb, ub) = a, b
-        ok = math.isclose(va, vb, rel_tol=1e-2, abs_tol=1e-12) and (not ua or not ub or ua == ub)
-        return Score(1.0, "correct") if ok else Score(0.0, "wrong")
-    ok = _clean_text(boxed) == _clean_text(gt) and _clean_text(gt) != ""
-    return Score(1.0, "correct") if ok else Score(0.0, "wrong")
-
-
-# ----------------------------------------------------------------------------------------- domain: logic ----
-
-LOGIC_KINDS = ("ordering", "zebra", "graph", "arc", "prolog", "pddl")
-_TAG_RE = re.compile(r"<(/?)answer>")
-
-
-def _last_answer(text: str, single_line: bool) -> str | None:
-    """Content of the last match of `<answer>(.*?)</answer>` (with re.DOTALL iff not single_line), found in
-    O(n log n): a regex finditer is quadratic on one long line of unclosed `<answer>` tags."""
-    import bisect
-    opens, closes = [], []
-    for m in _TAG_RE.finditer(text):
-        (closes if m.group(1) else opens).append((m.start(), m.end()))
-    newlines = [m.start() for m in re.finditer("\n", text)] if single_line else []
-    close_starts = [c[0] for c in closes]
-    last, pos = None, 0
-    for o_start, o_end in opens:                          # leftmost, non-overlapping, lazy: as re.finditer
-        if o_start < pos:
-            continue
-        k = bisect.bisect_left(close_starts, o_end)
-        if k == len(closes):
-            break
-        c_start, c_end = closes[k]
-        if single_line and bisect.bisect_left(newlines, o_end) != bisect.bisect_left(newlines, c_start):
-            continue                                      # a newline inside: no match from this <answer>
-        last, pos = text[o_end:c_start], c_end
-    return last
-
-
-def _safe_literal(s: str):
-    """json.loads, else ast.literal_eval (literals only, never code); None on failure or if too large."""
-    if len(s) > MAX_JSON_CHARS:
-        return None
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(s)
-        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError, OverflowError):
-            continue
-    return None
-
-
-def _list_items(s: str) -> list[str] | None:
-    """Ordering answers: the first [...] list, items = runs of word characters and spaces, lowercased."""
-    m = re.search(r"\[([^\[\]]*)\]", s)
-    if not m:
-        return None
-    return [x.strip().lower() for x in re.findall(r"[\w ]+", m.group(1)) if x.strip()]
-
-
-def _logic_gt(ground_truth) -> tuple[str, dict]:
-    gt = ground_truth
-    if isinstance(gt, str) and gt.strip()[:1] in "[{":
-        gt = _load_json_gt(gt)
-    if isinstance(gt, dict) and "type" in gt:
-        kind = gt["type"]
-        if kind not in LOGIC_KINDS:
-            raise GroundTruthError(f"ground_truth['type'] must be one of {LOGIC_KINDS}, got {kind!r}")
-        return kind, gt
-    if isinstance(gt, dict) and "rows" in gt:
-        return "zebra", {"answer": gt}
-    if isinstance(gt, list) and gt and all(isinstance(r, list) for r in gt):
-        return "arc", {"answer": gt}
-    if isinstance(gt, list) and all(isinstance(x, str) for x in gt):
-        return "ordering", {"answer": gt}
-    if isinstance(gt, str):
-        return "graph", {"answer": gt}
-    raise GroundTruthError("ground_truth for logic must be {'type': kind, ...} or a zebra dict / ARC grid / "
-                           f"ordering list / graph string, got {type(gt).__name__}")
-
-
-def score_logic(response: str, ground_truth) -> Score:
-    """Card §2.4. ground_truth: {"type": kind, "answer": ...} with kind in LOGIC_KINDS (or the bare answer):
-    ordering (list of str: strict), zebra ({"header", "rows"}: fraction of cells), graph (letters,
-    case-insensitive), arc (list of lists: every cell), prolog / pddl (delegated to proto_verify)."""
-    kind, gt = _logic_gt(ground_truth)
-    if kind in ("prolog", "pddl"):
-        return _score_delegated(kind, response, gt)
-    text = strip_think(response)
-    if kind == "arc":
-        ans = _last_answer(text, single_line=False)
-        if ans is None:
-            return Score(0.0, "no_answer")
-        ans = ans.replace("\n", "").replace("...", "-1")
-        start = ans.find("[[")
-        end = _bracket_end(ans, start) if start >= 0 else -1
-        grid = _safe_literal(ans[start:end + 1]) if end > 0 else None
-        if not (isinstance(grid, list) and all(isinstance(r, list) for r in grid)):
-            return Score(0.0, "unparsable")
-        return Score(1.0, "correct") if grid == gt["answer"] else Score(0.0, "wrong")
-    ans = _last_answer(text, single_line=True)
-    if ans is None:
-        return Score(0.0, "no_answer")
-    if kind == "ordering":
-        items = _list_items(ans)
-        if items is None:
-            return Score(0.0, "unparsable")
-        want = [str(x).strip().lower() for x in gt["answer"]]
-        return Score(1.0, "correct") if items == want else Score(0.0, "wrong")
-    if kind == "graph":
-        a = ans.strip()
-        if not re.fullmatch(r"[A-Za-z]+", a):
-            return Score(0.0, "unparsable")
-        return Score(1.0, "correct") if a.lower() == str(gt["answer"]).strip().lower() else Score(0.0, "wrong")
-    # zebra: fraction of cells equal (exact, case-sensitive); missing rows or cells give 0 as in Guru
-    want = gt["answer"]
-    got = _safe_literal(ans.strip())
-    if not (isinstance(got, dict) and isinstance(got.get("rows"), list)):
-        return Score(0.0, "unparsable")
-    rows, n_cols = want["rows"], len(want.get("header", want["rows"][0] if want["rows"] else []))
-    if n_cols == 0 or not rows:
-        raise GroundTruthError("zebra ground_truth needs non-empty 'rows' and 'header'")
-    correct = 0
-    for i, row in enumerate(rows):
-        if i >= len(got["rows"]) or not isinstance(got["rows"][i], list) or len(got["rows"][i]) < n_cols:
-            return Score(0.0, "missing_cells")
-        correct += sum(got["rows"][i][j] == row[j] for j in range(n_cols))
-    frac = correct / (len(rows) * n_cols)
-    return Score(frac, "correct" if frac == 1.0 else f"partial {correct}/{len(rows) * n_cols}")
-
-
-def _bracket_end(s: str, start: int) -> int:
-    depth = 0
-    for i in range(start, len(s)):
-        depth += s[i] == "["
-        depth -= s[i] == "]"
-        if depth == 0:
-            return i
-    return -1
-
-
-def _score_delegated(kind: str, response: str, gt: dict) -> Score:
-    """Prolog and PDDL items are verified by proto_verify (imported lazily: guru_rewards works without it)."""
-    try:
-        import proto_verify                                # the only allowed import between concept files
-    except ImportError:
-        proto_verify = None
-    if kind == "pddl":
-        validate = getattr(proto_verify, "validate_plan", None)
-        if validate is None:
-            return Score(0.0, "verifier_unavailable: proto_verify.validate_plan")
-        if not (isinstance(gt.get("domain"), str) and isinstance(gt.get("problem"), str)):
-            raise GroundTruthError("pddl ground_truth needs 'domain' and 'problem' PDDL text")
-        text = strip_think(response)
-        plan = _last_answer(text, single_line=False)
-        plan = text if plan is None else plan
-        if len(plan) > MAX_JSON_CHARS:
-            return Score(0.0, "too_long")
-        verdict = validate(gt["domain"], gt["problem"], plan)
-        return Score(1.0, "correct") if verdict.valid else Score(0.0, f"invalid_plan: {verdict.reason}")
-    return _score_prolog(proto_verify, response, gt)
-
-
-def _score_prolog(proto_verify, response: str, gt: dict) -> Score:
-    """ground_truth {"type": "prolog", "task": proto_verify.Task} or {"type": "prolog", "answer": reference
-    (canonical JSON text or value), "compare": "set" | "sequence" | "first"}: proto_verify.prolog_reward compares
-    the answer after `</think>` with the engine-computed reference."""
-    reward = getattr(proto_verify, "prolog_reward", None)
-    if reward is None:
-        return Score(0.0, "verifier_unavailable: proto_verify.prolog_reward")
-    text = strip_think(response)
-    if "task" in gt:
-        value, reason = reward(gt["task"], text)
-    elif "answer" in gt:
-        compare = gt.get("compare", "first")
-        if compare not in ("set", "sequence", "first"):
-            raise GroundTruthError(f"prolog ground_truth['compare'] must be set/sequence/first, got {compare!r}")
-        value, reason = reward(gt["answer"], text, compare=compare)
-    else:
-        raise GroundTruthError("prolog ground_truth needs 'task' (a proto_verify Task) or 'answer' (+ 'compare')")
-    if reason == "bad_reference":
-        raise GroundTruthError(f"prolog ground_truth has a bad reference answer: {gt!r:.200}")
-    return Score(min(1.0, max(0.0, float(value))), "correct" if value == 1.0 else str(reason))
-
-
-# ------------------------------------------------------------------------------------ domain: simulation ----
-
-_JSON_BLOCK_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
-
-
-def _top_level_objects(text: str) -> list[str]:
-    """Balanced top-level {...} spans, left to right (linear)."""
-    spans, depth, start = [], 0, -1
-    for i, ch in enumerate(text):
-        if ch == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "}" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                spans.append(text[start:i + 1])
-    return spans
-
-
-def _codeio_value(obj):
-    if isinstance(obj, dict):
-        for key in ("output", "input"):
-            if key in obj:
-                return obj[key]
-    return obj
-
-
-def _normalize_json(x, depth: int = 0):
-    """Card §2.5: JSON-looking strings are parsed, "true"/"false" (any case) become booleans, recursively."""
-    if depth > 50:
-        raise RecursionError("json nesting")
-    if isinstance(x, dict):
-        return {str(k): _normalize_json(v, depth + 1) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_normalize_json(v, depth + 1) for v in x]
-    if isinstance(x, str):
-        t = x.strip()
-        if t.lower() in ("true", "false"):
-            return t.lower() == "true"
-        if t[:1] in "[{" and len(t) <= MAX_JSON_CHARS:
-            try:
-                return _normalize_json(json.loads(t), depth + 1)
-            except (ValueError, RecursionError):
-                return x
-    return x
-
-
-def _json_equal(a, b) -> bool:
-    """Plain equality, except that a bool only equals a bool (Python's True == 1 must not score)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
-
-
-def _parse_codeio(text: str):
-    m = _JSON_BLOCK_RE.search(text)
-    body = m.group(1) if m else text
-    if len(body) > MAX_JSON_CHARS:
-        return None, False
-    try:
-        return json.loads(body), True
-    except (ValueError, RecursionError):
-        pass
-    spans = _top_level_objects(body)
-    for span in reversed(spans[-1:]):
-        try:
-            return json.loads(span), True
-        except (ValueError, RecursionError):
-            pass
-    return None, False
-
-
-def score_simulation(response: str, ground_truth) -> Score:
-    """Card §2.5 (CodeI/O): the first fenced json block after `</think>` (else the whole text, else its last
-    {...}), parsed with json.loads; its "output" (else "input", else itself) must equal the ground truth's after
-    normalization. ground_truth: '"output": <json>' as in the dataset, a JSON object string, or a dict."""
-    gt = ground_truth
-    if isinstance(gt, str):
-        t = gt.strip()
-        try:
-            gt = json.loads(t if t.startswith("{") else "{" + t + "}")
-        except ValueError as e:
-            raise GroundTruthError(f"ground_truth must be '\"output\": <json>' or a JSON object: {e}") from None
-    want = _normalize_json(_codeio_value(gt))
-    obj, ok = _parse_codeio(strip_think(response))
-    if not ok:
-        return Score(0.0, "unparsable")
-    try:
-        got = _normalize_json(_codeio_value(obj))
-    except RecursionError:
-        return Score(0.0, "unparsable")
-    return Score(1.0, "correct") if _json_equal(got, want) else Score(0.0, "wrong")
-
-
-# --------------------------------------------------------------------------------------- domain: tabular ----
-
-def _const_float(v) -> float | None:
-    """A parsed value without variables as a float (pi and square roots allowed), else None."""
-    if v is None or isinstance(v, tuple):
-        return None
-    total = 0.0
-    for (p, r, mono), c in v.items():
-        if mono:
-            return None
-        total += float(c) * math.pi ** p * math.sqrt(r)
-    return total
-
-
-def _table_number(s: str) -> float | None:
-    s = s.replace(",", "").replace("$", "").replace("\\%", "%").replace("\\", "").replace(":", "/").strip()
-    if not s or len(s) > 200 or not re.search(r"[0-9]", s):
-        return None
-    return _const_float(_value(s))
-
-
-def _table_single_equal(a: str, b: str) -> bool:
-    if a == b or (_clean_text(a) == _clean_text(b) and _clean_text(a)):
-        return True
-    cands_a = {a.replace("%", "").replace("\\", ""), a} if "%" in a else {a}
-    cands_b = {b.replace("%", "").replace("\\", ""), b} if "%" in b else {b}
-    for x in cands_a:                                    # '%' read as /100 or as a unit (never x100 without '%')
-        for y in cands_b:
-            vx, vy = _table_number(x), _table_number(y)
-            if vx is not None and vy is not None and math.isclose(vx, vy, rel_tol=1e-3, abs_tol=1e-12):
-                return True
-    return False
-
-
-def score_tabular(response: str, ground_truth) -> Score:
-    """Card §2.6: the last \\boxed{} after `</think>` (lowercased; a short unboxed answer is read whole);
-    answers joined by '|' compare as multisets; numbers within 1e-3 relative; parsed, never evaluated."""
-    gt = _gt_str(ground_truth).lower().strip()
-    text = strip_think(response).lower()
-    ans = extract_boxed(_strip_code(text))
-    if ans is None:
-        ans = text.strip()
-        if len(ans) > 200:
-            return Score(0.0, "no_boxed")
-    for _ in range(3):
-        ans = _TEXT_CMD_RE.sub(lambda m: m.group(1), ans)
-        gt = _TEXT_CMD_RE.sub(lambda m: m.group(1), gt)
-    if len(ans) > MAX_ANSWER_CHARS:
-        return Score(0.0, "too_long")
-    xs = [x.strip() for x in ans.split("|")]
-    ys = [y.strip() for y in gt.split("|")]
-    if len(xs) != len(ys):
-        return Score(0.0, "wrong")
-    left = list(ys)
-    for x in xs:
-        for j, y in enumerate(left):
-            if _table_single_equal(x, y):
-                del left[j]
-                break
-        else:
-            return Score(0.0, "wrong")
-    return Score(1.0, "correct")
-
-
-# ------------------------------------------------------------------------------------------ data pipeline ----
-# Card §4: sourcing -> dedup -> reward design -> heuristic filtering -> difficulty filtering. The paper does not
-# say how it deduplicated ([NR]); we use an exact hash of the normalized text plus MinHash-LSH candidates that are
-# then VERIFIED by exact n-gram Jaccard, so a reported near-duplicate is always a true one at the threshold.
-
-_MH_PRIME = 4_294_967_311                                # a prime > 2^32: a*x + b stays below 2^64 in uint64
-
-
-def normalize_text(s: str) -> str:
-    """NFKC, lowercase, whitespace collapsed: what "the same problem" means for the exact-duplicate hash."""
-    return " ".join(unicodedata.normalize("NFKC", s).lower().split())
-
-
-def _shingles(s: str, n: int) -> set[str]:
-    return {s[i:i + n] for i in range(len(s) - n + 1)} if len(s) >= n else {s}
-
-
-def _jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
-class _MinHashLSH:
-    """MinHash signatures (num_perm universal hashes h(x) = (a x + b) mod p over 32-bit shingle hashes), split
-    into `bands` bands: two texts become candidates if any band agrees, P = 1 - (1 - J^rows)^bands."""
-
-    def __init__(self, num_perm: int, bands: int, seed: int):
-        import numpy as np
-        if num_perm % bands:
-            raise ValueError(f"num_perm ({num_perm}) must be a multiple of bands ({bands})")
-        rng = np.random.default_rng(seed)
-        self.np, self.bands, self.rows = np, bands, num_perm // bands
-        self.a = rng.integers(1, 2 ** 32 - 1, size=num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, 2 ** 32 - 1, size=num_perm, dtype=np.uint64)
-        self.buckets: list[dict] = [dict() for _ in range(bands)]
-
-    def signature(self, norm: str, n: int):
-        """MinHash signature (num_perm,) of the character n-gram set of `norm`. Shingles are hashed by a
-        vectorized polynomial rolling hash mod 2^32 (a rare collision only costs LSH recall: candidates are
-        verified exactly)."""
-        np = self.np
-        c = np.frombuffer(norm.encode("utf-32-le", "replace"), dtype=np.uint32).astype(np.uint64)   # (L,)
-        m = max(1, len(c) - n + 1)
-        x = np.zeros(m, dtype=np.uint64)                                                        # (L-n+1,)
-        for j in range(min(n, len(c))):
-            x = (x * np.uint64(1_000_003) + c[j:j + m]) & np.uint64(0xFFFFFFFF)
-        x = np.unique(x)
-        h = (self.a[:, None] * x[None, :] + self.b[:, None]) % np.uint64(_MH_PRIME)  # (num_perm, n_shingles)
-        return h.min(axis=1)                                                        # (num_perm,)
-
-    def _keys(self, sig):
-        return [sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
-
-    def candidates(self, sig) -> set[int]:
-        out: set[int] = set()
-        for band, key in zip(self.buckets, self._keys(sig)):
-            out.update(band.get(key, ()))
-        return out
-
-    def insert(self, idx: int, sig) -> None:
-        for band, key in zip(self.buckets, self._keys(sig)):
-            band.setdefault(key, []).append(idx)
-
-
-def _check_texts(texts, name):
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise TypeError(f"{name} must be a sequence of str")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
-
-
-def _check_dedup_args(threshold, ngram):
-    if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
-        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
-    if not (isinstance(ngram, int) and ngram >= 1):
-        raise ValueError(f"ngram must be an int >= 1, got {ngram!r}")
-
-
-def dedup(texts: Sequence[str], threshold: float = 0.8, ngram: int = 5, num_perm: int = 128, bands: int = 32,
-          seed: int = 0) -> list[int]:
-    """Indices of the items to keep (first occurrence wins), in order.
-
-    An item is dropped if its normalized text equals a kept item's (exact hash), or if the Jaccard similarity of
-    its character `ngram`-shingle set with some kept item's is >= `threshold` (MinHash-LSH proposes candidates;
-    each is verified exactly, so no false positives; with 32 bands x 4 rows a pair at J = 0.8 is missed with
-    probability (1 - 0.8^4)^32 ~ 5e-8).
-    """
-    _check_texts(texts, "texts")
-    _check_dedup_args(threshold, ngram)
-    lsh = _MinHashLSH(num_perm, bands, seed)
-    seen: set[str] = set()
-    kept_shingles: dict[int, set] = {}
-    keep = []
-    for i, t in enumerate(texts):
-        norm = normalize_text(t)
-        h = hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest()
-        if h in seen:
-            continue
-        sh = _shingles(norm, ngram)
-        sig = lsh.signature(norm, ngram)
-        if any(_jaccard(sh, kept_shingles[j]) >= threshold for j in lsh.candidates(sig)):
-            continue
-        seen.add(h)
-        kept_shingles[i] = sh
-        lsh.insert(i, sig)
-        keep.append(i)
-    return keep
-
-
-def decontaminate(train: Sequence[str], eval: Sequence[str], threshold: float = 0.8, ngram: int = 5,
-                  num_perm: int = 128, bands: int = 32, seed: int = 0) -> list[int]:
-    """Indices of `train` items to keep: those that are neither an exact (normalized) nor a near duplicate
-    (verified n-gram Jaccard >= threshold) of any `eval` item. (Guru v1 did not decontaminate, card §4 [NR].)"""
-    _check_texts(train, "train")
-    _check_texts(eval, "eval")
-    _check_dedup_args(threshold, ngram)
-    lsh = _MinHashLSH(num_perm, bands, seed)
-    hashes, ev_shingles = set(), []
-    for j, t in enumerate(eval):
-        norm = normalize_text(t)
-        hashes.add(hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest())
-        ev_shingles.append(_shingles(norm, ngram))
-        lsh.insert(j, lsh.signature(norm, ngram))
-    keep = []
-    for i, t in enumerate(train):
-        norm = normalize_text(t)
-        if hashlib.sha256(norm.encode("utf-8", "surrogatepass")).hexdigest() in hashes:
-            continue
-        sh = _shingles(norm, ngram)
-        cands = lsh.candidates(lsh.signature(norm, ngram))
-        if any(_jaccard(sh, ev_shingles[j]) >= threshold for j in cands):
-            continue
-        keep.append(i)
-    return keep
-
-
-def pass_rate(rewards: Sequence[float]) -> float:
-    """Card §4: pass rate of one prompt = mean reward over its k sampled responses (k = 16 in Guru)."""
-    rewards = list(rewards)
-    if not rewards:
-        raise ValueError("rewards must be a non-empty sequence of values in [0, 1]")
-    for r in rewards:
-        if not (isinstance(r, (int, float)) and 0.0 <= r <= 1.0):
-            raise ValueError(f"rewards must lie in [0, 1], got {r!r}")
-    return sum(rewards) / len(rewards)
-
-
-def difficulty_filter(items: Sequence, pass_rates: Sequence, low: float = 0.1, high: float = 0.9) -> list:
-    """Keep exactly the items whose pass rate p satisfies low < p < high (Guru's run_filter.py drops p <= low and
-    p >= high; the README example uses 0.1 / 0.9). pass_rates[i] is a float in [0, 1] or the list of item i's k
-    sample rewards (then p = pass_rate(...)). Returns the kept items, in order."""
-    if len(items) != len(pass_rates):
-        raise ValueError(f"items and pass_rates must have the same length, got {len(items)} and {len(pass_rates)}")
-    if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0.0 <= low < high <= 1.0):
-        raise ValueError(f"need 0 <= low < high <= 1, got low={low!r}, high={high!r}")
-    kept = []
-    for item, p in zip(items, pass_rates):
-        p = pass_rate(p) if isinstance(p, (list, tuple)) else p
-        if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
-            raise ValueError(f"pass_rates must lie in [0, 1], got {p!r}")
-        if low < p < high:
-            kept.append(item)
-    return kept
-
-
-# ---------------------------------------------------------------------------------------------- router ----
-
-SCORERS: dict[str, Callable[[str, object], Score]] = {
-    "math": score_math, "code": score_code, "science": score_science, "logic": score_logic,
-    "simulation": score_simulation, "tabular": score_tabular}
-
-
-SCORER_ERRORS: Counter = Counter()      # domain -> number of scorer bugs caught (NOT wrong answers; card §3)
-
-
-def score(domain: str, response: str, ground_truth) -> Score:
-    """Reward of one response. Adding a domain = one function `f(response, ground_truth) -> Score` in SCORERS.
-
-    Args:
-        domain: one of SCORERS ("math", "code", "science", "logic", "simulation", "tabular").
-        response: the model's full output (str). Any content is scored, never raises.
-        ground_truth: the domain's reference (see each `score_<domain>` docstring).
-    Returns:
-        Score(value in [0, 1], reason). reason "scorer_error: ..." marks a bug in a scorer, not a wrong answer.
-    Raises:
-        ValueError for an unknown domain or a malformed ground truth; TypeError if response is not a str.
-    """
-    if domain not in SCORERS:
-        raise ValueError(f"domain must be one of {sorted(SCORERS)}, got {domain!r}")
-    if not isinstance(response, str):
-        raise TypeError(f"response must be a str, got {type(response).__name__}")
-    try:
-        s = SCORERS[domain](response, ground_truth)
-        value = float(s.value)
-        if math.isnan(value) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"value {value!r} outside [0, 1]")
-    except GroundTruthError:
-        raise
-    except Exception as e:                                # counted apart from wrong answers (card §3)
-        SCORER_ERRORS[domain] += 1
-        return Score(0.0, f"scorer_error: {type(e).__name__}: {str(e)[:200]}")
-    return Score(value, str(s.reason))
-
-
-# --------------------------------------------------------------------------------------------- demo/bench ----
+# ==== Appendix B. Demo and benchmark: python guru_rewards.py [--bench] ==============================================
 
 def _demo_cases() -> list[tuple[str, str, object]]:
     fence = "```"
