@@ -21,7 +21,8 @@ Equations (card numbering; 0-indexed response tokens a_0 … a_{T−1}, state s_
   ℓ_t = max(−Â ρ, −Â clip(ρ, 1 − 0.2, 1 + 0.28));  Â < 0: ℓ_t ← min(ℓ_t, 10 |Â|)          (§8, clip-higher + dual clip)
   L_policy = Σ_window-tokens ℓ_t / N_tokens + 0.1 · NLL(finished responses with reward > 0)   (§8, VAPO μ = 0.1)
   L_value  = ½ Σ max((V − G)², (clip(V, V_old − 0.5, V_old + 0.6) − G)²) / N_tokens        (§6)
-  log π(a | s) = z_a − logsumexp(z), streamed over V in blocks with an online max/sum (Triton hot path)
+  log π(a | s) = z_a/τ − logsumexp(z/τ), τ = the sampling temperature (`temperature`), for π_old, π_θ and the NLL;
+        streamed over V in blocks with an online max/sum (Triton hot path)
 
 Which tokens each loss sees (card §7): the policy loss sees only the tokens generated in this step's window (earlier
 windows are context), so each generated token is policy-trained exactly once; the value loss sees every token of
@@ -46,6 +47,9 @@ Deviations from the paper / reference recipe:
     and pads with masked unfinished rows, which dilutes it); this keeps "each finished token counts once".
   * The last `ignore_last` tokens of unfinished windows get Â = 0 and are excluded from the whitening statistics
     (the ref leaves the second point unspecified); they stay in the policy-loss denominator.
+  * Temperature: rollouts are sampled from softmax(z/τ), so π_old and π_θ are log softmax(z/τ) (the ref samples at
+    τ = 1). The NLL term uses the same tempered log-probs: one forward serves both terms, and it raises the
+    likelihood of correct answers under the distribution that is actually sampled; at τ = 1 nothing changes.
   * No KL / entropy terms (the ref sets both to 0). Windows carried over are not importance-corrected (as in the ref).
   * `bootstrap="value"` (the exact V(s_l), free from the same critic forward) is offered as an ablation of EGAE's
     V(s_l) ≈ V(s_{l−1}). During the `critic_warmup` steps the window tokens are generated but not policy-trained.
@@ -114,6 +118,7 @@ class TPPOConfig:
     minibatch_size: int = 512     # responses per optimizer step
     micro_batch_size: int = 0     # responses per forward/backward (gradient accumulation); 0 = whole mini-batch
     max_grad_norm: float = 1.0    # global grad-norm clip per optimizer step (0 disables)
+    temperature: float = 1.0      # τ of the sampler: π_old, π_θ and the NLL all use log softmax(z / τ)
     seed: int = 0                 # seeds the mini-batch shuffling (per step: seed + step)
 
     def __post_init__(self):
@@ -136,6 +141,10 @@ class TPPOConfig:
             raise ValueError("TPPOConfig: need 0 <= clip_low < 1, clip_high >= 0, dual_clip > 1")
         if self.value_clip_low < 0 or self.value_clip_high < 0 or self.adv_clamp < 0 or self.nll_weight < 0:
             raise ValueError("TPPOConfig: value clips, adv_clamp and nll_weight must be >= 0")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
+                and self.temperature > 0):
+            raise ValueError(f"TPPOConfig.temperature must be a finite float > 0 (greedy decoding has no policy "
+                             f"ratio), got {self.temperature!r}")
 
     @property
     def max_windows(self) -> int:
@@ -544,13 +553,16 @@ def _values_of(critic, tokens):
     return v.float()
 
 
-def _response_logprobs(policy, tokens, pred_pos, targets):
+def _response_logprobs(policy, tokens, pred_pos, targets, temperature=1.0):
+    """log softmax(z / τ)[a_t] at the response positions: the distribution the sampler drew a_t from."""
     logits = policy(tokens)                                               # (B, T, V)
     if logits.dim() != 3 or logits.shape[:2] != tokens.shape:
         raise ValueError(f"policy(tokens) must return logits (B, T, V) with (B, T) = {tuple(tokens.shape)}, "
                          f"got {tuple(logits.shape)}")
     V = logits.shape[-1]
     sel = logits.gather(1, pred_pos.unsqueeze(-1).expand(-1, -1, V))     # (B, Lr, V) only response positions
+    if temperature != 1.0:
+        sel = sel.div_(temperature)   # in place: gather allocated sel, and its backward does not need it
     return token_logprobs(sel, targets)                                  # (B, Lr)
 
 
@@ -602,7 +614,8 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     nll_mask = value_mask & (rewards > 0)[:, None]
 
     # π_old and V at the step-start weights (card §8: recomputed, current-window tokens for the policy).
-    old_logp = torch.where(window_mask, _response_logprobs(policy, tokens, pred_pos, targets), 0.0)
+    old_logp = torch.where(window_mask, _response_logprobs(policy, tokens, pred_pos, targets, cfg.temperature),
+                           0.0)
     values_all = _values_of(critic, tokens)                              # (S, T)
     fresh = values_all.gather(1, pred_pos)                                # (S, Lr) V(s_t)
     old_values = torch.where(window_mask, fresh, saved)
@@ -720,7 +733,7 @@ def update_policy(sb: StepBatch, cfg: TPPOConfig, policy, policy_opt, step: int,
             policy_opt.zero_grad(set_to_none=True)
             for mic in _micro(mb, cfg):
                 tok, pp = _trim(sb, mic)
-                logp = _response_logprobs(policy, tok, pp, sb.targets[mic])
+                logp = _response_logprobs(policy, tok, pp, sb.targets[mic], cfg.temperature)
                 loss, st = policy_loss(logp, sb.old_logp[mic], sb.adv[mic], sb.policy_mask[mic], cfg.clip_low,
                                        cfg.clip_high, cfg.dual_clip, max_log_ratio=cfg.max_log_ratio,
                                        denominator=n_tok.clamp(min=1))
@@ -865,29 +878,37 @@ class ToyLM(nn.Module):
 
 
 @torch.no_grad()
-def toy_generate(model: ToyLM, contexts, max_new_tokens, gen: torch.Generator):
-    """Synchronous batched sampling: one decode step for the whole batch until every row is done (like a GPU
-    engine without continuous batching), so the cost grows with the longest row."""
+def toy_generate(model: ToyLM, contexts, max_new_tokens, gen: torch.Generator, temperature: float = 1.0,
+                 return_logprobs: bool = False):
+    """Synchronous batched sampling from softmax(z / τ): one decode step for the whole batch until every row is
+    done (like a GPU engine without continuous batching), so the cost grows with the longest row.
+    Returns (tokens, eos), plus the per-token sampling log-probs log softmax(z / τ)[a_t] when return_logprobs."""
     B = len(contexts)
     first = torch.tensor([c[0] for c in contexts])
     cur = torch.tensor([c[-1] for c in contexts])
     pos = torch.tensor([len(c) - 1 for c in contexts])
     limit = torch.tensor(max_new_tokens)
     out = torch.zeros(B, max(max_new_tokens), dtype=torch.long)
+    out_logp = torch.zeros(B, max(max_new_tokens))
     n = torch.zeros(B, dtype=torch.long)
     done = limit <= 0
     for s in range(max(max_new_tokens)):
         if bool(done.all()):
             break
-        probs = torch.softmax(model.features(first, cur, pos), -1)
-        nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        z = model.features(first, cur, pos) / temperature                                   # (B, V)
+        nxt = torch.multinomial(torch.softmax(z, -1), 1, generator=gen).squeeze(1)
         active = ~done
         out[active, s] = nxt[active]
+        if return_logprobs:
+            out_logp[active, s] = torch.log_softmax(z, -1).gather(1, nxt[:, None]).squeeze(1)[active]
         n += active.long()
         cur, pos = torch.where(active, nxt, cur), pos + 1
         done = done | (active & (nxt == EOS)) | (n >= limit)
     rows = [row[:k] for row, k in zip(out.tolist(), n.tolist())]
-    return rows, [bool(r) and r[-1] == EOS for r in rows]
+    eos = [bool(r) and r[-1] == EOS for r in rows]
+    if return_logprobs:
+        return rows, eos, [row[:k] for row, k in zip(out_logp.tolist(), n.tolist())]
+    return rows, eos
 
 
 class ToyTask:
@@ -931,7 +952,7 @@ def run_toy(cfg: TPPOConfig, steps: int, *, n_max: int = 16, seed: int = 0, lr: 
     recent, hist, t_start = [], [], time.perf_counter()
     for step in range(steps):
         m, sb = tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
-                          generate_fn=lambda ctx, k: toy_generate(policy, ctx, k, gen), reward_fn=task.reward,
+                          generate_fn=lambda ctx, k: toy_generate(policy, ctx, k, gen, cfg.temperature), reward_fn=task.reward,
                           next_prompt=task.next_prompt, step=step, return_batch=True)
         recent = (recent + sb.rewards[sb.finished].tolist())[-reward_window:]
         m["reward/recent"] = sum(recent) / max(len(recent), 1)

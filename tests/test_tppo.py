@@ -350,6 +350,54 @@ def test_ratio_is_one_on_first_minibatch_and_drifts_after():
     assert max(m["policy/approx_kl"] for m, _ in steps) > 1e-7      # later mini-batches see updated weights
 
 
+class ToySampler:
+    """toy_generate at temperature τ that records the log-probs under which it sampled each token."""
+
+    def __init__(self, policy, temperature, seed=0, pass_logprobs=False):
+        self.policy, self.temperature, self.pass_logprobs = policy, temperature, pass_logprobs
+        self.gen, self.logps = torch.Generator().manual_seed(seed), []
+
+    def __call__(self, contexts, max_new_tokens):
+        toks, eos, lp = tppo.toy_generate(self.policy, contexts, max_new_tokens, self.gen, self.temperature,
+                                          return_logprobs=True)
+        self.logps.append(lp)
+        return (toks, eos, lp) if self.pass_logprobs else (toks, eos)
+
+
+def run_toy_sampler_steps(cfg, steps, pass_logprobs=False, seed=0):
+    policy, critic, popt, copt = make_models(cfg.max_response, seed)
+    pool, stream = RolloutPool.from_config(cfg), PromptStream(seed)
+    sampler = ToySampler(policy, cfg.temperature, seed, pass_logprobs)
+    out = [tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                          generate_fn=sampler, reward_fn=scripted_reward, next_prompt=stream, step=s,
+                          return_batch=True) for s in range(steps)]
+    return out, sampler
+
+
+def test_temperature_correct_ratio_old_logp_is_the_sampling_distribution_and_ratio_is_one():
+    """Rollouts come from softmax(z / τ): π_old must be that distribution, and π_θ the same function of the
+    weights, so ρ = 1 on the first mini-batch at τ ≠ 1 (issue 14 point 4)."""
+    tau = 0.7
+    cfg = small_cfg(temperature=tau, minibatch_size=3)
+    steps, sampler = run_toy_sampler_steps(cfg, 4)
+    carried = 0
+    for (m, sb), lps in zip(steps, sampler.logps):
+        assert m["policy/first_ratio_dev"] < 1e-5
+        for b, lp in enumerate(lps):
+            ws, L = int(sb.lengths[b] - sb.window_lengths[b]), int(sb.lengths[b])
+            carried += ws > 0
+            assert torch.allclose(sb.old_logp[b, ws:L], torch.tensor(lp), atol=1e-5), (b, lp)
+    assert carried > 0                                                 # later windows of carried rollouts too
+    # the claim can fail: the raw-logit log-probs (what π_old was before) are far from the sampler's
+    policy0 = make_models(cfg.max_response)[0]                         # the step-0 weights
+    sb = steps[0][1]
+    with torch.no_grad():
+        raw = tppo._response_logprobs(policy0, sb.tokens, sb.pred_pos, sb.targets)
+    assert float((raw - sb.old_logp)[sb.window_mask].abs().max()) > 1e-2
+    with pytest.raises(ValueError, match="temperature"):
+        TPPOConfig(temperature=0.0)
+
+
 def test_critic_warmup_steps_leave_the_policy_untouched():
     cfg = small_cfg(critic_warmup=2)
     policy, critic, popt, copt = make_models(cfg.max_response)
