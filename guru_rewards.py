@@ -54,13 +54,17 @@ Deviations from the paper (deliberate; see the card's "security smells" §3)
   `50.00001` != `50` (released: rel. tol 1e-4), and the percentage quirk is dropped: `0.5` and `5000` do NOT
   match ground truth `50`; a `%` sign may be read either as a unit (`50\\%` == `50`) or as /100 (`50\\%` == `0.5`).
   `6.28` != `2\\pi` (same outcome as the released code, but by design, not by a crashing fallback).
-  Mixed numbers `1\\frac{1}{2}` and `1 1/2` mean 3/2 (as the released normalizer's "1 1/2" -> "1+1/2").
+  Mixed numbers `1\\frac{1}{2}` and `1 1/2` mean 3/2 (as the released normalizer's "1 1/2" -> "1+1/2"), and
+  whitespace between two digits is never dropped (`1 1/2` != `11/2`, `12/3` != `1 2/3`).
   Answers the parser cannot read are compared as normalized strings. No sympy, no `eval`, no SIGALRM.
 * `\\boxed{}` inside fenced code blocks or inline code spans is ignored (a spoofed box in code cannot win).
 * Unicode digits (`٣`, `²`, `３`) are not numbers: only ASCII digits are parsed; such answers compare as text.
-* Science uses rules, not the TIGER-Lab/general-verifier LLM judge.
+* Science uses rules, not the TIGER-Lab/general-verifier LLM judge. Its 1 % tolerance is relative only (no
+  absolute floor: 9.1e-31 != 1.67e-27); a number that overflows or underflows a float (1e999, 1e-999) is compared
+  exactly or as text, never as inf == inf or 0 == 0; `2 1/3` is not the number 2 with the unit "1/3".
 * Tabular: the model's string is parsed, never `eval`-ed; `0.5` does not match ground truth `50` unless a `%`
-  sign is present on one side.
+  sign is present on one side. Cells are compared exactly first, then as finite floats within 1e-3 relative (no
+  absolute floor; a value beyond the float range, e.g. 1e309, is never a float).
 * Code: the default executor is a bubblewrap sandbox (the released default is `unsafe_local`), per-case wall
   clock 2 s instead of 30 s / 5 s, cases run sequentially and stop at the first failure.
 * The logic `<answer>` single-line rule is kept for zebra/ordering/graph (card §2.4) as in the released code;
@@ -434,11 +438,17 @@ def _normalize_math(s: str) -> str:
 
 
 def _norm_text(s: str) -> str:
-    """Last-resort string form: no whitespace, no braces around the whole, lowercase."""
-    s = re.sub(r"\s+", "", _normalize_math(s)).lower()
+    """Last-resort string form: no whitespace, no braces around the whole, lowercase. Whitespace between two
+    digits stays (as one space): deleting it would make the mixed number `1 1/2` the same text as `11/2`."""
+    s = re.sub(r"\s+", lambda m: " " if _between_digits(m) else "", _normalize_math(s)).lower()
     while len(s) >= 2 and s[0] == "{" and s[-1] == "}":
         s = s[1:-1]
     return s
+
+
+def _between_digits(m: re.Match) -> bool:
+    s, i, j = m.string, m.start(), m.end()
+    return i > 0 and j < len(s) and s[i - 1] in "0123456789" and s[j] in "0123456789"
 
 
 def _split_top(s: str, sep: str = ",") -> list[str]:
@@ -973,7 +983,7 @@ def _clean_text(s: str) -> str:
 def _sci_number(s: str):
     """'9.8 m/s^2' -> (9.8, 'm/s^2'); '3\\times10^{8} m/s' -> (3e8, 'm/s'); None if no leading number."""
     m = _SCI_NUM_RE.match(s[:300])
-    if not m:
+    if not m or len(m.group(1)) > 100:                    # a long digit string may be cut at 300 characters
         return None
     try:
         mant, exp = float(m.group(1)), int(m.group(2) or 0)
@@ -983,6 +993,11 @@ def _sci_number(s: str):
     except (ValueError, OverflowError):
         return None
     unit = re.sub(r"[\s{}\\]|text|mathrm|,", "", m.group(3).lower()).rstrip(".")
+    zero = re.search(r"[1-9]", re.split("[eE]", m.group(1))[0]) is None
+    if not math.isfinite(value) or (value == 0) != zero or 0 < abs(value) < sys.float_info.min:
+        return None                                       # 1e999 overflows, 1e-999 underflows (or is subnormal)
+    if unit and not (unit[0].isalpha() or unit[0] in "%°"):
+        return None                                       # "2 1/3" is not 2 with the unit "1/3"
     return value, unit
 
 
@@ -1014,7 +1029,7 @@ def score_science(response: str, ground_truth) -> Score:
     a, b = _sci_number(boxed), _sci_number(gt)
     if a is not None and b is not None:
         (va, ua), (vb, ub) = a, b
-        ok = math.isclose(va, vb, rel_tol=1e-2, abs_tol=1e-12) and (not ua or not ub or ua == ub)
+        ok = math.isclose(va, vb, rel_tol=1e-2, abs_tol=0.0) and (not ua or not ub or ua == ub)
         return Score(1.0, "correct") if ok else Score(0.0, "wrong")
     ok = _clean_text(boxed) == _clean_text(gt) and _clean_text(gt) != ""
     return Score(1.0, "correct") if ok else Score(0.0, "wrong")
@@ -1298,22 +1313,28 @@ def score_simulation(response: str, ground_truth) -> Score:
 # ==== 10. Tabular scorer (card §2.6) ================================================================================
 
 def _const_float(v) -> float | None:
-    """A parsed value without variables as a float (pi and square roots allowed), else None."""
+    """A parsed value without variables as a finite float (pi and square roots allowed), else None (also when it
+    overflows a float: 1e309 is not a float, and two overflowing values must not compare equal as inf == inf)."""
     if v is None or isinstance(v, tuple):
         return None
     total = 0.0
-    for (p, r, mono), c in v.items():
-        if mono:
-            return None
-        total += float(c) * math.pi ** p * math.sqrt(r)
-    return total
+    try:
+        for (p, r, mono), c in v.items():
+            if mono:
+                return None
+            total += float(c) * math.pi ** p * math.sqrt(r)
+    except OverflowError:
+        return None
+    return total if math.isfinite(total) else None
 
 
-def _table_number(s: str) -> float | None:
+def _table_value(s: str):
+    """Exact value of a table cell (as _value), or None."""
     s = s.replace(",", "").replace("$", "").replace("\\%", "%").replace("\\", "").replace(":", "/").strip()
     if not s or len(s) > 200 or not re.search(r"[0-9]", s):
         return None
-    return _const_float(_value(s))
+    v = _value(s)
+    return v if isinstance(v, dict) else None
 
 
 def _table_single_equal(a: str, b: str) -> bool:
@@ -1323,8 +1344,11 @@ def _table_single_equal(a: str, b: str) -> bool:
     cands_b = {b.replace("%", "").replace("\\", ""), b} if "%" in b else {b}
     for x in cands_a:                                    # '%' read as /100 or as a unit (never x100 without '%')
         for y in cands_b:
-            vx, vy = _table_number(x), _table_number(y)
-            if vx is not None and vy is not None and math.isclose(vx, vy, rel_tol=1e-3, abs_tol=1e-12):
+            ex, ey = _table_value(x), _table_value(y)
+            if ex is not None and ex == ey:              # exactly equal (also beyond the float range)
+                return True
+            vx, vy = _const_float(ex), _const_float(ey)
+            if vx is not None and vy is not None and math.isclose(vx, vy, rel_tol=1e-3, abs_tol=0.0):
                 return True
     return False
 

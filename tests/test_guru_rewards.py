@@ -5,6 +5,7 @@ import random
 import string
 import sys
 import time
+from fractions import Fraction
 
 import pytest
 
@@ -747,3 +748,118 @@ def test_missing_bwrap_falls_back_to_limits_with_a_one_time_warning(monkeypatch)
     assert (r1.mode, r1.stdout, r2.mode, r2.stdout) == ("limits", "1\n", "limits", "2\n")
     with pytest.raises(RuntimeError, match="bubblewrap"):
         gr.run_sandboxed("print(3)", mode="bwrap")
+
+
+# ---------------------------------------------------------------------------- equivalence never lies (#18) ----
+
+@pytest.mark.parametrize("domain", ["math", "science", "tabular"])
+@pytest.mark.parametrize("pred,gt", [("1 1/2", "11/2"), ("2 1/3", "21/3"), ("-1 1/2", "-11/2"), ("12/3", "1 2/3"),
+                                     (r"1\frac{1}{2}", "11/2")])
+def test_mixed_numbers_are_not_merged_with_the_digits_after_them(domain, pred, gt):
+    assert score(domain, f"\\boxed{{{pred}}}", gt).value == 0.0
+    assert score(domain, f"\\boxed{{{gt}}}", pred).value == 0.0
+    assert score(domain, f"\\boxed{{{pred}}}", pred).value == 1.0
+
+
+@pytest.mark.parametrize("domain", ["math", "science", "tabular"])
+@pytest.mark.parametrize("pred,gt", [("1e999", "1e500"), ("1e309", "5"), ("-1e999", "1e999"), ("1e400", "1e401"),
+                                     (r"2\times10^{999}", r"3\times10^{999}"), ("1e-999", "0")])
+def test_overflowing_numbers_are_not_equal_and_not_scorer_errors(domain, pred, gt):
+    for a, b in ((pred, gt), (gt, pred)):
+        s = score(domain, f"\\boxed{{{a}}}", b)
+        assert s.value == 0.0 and not s.reason.startswith("scorer_error"), (domain, a, b, s)
+
+
+@pytest.mark.parametrize("domain", ["science", "tabular"])
+def test_tiny_unequal_numbers_are_not_equal_by_an_absolute_tolerance(domain):
+    assert score(domain, r"\boxed{9.1e-31}", "1.67e-27").value == 0.0        # electron vs proton mass
+    assert score(domain, r"\boxed{1.6e-19}", "1.6e-19").value == 1.0
+
+
+def test_science_mixed_number_is_not_its_whole_part_with_a_unit():
+    assert score("science", r"\boxed{2 1/3}", "2").value == 0.0                # was: 2 with the "unit" 1/3
+    assert score("science", r"\boxed{2}", "2 1/3").value == 0.0
+    assert score("science", r"\boxed{9.8 m/s^2}", "9.81").value == 1.0       # a real unit still may be omitted
+
+
+def _rational_forms(q: Fraction, rng: random.Random, domain: str) -> list[str]:
+    """Ways to write the exact rational q that `domain` promises to read (math/science: all of them)."""
+    sign = "-" if q < 0 else ""
+    a = abs(q)
+    k = rng.randint(1, 4)                                   # unreduced fractions too
+    forms = [f"{sign}{a.numerator * k}/{a.denominator * k}"]
+    if domain != "tabular":
+        forms.append(f"{sign}\\frac{{{a.numerator * k}}}{{{a.denominator * k}}}")
+    if a.denominator == 1:
+        forms.append(f"{sign}{a.numerator}")
+    elif a > 1:                                             # mixed number w n/d
+        w, r = divmod(a.numerator, a.denominator)
+        forms.append(f"{sign}{w} {r}/{a.denominator}")
+        if domain != "tabular":
+            forms.append(f"{sign}{w}\\frac{{{r}}}{{{a.denominator}}}")
+    d = a.denominator
+    while d % 2 == 0:
+        d //= 2
+    while d % 5 == 0:
+        d //= 5
+    if d == 1:                                              # a terminating decimal: plain and scientific
+        e = 0
+        while (a * 10 ** e).denominator != 1:
+            e += 1
+        digits = str(a.numerator * 10 ** e // a.denominator)
+        if e:
+            forms.append(f"{sign}{digits[:-e] or '0'}.{digits[-e:].rjust(e, '0')}")
+        forms.append(f"{sign}{digits}e-{e}" if e else f"{sign}{digits}e0")
+        if domain != "tabular":
+            forms.append(f"{sign}{digits}\\times10^{{{-e}}}")
+    return forms
+
+
+def _random_rational(rng: random.Random) -> Fraction:
+    kind = rng.random()
+    if kind < 0.35:                                         # small fractions / mixed numbers
+        q = Fraction(rng.randint(1, 60), rng.randint(1, 12))
+    elif kind < 0.6:                                        # decimals
+        q = Fraction(rng.randint(1, 10 ** 6), 10 ** rng.randint(0, 6))
+    elif kind < 0.8:                                        # scientific, incl. far beyond float range (overflow)
+        q = Fraction(rng.randint(1, 99)) * Fraction(10) ** rng.choice([rng.randint(-30, 30), rng.randint(300, 999),
+                                                                          -rng.randint(300, 999)])
+    else:                                                   # mixed-number vs digit-merge traps: w n/d vs wn/d
+        q = Fraction(rng.randint(1, 9)) + Fraction(rng.randint(1, 9), rng.randint(2, 9))
+    return -q if rng.random() < 0.2 else q
+
+
+def _near(q: Fraction, rng: random.Random) -> Fraction:
+    """A value unequal to q that a careless comparison could confuse with it."""
+    a = abs(q)
+    choices = [q * 10 ** rng.randint(1, 3), -q, q + 1, q * Fraction(rng.randint(2, 9), rng.randint(2, 9)) or q + 1]
+    if a > 1 and a.denominator > 1:                         # w n/d -> the number "wn/d" written without the space
+        w, r = divmod(a.numerator, a.denominator)
+        choices.append(Fraction(int(f"{w}{r}"), a.denominator) * (1 if q > 0 else -1))
+    return rng.choice([c for c in choices if c != q] or [q + 1])
+
+
+TOLERANCE = {"math": Fraction(0), "science": Fraction(1, 100), "tabular": Fraction(1, 1000)}
+
+
+def test_equivalence_never_accepts_unequal_exact_rationals_in_any_form():
+    """1,000 random pairs of exact rationals (mixed numbers, fractions, decimals, scientific, incl. overflow):
+    unequal values never score 1 (beyond the domain's documented relative tolerance: 0 for math, 1 % science,
+    0.1 % tabular), and equal values in different forms score 1 where the exponent is within the parser's range."""
+    rng = random.Random(18)
+    wrong_ones, missed = [], []
+    for _ in range(1000):
+        q = _random_rational(rng)
+        r = q if rng.random() < 0.4 else _near(q, rng)
+        for domain in ("math", "science", "tabular"):
+            a = rng.choice(_rational_forms(q, rng, domain))
+            b = rng.choice(_rational_forms(r, rng, domain))
+            s = score(domain, f"\\boxed{{{a}}}", b)
+            assert not s.reason.startswith("scorer_error"), (domain, a, b, s)
+            if q == r:
+                if max(abs(q), 1 / abs(q)) < Fraction(10) ** 250 and s.value != 1.0:
+                    missed.append((domain, a, b))
+            elif abs(q - r) > TOLERANCE[domain] * max(abs(q), abs(r)) and s.value != 0.0:
+                wrong_ones.append((domain, a, b))
+    assert not wrong_ones, wrong_ones[:10]
+    assert not missed, missed[:10]
