@@ -41,8 +41,10 @@ PPO is the same code with W ≥ L_max: one window per response, plain (length-ad
 Deviations from the paper / reference recipe:
   * No group selection, no over-sampling, no padding by duplication (see above). The ref's first selection
     criterion, DAPO's has-gradient filter, is offered as a policy-loss mask (`group_filter`,
-    `RolloutPool.has_gradient`): finished rows of groups whose finished members all scored alike are not
-    policy-trained (the critic still sees them).
+    `RolloutPool.has_gradient`): a finished row is not policy-trained (the critic still sees it) when its whole
+    group has finished and all scores are equal; a mate not finished yet counts as "keep". So every row of a
+    mixed group is trained under T-PPO as under PPO, whatever the finish order (the ref judges the finished
+    members so far, per accumulated accuracy).
   * The value loss is a token-level mean over all finished tokens of the mini-batch (the ref averages per sample,
     and pads with masked unfinished rows, which dilutes it); this keeps "each finished token counts once".
   * The last `ignore_last` tokens of unfinished windows get Â = 0 and are excluded from the whitening statistics
@@ -470,14 +472,29 @@ class RolloutPool:
                 or len(r.response) >= self.max_response
 
     def has_gradient(self, batch: list) -> list:
-        """DAPO's has-gradient test, per row, after rewards: a finished rollout counts iff the finished members of
-        its group (so far, this batch included) do not all have the same score; unfinished rollouts always count.
-        A group whose members all scored alike carries no learning signal for the policy (its advantages are
-        only critic noise), so the reference recipe trains such groups last (card §9, step 4)."""
+        """DAPO's has-gradient test as a per-row policy-loss mask, after rewards. A group whose members all scored
+        alike carries no learning signal for the policy (its advantages are only critic noise), so the reference
+        recipe trains such groups last (card §9, step 4). Rule: a finished rollout is dropped only when its
+        whole group has finished (this batch included) and every score is equal; a mate that has not finished
+        yet counts as "keep"; unfinished rollouts always count.
+
+        Why this rule: a row's decision is due at the step it finishes (its last window is trained then), before
+        its unfinished mates are scored. Judging on the mates finished so far (the earlier rule) dropped rows of
+        groups that later turned out mixed, i.e. rows PPO keeps, depending on finish order. With this rule every
+        row of a mixed group is kept for any finish order and window size, exactly as under PPO; in a uniform
+        group only the rows that finish together with its last member are dropped (the others, decided while a
+        mate was unknown, are kept), so T-PPO drops a subset of PPO's rows, all of them when the group finishes
+        in one step (PPO with slots a multiple of group_size: PPO's decisions are unchanged). No online rule can
+        do better: a row finishing before a mate must be kept in case the mate makes the group mixed.
+        `group_scores` (group → scores of its members finished so far) is in state_dict for exact resume."""
         for r in batch:
             if r.finished:
                 self.group_scores.setdefault(r.group, []).append(float(r.reward))
-        keep = [not r.finished or len(set(self.group_scores[r.group])) > 1 for r in batch]
+
+        def uniform_and_complete(g):
+            s = self.group_scores[g]
+            return len(s) >= self.group_size and len(set(s)) == 1
+        keep = [not r.finished or not uniform_and_complete(r.group) for r in batch]
         for g in {r.group for r in batch if r.finished}:
             if len(self.group_scores[g]) >= self.group_size:   # every member finished: forget the group
                 del self.group_scores[g]

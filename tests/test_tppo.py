@@ -306,20 +306,94 @@ def test_unfinished_rows_use_length_plus_half_window_in_lambda_and_zero_ignored_
     assert seen_unfinished
 
 
-def test_has_gradient_filter_drops_only_finished_rows_of_groups_that_all_scored_alike():
-    """DAPO's has-gradient filter (card §9 step 4) as a policy-loss mask: judged on the finished members of a
-    group so far; unfinished rows always train; a group is forgotten once every member has finished."""
+def test_has_gradient_filter_drops_only_finished_rows_of_complete_groups_that_all_scored_alike():
+    """DAPO's has-gradient filter (card §9 step 4) as a policy-loss mask: a finished row is dropped only when its
+    whole group has finished with equal scores; an unfinished mate counts as "keep"; unfinished rows always
+    train; a group is forgotten once every member has finished, and a partial group survives resume."""
     from tppo import Rollout
     pool = RolloutPool(slots=4, group_size=2, window=4, max_response=8)
-    b1 = [Rollout(0, 0, [5], finished=True, reward=1.0), Rollout(1, 0, [5], finished=True, reward=0.0),
+    b1 = [Rollout(0, 0, [5], finished=True, reward=1.0), Rollout(1, 0, [5], finished=True, reward=1.0),
           Rollout(2, 1, [6], finished=True, reward=0.0), Rollout(3, 1, [6])]
-    assert pool.has_gradient(b1) == [True, True, False, True]
+    assert pool.has_gradient(b1) == [False, False, True, True]  # group 0 complete and uniform; rid 3 unknown
     assert pool.group_scores == {1: [0.0]}                       # group 0 complete and forgotten
     state = pool.state_dict()
-    b2 = [Rollout(3, 1, [6], finished=True, reward=1.0)]
-    assert pool.has_gradient(b2) == [True] and pool.group_scores == {}   # now mixed: 0 and 1
+    b2 = [Rollout(3, 1, [6], finished=True, reward=0.0)]
+    assert pool.has_gradient(b2) == [False] and pool.group_scores == {}   # complete and uniform now
     pool.load_state_dict(state)                                  # resume restores the partial group
     assert pool.group_scores == {1: [0.0]}
+    assert pool.has_gradient([Rollout(3, 1, [6], finished=True, reward=1.0)]) == [True]   # mixed: keep
+
+
+class RidLengthGen:
+    """Rollout rid emits A tokens and then EOS at a length drawn from its rid alone (1 … 12 tokens), so finish
+    order inside a group varies while the outcomes do not depend on the window size."""
+
+    def __init__(self, rids_of_batch):
+        self.rids_of_batch = rids_of_batch
+
+    def __call__(self, contexts, max_new_tokens):
+        out, eos = [], []
+        for rid, ctx, k in zip(self.rids_of_batch(), contexts, max_new_tokens):
+            n, done = random.Random(rid).randint(1, 12), len(ctx) - 1
+            toks = [EOS if t == n - 1 else TOK_A for t in range(done, min(done + k, n))]
+            out.append(toks)
+            eos.append(bool(toks) and toks[-1] == EOS)
+        return out, eos
+
+
+def filter_decisions(window, steps=40, slots=9, group=3):
+    """Drive a pool (no training) with outcome(rid) fixed; return {rid: (kept, finish step)} and the groups'
+    outcomes. Groups g % 3 == 0 all score 1, g % 3 == 1 all 0, g % 3 == 2 are mixed (rid % 3 == 0 scores 1)."""
+    def outcome(rid):
+        g = rid // group
+        return 1.0 if g % 3 == 0 else 0.0 if g % 3 == 1 else float(rid % 3 == 0)
+    pool, stream, cur = RolloutPool(slots, group, window, 12), PromptStream(seed=5), []
+    gen = RidLengthGen(lambda: [r.rid for r in cur])
+    decision = {}
+    for s in range(steps):
+        cur = pool.next_batch(stream)
+        new, eos = gen([r.prompt + r.response for r in cur], [pool.max_new_tokens(r) for r in cur])
+        pool.record(cur, new, eos)
+        for r in cur:
+            r.reward = outcome(r.rid) if r.finished else 0.0
+        for r, keep in zip(cur, pool.has_gradient(cur)):
+            assert keep or r.finished                            # unfinished rows always train
+            if r.finished:
+                decision[r.rid] = (keep, s)
+        pool.carry(cur)
+    return decision, outcome
+
+
+def test_has_gradient_filter_keeps_every_row_ppo_keeps_whatever_the_finish_order():
+    """Issue 14 point 4: the same final (group, reward) outcomes give every row of a mixed group the decision
+    "keep" under PPO and under T-PPO with any window size, whatever the finish order; in uniform groups T-PPO
+    drops only rows PPO drops (those finishing with the group's last member); PPO drops every uniform group."""
+    group = 3
+    ppo, outcome = filter_decisions(window=12)
+    runs = {w: filter_decisions(window=w)[0] for w in (1, 2, 3, 5)}
+    groups = {}
+    for rid in ppo:
+        groups.setdefault(rid // group, []).append(rid)
+    complete = {g: m for g, m in groups.items() if len(m) == group}
+    assert len(complete) >= 20
+    for g, members in complete.items():
+        mixed = len({outcome(r) for r in members}) > 1
+        assert all(ppo[r][0] == mixed for r in members)          # PPO: drop exactly the uniform groups
+    order_mattered = 0
+    for w, dec in runs.items():
+        for g, members in complete.items():
+            if not all(r in dec for r in members):
+                continue
+            mixed = len({outcome(r) for r in members}) > 1
+            last = max(dec[r][1] for r in members)
+            for r in members:
+                kept, s = dec[r]
+                assert kept == (mixed or s < last), (w, g, r)   # = PPO's decision, or kept while a mate was unknown
+                assert kept or not ppo[r][0]                      # never drops a row PPO keeps
+            early = [r for r in members if dec[r][1] < last]
+            # the case the earlier rule got wrong: the early finishers alone look uniform, the group is mixed
+            order_mattered += mixed and len(early) >= 2 and len({outcome(r) for r in early}) == 1
+    assert order_mattered > 0
 
 
 def test_filtered_rows_carry_no_policy_loss_but_still_train_the_critic():
