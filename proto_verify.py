@@ -12,6 +12,15 @@ file implements are the card's answer protocol (§3):
     reference(task)  = findall(AnswerVars, Query, Sols)   under an inference budget and a solution cap   (§3)
     reward(response) = 1[ canon(parse(response)) == canon(reference) ]   compared as a set or a sequence  (§3)
 
+Answer protocol (what `parse(response)` reads; our definition, the paper does not fix one): the final answer is
+the value after the LAST marker in the response — an `Answer:` line (also `answer is:`), a `\boxed{...}` or a
+```fenced``` block, whichever comes last; after `Answer:` a bracketed term is read up to its closing bracket, so
+`Answer: [ann, bob]. (2 solutions)` reads [ann, bob]. Only text after the last `</think>` counts. Without any
+marker the whole text, else its last non-empty line, must be one value. A value is JSON or a Prolog term
+(`[ann, bob]`, `ann`, `42`). A final marker whose value does not read gives `no_answer`: an earlier, abandoned answer
+never counts, however long the reasoning before it. Each step is one scan, so reading is linear in the response
+length (long step-by-step responses included; tested by counting the values parsed, section 3).
+
 Prolog engine (card §4.4, SWI-Prolog 9.0.4 is the reference behaviour, §4.2):
   * reader: atoms (quoted/unquoted), variables, bignum integers, floats, strings (double_quotes=string as SWI-7),
     back-quoted code lists, lists [H|T], curly terms, comments, the standard SWI operator table;
@@ -492,48 +501,110 @@ def generate_prolog_tasks(n: int, seed: int = 0, kinds=None, difficulties=(1, 2,
 
 # ==== 3. Prolog reward: read the final answer, compare with the reference (never raises) ==============================
 _MAX_RESPONSE_CHARS = 50_000
+# The answer protocol (card §3, "reward"): which value in a response is the model's final answer. One rule, read
+# in this order, each step one left-to-right or right-to-left scan (linear time, whatever the reasoning before):
+#   0. only the text after the last `</think>` counts (when there is one), and only its last 50 000 characters;
+#   1. the LAST of these markers decides: an `Answer:` line (also `answer is:`, any case), a `\boxed{...}`, a
+#      ```fenced``` block. The value is what follows the marker: a bracketed term ([..], {..}, (..)) up to its
+#      matching bracket — so `Answer: [ann, bob]. (2 solutions)` reads [ann, bob] —, else the rest of that line,
+#      else its first token (a number, an atom, a quoted item). If that value does not read, there is no answer:
+#      an earlier (abandoned) answer never counts;
+#   2. without a marker: the whole text as one value, else its last non-empty line as one value.
+# A value is JSON, else a Prolog term read by our reader (so `[ann, bob]` and `ann` are fine), in card §3's
+# canonical form.
+_ANSWER_MARK = re.compile(r"\banswer(?:[ \t]+is)?[ \t]*:", re.IGNORECASE)
+_LEAD_TOKEN = re.compile(r"-?\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?|[a-z][A-Za-z0-9_]*|'(?:[^'\\\n]|\\.)*'"
+                         r"|\"(?:[^\"\\\n]|\\.)*\"")
+_OPEN_CLOSE = {"[": "]", "{": "}", "(": ")"}
+
+
+def _bracket_end(s, i):
+    """Index just past the bracket that closes s[i] ('[', '{' or '('), skipping quoted text; -1 when unclosed."""
+    stack, n = [], len(s)
+    while i < n:
+        c = s[i]
+        if c == "'" or c == '"':
+            i += 1
+            while i < n and s[i] != c:
+                i += 2 if s[i] == "\\" else 1
+            if i >= n:
+                return -1
+        elif c in _OPEN_CLOSE:
+            stack.append(_OPEN_CLOSE[c])
+        elif c in ")]}":
+            if stack.pop() != c:
+                return -1
+            if not stack:
+                return i + 1
+        i += 1
+    return -1
+
+
+def _read_value(text):
+    """(True, value) when `text` is exactly one JSON value or one Prolog term (a trailing '.' allowed)."""
+    text = text.strip()
+    if not text:
+        return False, None
+    try:
+        return True, json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return True, term_to_json(read_term(text)[0])
+    except (PrologError, RecursionError, ValueError):
+        return False, None
+
+
+def _value_after(s, i):
+    """The value that follows a marker ending at s[i]: a bracketed term, else the rest of the line, else its first
+    token."""
+    n = len(s)
+    while i < n and s[i] in " \t\r\n*":
+        i += 1
+    if i < n and s[i] in _OPEN_CLOSE:
+        j = _bracket_end(s, i)
+        if j > 0:
+            found, val = _read_value(s[i:j])
+            if found:
+                return found, val
+    eol = s.find("\n", i)
+    line = s[i:] if eol < 0 else s[i:eol]
+    found, val = _read_value(line)
+    if found:
+        return found, val
+    m = _LEAD_TOKEN.match(s, i)
+    return _read_value(m.group()) if m else (False, None)
 
 
 def _extract_answer(response: str):
-    """The model's answer value: the whole response as JSON, else the LAST top-level JSON value in it, else
-    (if it comes later) the last bracketed Prolog list such as `[ann,bob]`, read with our reader.
-    Returns (found, value)."""
-    s = response.strip()
-    if not s:
-        return False, None
-    try:
-        return True, json.loads(s)
-    except (ValueError, RecursionError):
+    """The model's final answer under the answer protocol above. Returns (found, value)."""
+    s = response
+    k = s.rfind("</think>")
+    if k >= 0:
+        s = s[k + len("</think>"):]
+    s = s[-_MAX_RESPONSE_CHARS:]
+    mark = None
+    for mark in _ANSWER_MARK.finditer(s):
         pass
-    s = s[-4000:]                          # answers come last; bounds the scan
-    dec = json.JSONDecoder()
-    found, val, end_at, i, n, tries = False, None, -1, 0, len(s), 0
-    while i < n and tries < 400:
-        c = s[i]
-        if c in '[{"' or ((c.isdigit() or c in "-ntf") and (i == 0 or not (s[i - 1].isalnum() or s[i - 1] in "_."))):
-            tries += 1
-            try:
-                v, e = dec.raw_decode(s, i)
-                found, val, end_at, i = True, v, e, e
-                continue
-            except (ValueError, RecursionError):
-                pass
-        i += 1
-    j = s.rfind("]")
-    if j >= end_at:
-        depth, i = 0, j
-        while i >= 0:
-            depth += {"]": 1, "[": -1}.get(s[i], 0)
-            if depth == 0:
-                break
-            i -= 1
-        if i >= 0:
-            try:
-                t, _ = read_term(s[i:j + 1])
-                return True, term_to_json(t)
-            except (PrologError, RecursionError, ValueError):
-                pass
-    return found, val
+    at_answer = mark.end() if mark else -1
+    at_boxed = s.rfind("\\boxed{")
+    fence_end = s.rfind("```")
+    fence_start = s.rfind("```", 0, fence_end) if fence_end > 0 else -1
+    last = max(at_answer, at_boxed, fence_start)
+    if last < 0:
+        found, val = _read_value(s)
+        if found:
+            return found, val
+        t = s.rstrip()
+        return _read_value(t[t.rfind("\n") + 1:])                      # the last non-empty line
+    if last == at_answer:
+        return _value_after(s, at_answer)
+    if last == at_boxed:
+        j = _bracket_end(s, at_boxed + len("\\boxed"))
+        return _read_value(s[at_boxed + len("\\boxed{"):j - 1]) if j > 0 else (False, None)
+    body = s[fence_start + 3:fence_end]
+    first, _, rest = body.partition("\n")
+    return _read_value(rest if rest and re.fullmatch(r"[A-Za-z]*\s*", first) else body)   # ```json / ```prolog
 
 
 def prolog_reward(task_or_answer, response, compare: str | None = None):
@@ -541,7 +612,7 @@ def prolog_reward(task_or_answer, response, compare: str | None = None):
 
     Args:
         task_or_answer: a Task, or the reference answer (canonical JSON text or a Python value).
-        response: the model's text.
+        response: the model's text; its final answer is read by the answer protocol (card, and section 3).
         compare: "set" | "sequence" | "first" (taken from the Task when one is given).
     Returns: (score, reason) with reason in {"ok", "empty", "no_answer", "wrong_type", "wrong_answer",
         "bad_reference"}; the reason for wrong answers says how many items are missing/extra.
@@ -561,7 +632,7 @@ def prolog_reward(task_or_answer, response, compare: str | None = None):
             return 0.0, "no_answer"
         if not response.strip():
             return 0.0, "empty"
-        found, val = _extract_answer(response[-_MAX_RESPONSE_CHARS:])
+        found, val = _extract_answer(response)
         if not found:
             return 0.0, "no_answer"
         if mode == "first":

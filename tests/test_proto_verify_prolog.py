@@ -249,6 +249,64 @@ def test_reward_never_raises_on_garbage():
     assert prolog_reward("not json", "1")[1] == "bad_reference"
 
 
+def _long_reasoning(n_chars, rng):
+    """Step-by-step prose full of words that start with t / n / f, JSON-looking fragments and a first guess."""
+    words = ["then", "the", "next", "fact", "true", "false", "null", "not", "for", "from", "[1, 2]", "{\"a\": 3}",
+             "7", "-2", "tom", "now", "find", "\"quoted\"", "nrev(T, R)", "[ann|T]"]
+    out = ["Let me think step by step. First guess: Answer: 41. Hmm, that ignores the second clause."]
+    while sum(map(len, out)) < n_chars:
+        out.append(" ".join(rng.choice(words) for _ in range(12)) + ".")
+    return "\n".join(out)
+
+
+def test_answer_protocol_takes_the_last_answer_line_after_long_adversarial_reasoning():
+    rng = random.Random(0)
+    for n_chars in (500, 5_000, 40_000):
+        reasoning = _long_reasoning(n_chars, rng)
+        assert prolog_reward("42", reasoning + "\nSo the final value is computed.\nAnswer: 42") == (1.0, "ok")
+        # the abandoned first guess (41) never counts, however much reasoning follows it
+        assert prolog_reward("41", reasoning + "\nAnswer: 42")[0] == 0.0
+        assert prolog_reward('["ann","bob"]', reasoning + "\nAnswer: [ann, bob]", compare="set") == (1.0, "ok")
+
+
+def test_answer_followed_by_a_remark_reads_the_bracketed_value():
+    assert prolog_reward('["ann","bob"]', "Answer: [ann, bob]. (2 solutions)", compare="set") == (1.0, "ok")
+    assert prolog_reward('["ann","bob"]', "answer: [\"ann\", \"bob\"] (both found)", compare="set") == (1.0, "ok")
+    assert prolog_reward("42", "Answer: 42 (after 7 steps)") == (1.0, "ok")
+    assert prolog_reward('"ann"', "**Answer:** ann.") == (1.0, "ok")
+
+
+def test_answer_protocol_markers_boxed_fenced_whole_text_and_last_line():
+    assert prolog_reward("[1,2]", r"... so \boxed{[1, 2]}", compare="sequence") == (1.0, "ok")
+    assert prolog_reward("[1,2]", "Here:\n```json\n[1, 2]\n```\n", compare="sequence") == (1.0, "ok")
+    assert prolog_reward("[1,2]", "Answer: [3]\nOn reflection:\n```\n[1, 2]\n```", compare="sequence")[0] == 1.0
+    assert prolog_reward("[1,2]", "```\n[1, 2]\n```\nAnswer: [2, 1]", compare="sequence")[0] == 0.0  # last wins
+    assert prolog_reward("[1,2]", "Reasoning\n\n[1, 2]\n\n", compare="sequence") == (1.0, "ok")      # last line
+    assert prolog_reward("[1,2]", "<think>Answer: [2, 1]</think>\n[1, 2]", compare="sequence") == (1.0, "ok")
+    # a final marker whose value does not read is no answer, even if an earlier line held the right one
+    assert prolog_reward("[1,2]", "Answer: [1, 2]\nAnswer: I am not sure", compare="sequence") == (0.0, "no_answer")
+    assert prolog_reward("[1,2]", "It is [1, 2] or maybe [2, 1], hard to say", compare="set") == (0.0, "no_answer")
+
+
+def test_answer_protocol_reads_a_bounded_number_of_values_on_adversarial_responses(monkeypatch):
+    """Linear time, counted not timed: whatever the response, the protocol parses at most two candidate texts,
+    each a slice of the response, and scans for brackets at most once."""
+    import proto_verify as pv
+    reads, scans = [], []
+    real_read, real_end = pv._read_value, pv._bracket_end
+    monkeypatch.setattr(pv, "_read_value", lambda text: reads.append(len(text)) or real_read(text))
+    monkeypatch.setattr(pv, "_bracket_end", lambda s, i: scans.append(i) or real_end(s, i))
+    n = 200_000
+    for response in ["[" * n, "Answer:" * (n // 7), "\\boxed{" * (n // 7), "```" * (n // 3), "t" * n,
+                     "Answer: [" * (n // 9), "1, " * (n // 3), "\"" * n, ("true " * 99 + "\n") * (n // 500),
+                     _long_reasoning(n, random.Random(1)) + "\nAnswer: [a, b]"]:
+        reads.clear()
+        scans.clear()
+        score, reason = prolog_reward('["a","b"]', response, compare="set")
+        assert 0.0 <= score <= 1.0 and isinstance(reason, str)
+        assert len(reads) <= 3 and sum(reads) <= 3 * len(response) and len(scans) <= 1, (response[:30], reads)
+
+
 def test_bad_arguments_raise_value_or_type_errors_naming_them():
     with pytest.raises(ValueError, match="difficulty"):
         generate_prolog_task(0, difficulty=9)
