@@ -20,6 +20,7 @@ Equations (card numbering; 0-indexed response tokens a_0 … a_{T−1}, state s_
   ρ_t = exp(clamp(log π_θ − log π_old, −20, 20))
   ℓ_t = max(−Â ρ, −Â clip(ρ, 1 − 0.2, 1 + 0.28));  Â < 0: ℓ_t ← min(ℓ_t, 10 |Â|)          (§8, clip-higher + dual clip)
   L_policy = Σ_window-tokens ℓ_t / N_tokens + 0.1 · NLL(finished responses with reward > 0)   (§8, VAPO μ = 0.1)
+        N_tokens (and the NLL's count) = the whole batch's, over all ranks, for every mini-batch ('batch' mode)
   L_value  = ½ Σ max((V − G)², (clip(V, V_old − 0.5, V_old + 0.6) − G)²) / N_tokens        (§6)
   log π(a | s) = z_a/τ − logsumexp(z/τ), τ = the sampling temperature (`temperature`), for π_old, π_θ and the NLL;
         streamed over V in blocks with an online max/sum (Triton hot path)
@@ -45,6 +46,9 @@ Deviations from the paper / reference recipe:
     group has finished and all scores are equal; a mate not finished yet counts as "keep". So every row of a
     mixed group is trained under T-PPO as under PPO, whatever the finish order (the ref judges the finished
     members so far, per accumulated accuracy).
+  * Policy and NLL loss denominators follow the ref's `loss_agg_mode='batch'`: mini-batch k's loss is
+    n_mb · Σ_k ℓ_t / N_batch (N_batch = the whole batch's policy tokens over all ranks; the NLL likewise with its
+    own count), so every token weighs the same and the mean of the mini-batch losses is the batch's token mean.
   * The value loss is a token-level mean over all finished tokens of the mini-batch (the ref averages per sample,
     and pads with masked unfinished rows, which dilutes it); this keeps "each finished token counts once".
   * The last `ignore_last` tokens of unfinished windows get Â = 0 and are excluded from the whitening statistics
@@ -734,7 +738,14 @@ def update_critic(sb: StepBatch, cfg: TPPOConfig, critic, critic_opt, n_minibatc
 
 
 def update_policy(sb: StepBatch, cfg: TPPOConfig, policy, policy_opt, step: int, all_reduce=None) -> dict:
-    """PPO epochs over shuffled mini-batches: clip-higher/dual-clip loss on window tokens + μ·NLL."""
+    """PPO epochs over shuffled mini-batches: clip-higher/dual-clip loss on window tokens + μ·NLL.
+
+    Loss denominators (card §8, `loss_agg_mode='batch'`): mini-batch k's loss is
+      n_mb · Σ_{t ∈ k} ℓ_t / N_policy + μ · n_mb · Σ_{t ∈ k} −log π_θ(a_t) / N_nll,
+    with N_policy / N_nll the policy / NLL token counts of the *whole batch* summed over ranks and n_mb the number of
+    mini-batches per epoch. Every token weighs the same wherever it lands (a per-mini-batch token mean overweights
+    the tokens of a small mini-batch), and the mean of the n_mb mini-batch losses is the whole-batch token mean, so
+    the gradient scale (and what lr and max_grad_norm mean) is that of a token mean."""
     params = [p for p in policy.parameters() if p.requires_grad]
     S = sb.tokens.shape[0]
     gen = torch.Generator().manual_seed(cfg.seed + step)
@@ -742,32 +753,38 @@ def update_policy(sb: StepBatch, cfg: TPPOConfig, policy, policy_opt, step: int,
     first_dev, n_updates = 0.0, 0
     for _ in range(cfg.ppo_epochs):
         perm = torch.randperm(S, generator=gen).to(sb.tokens.device)
-        for mb in perm.split(cfg.minibatch_size):
-            n_tok = _reduce(sb.policy_mask[mb].sum().float(), all_reduce)
-            n_nll = _reduce(sb.nll_mask[mb].sum().float(), all_reduce)
-            if float(n_tok) == 0 and float(n_nll) == 0:
-                continue
+        mbs = perm.split(cfg.minibatch_size)                     # same split on every rank (same S, same seed)
+        # per-mini-batch (policy, NLL) token counts of all ranks, in one reduction; their sum is the batch's
+        counts = _reduce(torch.stack([torch.stack([sb.policy_mask[mb].sum(), sb.nll_mask[mb].sum()])
+                                      for mb in mbs]).float(), all_reduce)               # (n_mb, 2)
+        n_mb = len(mbs)
+        d_pol = counts[:, 0].sum().clamp(min=1) / n_mb           # N_policy / n_mb
+        d_nll = counts[:, 1].sum().clamp(min=1) / n_mb           # N_nll / n_mb
+        for k_mb, mb in enumerate(mbs):
+            if float(counts[k_mb].sum()) == 0:
+                continue   # no policy or NLL token on any rank: every rank skips together
             policy_opt.zero_grad(set_to_none=True)
             for mic in _micro(mb, cfg):
                 tok, pp = _trim(sb, mic)
                 logp = _response_logprobs(policy, tok, pp, sb.targets[mic], cfg.temperature)
                 loss, st = policy_loss(logp, sb.old_logp[mic], sb.adv[mic], sb.policy_mask[mic], cfg.clip_low,
                                        cfg.clip_high, cfg.dual_clip, max_log_ratio=cfg.max_log_ratio,
-                                       denominator=n_tok.clamp(min=1))
-                nll = -torch.where(sb.nll_mask[mic], logp, 0.0).sum() / n_nll.clamp(min=1)
+                                       denominator=d_pol)
+                nll = -torch.where(sb.nll_mask[mic], logp, 0.0).sum() / d_nll
                 (loss + cfg.nll_weight * nll).backward()
                 k = float(sb.policy_mask[mic].sum())
                 if n_updates == 0:   # ρ = 1 up to numerics before the first optimizer step (card §13.9)
                     first_dev = max(first_dev, float(st["ratio_max_dev"]))
-                agg["loss"] += float(loss.detach()) * float(n_tok)
-                agg["nll"] += float(nll.detach()) * float(n_nll)
+                agg["loss"] += float(loss.detach()) * float(d_pol)   # this rank's Σ ℓ_t
+                agg["nll"] += float(nll.detach()) * float(d_nll)
                 for key in ("clipfrac", "dual_clip_frac", "approx_kl"):
                     agg[key] += float(st[key]) * k
                 agg["tokens"] += k
             _optimizer_step(params, policy_opt, cfg, all_reduce)
             n_updates += 1
     n = max(agg["tokens"], 1)
-    return {"policy/loss": agg["loss"] / n, "policy/nll": agg["nll"] / max(float(sb.nll_mask.sum()), 1),
+    n_nll = max(float(sb.nll_mask.sum()) * cfg.ppo_epochs, 1)
+    return {"policy/loss": agg["loss"] / n, "policy/nll": agg["nll"] / n_nll,
             "policy/clipfrac": agg["clipfrac"] / n, "policy/dual_clip_frac": agg["dual_clip_frac"] / n,
             "policy/approx_kl": agg["approx_kl"] / n, "policy/first_ratio_dev": first_dev, "policy/updates": n_updates}
 

@@ -472,6 +472,48 @@ def test_temperature_correct_ratio_old_logp_is_the_sampling_distribution_and_rat
         TPPOConfig(temperature=0.0)
 
 
+class GradRecorder(torch.optim.Optimizer):
+    """lr = 0: records the gradient of every optimizer step and leaves the weights alone (ρ = 1 throughout)."""
+
+    def __init__(self, params):
+        super().__init__(params, {})
+        self.grads = []
+
+    def step(self, closure=None):
+        self.grads.append(torch.cat([p.grad.flatten() for g in self.param_groups for p in g["params"]]))
+
+
+def test_loss_denominator_is_the_whole_batchs_token_count_for_every_minibatch(monkeypatch):
+    """Mini-batches of 8 and 1 rollouts (very different token counts): the mean of the two mini-batch losses is the
+    whole-batch token-mean loss computed once, and the summed gradients are n_mb × the whole-batch gradient of
+    L_PPO + μ·NLL, each a token mean over the whole batch (issue 14 point 4; card §8 `loss_agg_mode='batch'`)."""
+    cfg = small_cfg(minibatch_size=8, micro_batch_size=0, max_grad_norm=0.0, nll_weight=0.5, whiten=False)
+    policy, critic, _, copt = make_models(cfg.max_response)
+    popt = GradRecorder(policy.parameters())
+    losses = []
+    real = tppo.policy_loss
+    monkeypatch.setattr(tppo, "policy_loss", lambda *a, **k: (lambda out: (losses.append(out[0].detach()), out)[1])(
+        real(*a, **k)))
+    m, sb = tppo.tppo_step(RolloutPool.from_config(cfg), cfg, policy=policy, critic=critic, policy_opt=popt,
+                           critic_opt=copt, generate_fn=ScriptedGen(), reward_fn=scripted_reward,
+                           next_prompt=PromptStream(), step=0, return_batch=True)
+    assert m["policy/updates"] == 2 and len(losses) == 2 and len(popt.grads) == 2
+    gen = torch.Generator().manual_seed(cfg.seed)                   # update_policy's shuffle of step 0
+    small = torch.randperm(cfg.slots, generator=gen)[8:]
+    n_small, n_all = int(sb.policy_mask[small].sum()), int(sb.policy_mask.sum())
+    assert 0 < 3 * n_small < n_all - n_small                        # very different token counts
+    assert int(sb.nll_mask.sum()) > 0
+    logp = tppo._response_logprobs(policy, sb.tokens, sb.pred_pos, sb.targets)
+    whole, _ = real(logp, sb.old_logp, sb.adv, sb.policy_mask)      # token mean over the whole batch
+    assert abs(float(whole.detach())) > 1e-2                               # (no whitening: Â does not average to 0)
+    assert float(sum(losses)) / 2 == pytest.approx(float(whole.detach()), rel=1e-5, abs=1e-7)
+    nll = -logp[sb.nll_mask].sum() / sb.nll_mask.sum()
+    policy.zero_grad()
+    (whole + cfg.nll_weight * nll).backward()
+    g_whole = torch.cat([p.grad.flatten() for p in policy.parameters()])
+    assert torch.allclose(popt.grads[0] + popt.grads[1], 2 * g_whole, rtol=1e-4, atol=1e-6)
+
+
 def test_critic_warmup_steps_leave_the_policy_untouched():
     cfg = small_cfg(critic_warmup=2)
     policy, critic, popt, copt = make_models(cfg.max_response)
@@ -716,7 +758,7 @@ def test_exact_bootstrap_ablation_uses_the_critic_value_after_the_window():
 
 
 def test_micro_batch_split_does_not_change_the_update():
-    """Token-level aggregation with the mini-batch's token count as denominator (card §13.11): gradient
+    """Token-level aggregation with the whole batch's token count as denominator (card §8, §13.11): gradient
     accumulation over micro-batches gives the same optimizer step as one big forward/backward."""
     params = []
     for micro in (0, 1, 2):
