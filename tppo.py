@@ -125,6 +125,8 @@ class TPPOConfig:
     micro_batch_size: int = 0     # responses per forward/backward (gradient accumulation); 0 = whole mini-batch
     max_grad_norm: float = 1.0    # global grad-norm clip per optimizer step (0 disables)
     temperature: float = 1.0      # τ of the sampler: π_old, π_θ and the NLL all use log softmax(z / τ)
+    old_logp_from_sampler: bool = False  # π_old = generate_fn's own log-probs (no second forward); valid only when
+                                         # it sampled with the step-start weights at `temperature`
     seed: int = 0                 # seeds the mini-batch shuffling (per step: seed + step)
 
     def __post_init__(self):
@@ -598,11 +600,33 @@ def _whiten(x, mask, all_reduce):
     return (x - mean) * torch.rsqrt(var + 1e-8)
 
 
+def _sampler_old_logp(batch, sampler_logp, Lr):
+    """(S, Lr) π_old from generate_fn's per-token log-probs of each row's current window (0 elsewhere)."""
+    if sampler_logp is None:
+        raise ValueError("TPPOConfig.old_logp_from_sampler=True needs generate_fn to return the per-token sampling "
+                         "log-probs as a third value: (new_tokens, eos, logprobs)")
+    if len(sampler_logp) != len(batch):
+        raise ValueError(f"generate_fn returned log-probs for {len(sampler_logp)} rows, expected {len(batch)}")
+    out = torch.zeros(len(batch), Lr)
+    for b, (r, lp) in enumerate(zip(batch, sampler_logp)):
+        if len(lp) != len(r.window):
+            raise ValueError(f"generate_fn returned {len(lp)} log-probs for rollout {r.rid}, which has "
+                             f"{len(r.window)} new tokens; give one log-prob per new token")
+        row = torch.as_tensor(lp, dtype=torch.float32).reshape(-1)
+        if not bool(torch.isfinite(row).all()):
+            raise ValueError(f"generate_fn returned a non-finite log-prob for rollout {r.rid}: {lp}")
+        out[b, r.window_start:len(r.response)] = row
+    return out
+
+
 @torch.no_grad()
 def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, device=None,
-                     all_reduce=None, policy_rows=None) -> StepBatch:
+                     all_reduce=None, policy_rows=None, sampler_logp=None, need_old_logp=True) -> StepBatch:
     """Old log-probs, values, EGAE advantages and critic targets for a generated (recorded, rewarded) batch.
-    `policy_rows` (S,) bools: rows the policy trains on (default all; see RolloutPool.has_gradient)."""
+    `policy_rows` (S,) bools: rows the policy trains on (default all; see RolloutPool.has_gradient).
+    `sampler_logp`: per row, the sampler's log-probs of this window's tokens; used as π_old when
+      cfg.old_logp_from_sampler (required then). `need_old_logp=False` (critic warm-up) leaves old_logp at 0.
+    The policy forward runs only when π_old is recomputed (needed, not from the sampler, some policy token)."""
     if device is None:   # default: where the policy's parameters live (CPU for a parameter-free callable)
         p = next(iter(policy.parameters()), None) if isinstance(policy, nn.Module) else None
         device = p.device if p is not None else torch.device("cpu")
@@ -634,9 +658,16 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     value_mask = resp_mask & finished[:, None]
     nll_mask = value_mask & (rewards > 0)[:, None]
 
-    # π_old and V at the step-start weights (card §8: recomputed, current-window tokens for the policy).
-    old_logp = torch.where(window_mask, _response_logprobs(policy, tokens, pred_pos, targets, cfg.temperature),
-                           0.0)
+    # π_old at the step-start weights, on current-window tokens (card §8): the sampler's own log-probs when they
+    # come from the same weights and τ (issue 15), else recomputed; skipped when the policy does not train.
+    if need_old_logp and cfg.old_logp_from_sampler:
+        old_logp = _sampler_old_logp(batch, sampler_logp, Lr).to(device)
+    elif need_old_logp and bool(policy_mask.any()):
+        old_logp = torch.where(window_mask, _response_logprobs(policy, tokens, pred_pos, targets, cfg.temperature),
+                               0.0)
+    else:
+        old_logp = torch.zeros(S, Lr, device=device)
+    # V at the step-start weights: fresh for this window's tokens, the saved values for earlier windows.
     values_all = _values_of(critic, tokens)                              # (S, T)
     fresh = values_all.gather(1, pred_pos)                                # (S, Lr) V(s_t)
     old_values = torch.where(window_mask, fresh, saved)
@@ -799,8 +830,13 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         causal (output at position p depends on tokens ≤ p only); rows are right-padded with `pad_id`. The output at
         position p predicts token p + 1 and is the value of the state before it (V(s_t) sits before a_t).
       generate_fn(contexts: list[list[int]], max_new_tokens: list[int]) -> (new_tokens: list[list[int]],
-        eos: list[bool]). Row b continues contexts[b] (= prompt + response so far) with at most max_new_tokens[b]
-        tokens, its EOS token included when it emits one (then eos[b] = True). Sampling uses the current policy.
+        eos: list[bool]) or (new_tokens, eos, logprobs: list[list[float]]). Row b continues contexts[b] (= prompt +
+        response so far) with at most max_new_tokens[b] tokens, its EOS token included when it emits one (then
+        eos[b] = True). Sampling uses the current policy at cfg.temperature. The optional logprobs[b][i] =
+        log softmax(z/τ)[new_tokens[b][i]] under which the token was drawn; with cfg.old_logp_from_sampler they
+        are π_old (no recomputing forward). That is exact only when the sampler ran the step-start weights at
+        cfg.temperature (as here: it is called first in the step); a different engine, precision or stale weights
+        would make ρ ≠ 1 at the first mini-batch (see policy/first_ratio_dev).
       reward_fn(rollout: Rollout) -> float: the verifier score of a finished rollout (rollout.prompt, .response,
         .meta, .eos); only called for finished rollouts; never expected to raise.
       next_prompt() -> (prompt_tokens: list[int], meta): a fresh prompt; each becomes group_size rollouts.
@@ -817,7 +853,12 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
     batch = pool.next_batch(next_prompt)
     n_carried = sum(r.round > 0 for r in batch)
     limits = [pool.max_new_tokens(r) for r in batch]
-    new_tokens, eos = generate_fn([r.prompt + r.response for r in batch], limits)
+    out = tuple(generate_fn([r.prompt + r.response for r in batch], limits))
+    if len(out) not in (2, 3):
+        raise ValueError(f"generate_fn must return (new_tokens, eos) or (new_tokens, eos, logprobs), got a "
+                         f"{len(out)}-tuple")
+    new_tokens, eos = out[:2]
+    sampler_logp = out[2] if len(out) == 3 else None
     t_gen = time.perf_counter() - t0
     pool.record(batch, new_tokens, eos)
     for r in batch:
@@ -827,7 +868,7 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
 
     rows = pool.has_gradient(batch) if cfg.group_filter else None
     sb = build_step_batch(batch, cfg, policy, critic, pad_id=pad_id, device=device, all_reduce=all_reduce,
-                          policy_rows=rows)
+                          policy_rows=rows, sampler_logp=sampler_logp, need_old_logp=step >= cfg.critic_warmup)
     n_mb = -(-len(batch) // cfg.minibatch_size)
     metrics = update_critic(sb, cfg, critic, critic_opt, n_mb, all_reduce)          # critic first (card §9)
     if step >= cfg.critic_warmup:
@@ -986,8 +1027,9 @@ def run_toy(cfg: TPPOConfig, steps: int, *, n_max: int = 16, seed: int = 0, lr: 
     recent, hist, t_start = [], [], time.perf_counter()
     for step in range(steps):
         m, sb = tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
-                          generate_fn=lambda ctx, k: toy_generate(policy, ctx, k, gen, cfg.temperature), reward_fn=task.reward,
-                          next_prompt=task.next_prompt, step=step, return_batch=True)
+                          generate_fn=lambda ctx, k: toy_generate(policy, ctx, k, gen, cfg.temperature,
+                                                                  return_logprobs=cfg.old_logp_from_sampler),
+                          reward_fn=task.reward, next_prompt=task.next_prompt, step=step, return_batch=True)
         recent = (recent + sb.rewards[sb.finished].tolist())[-reward_window:]
         m["reward/recent"] = sum(recent) / max(len(recent), 1)
         m["time/elapsed_s"] = time.perf_counter() - t_start

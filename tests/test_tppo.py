@@ -472,6 +472,61 @@ def test_temperature_correct_ratio_old_logp_is_the_sampling_distribution_and_rat
         TPPOConfig(temperature=0.0)
 
 
+@pytest.mark.parametrize("tau", [1.0, 0.7])
+def test_old_logp_from_sampler_equals_the_recomputed_one_and_skips_the_policy_forward(tau):
+    """Issue 15 point 1: the sampler's own log-probs (same weights, same τ) are π_old within fp32 tolerance, so
+    taking them saves build_step_batch's policy forward and trains the same; during the critic warm-up no
+    policy forward runs at all."""
+    params, batches, forwards = [], [], []
+    for from_sampler in (False, True):
+        cfg = small_cfg(temperature=tau, old_logp_from_sampler=from_sampler, critic_warmup=1)
+        policy, critic, popt, copt = make_models(cfg.max_response)
+        n_fwd = [0]
+        policy.register_forward_hook(lambda *_: n_fwd.__setitem__(0, n_fwd[0] + 1))   # toy_generate bypasses it
+        pool, stream = RolloutPool.from_config(cfg), PromptStream()
+        sampler = ToySampler(policy, tau, pass_logprobs=True)
+        sbs, fw = [], []
+        for s in range(4):
+            n_fwd[0] = 0
+            m, sb = tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                                   generate_fn=sampler, reward_fn=scripted_reward, next_prompt=stream, step=s,
+                                   return_batch=True)
+            sbs.append(sb)
+            fw.append((n_fwd[0], m.get("policy/updates", 0)))
+            if s >= 1:
+                assert m["policy/first_ratio_dev"] < 1e-5
+        params.append(torch.cat([p.detach().flatten() for p in policy.parameters()]))
+        batches.append(sbs)
+        forwards.append(fw)
+    for a, b in zip(*batches):
+        assert torch.equal(a.tokens, b.tokens)                  # same samples in both runs
+        assert torch.allclose(a.old_logp, b.old_logp, atol=1e-5)   # sampler log-probs = recomputed π_old
+        assert bool(b.window_mask.any()) and not b.old_logp[~b.window_mask].any()   # π_old on window tokens only
+    assert torch.allclose(params[0], params[1], rtol=1e-4, atol=1e-6)
+    assert forwards[0][0][0] == forwards[1][0][0] == 0           # critic warm-up: the policy never runs
+    for (n_re, _), (n_sa, _) in zip(forwards[0][1:], forwards[1][1:]):
+        assert n_re == n_sa + 1 and n_sa > 0                      # exactly the π_old forward is saved
+
+
+def test_old_logp_from_sampler_rejects_missing_or_misshapen_logprobs():
+    cfg = small_cfg(old_logp_from_sampler=True)
+
+    def step(gen):
+        policy, critic, popt, copt = make_models(cfg.max_response)
+        tppo.tppo_step(RolloutPool.from_config(cfg), cfg, policy=policy, critic=critic, policy_opt=popt,
+                       critic_opt=copt, generate_fn=gen, reward_fn=scripted_reward, next_prompt=PromptStream(),
+                       step=0)
+    scripted = ScriptedGen()
+    with pytest.raises(ValueError, match="third value"):
+        step(scripted)
+    with pytest.raises(ValueError, match="one log-prob per new token"):
+        step(lambda c, k: (lambda t, e: (t, e, [[-0.1] * (len(x) + 1) for x in t]))(*scripted(c, k)))
+    with pytest.raises(ValueError, match="non-finite"):
+        step(lambda c, k: (lambda t, e: (t, e, [[float("nan")] * len(x) for x in t]))(*scripted(c, k)))
+    with pytest.raises(ValueError, match="4-tuple"):
+        step(lambda c, k: (*scripted(c, k), None, None))
+
+
 class GradRecorder(torch.optim.Optimizer):
     """lr = 0: records the gradient of every optimizer step and leaves the weights alone (ρ = 1 throughout)."""
 
