@@ -83,7 +83,9 @@ PDDL deviations from the paper / from VAL:
   * Requirements are not enforced against the constructs used: a `not` in a precondition works without
     `:negative-preconditions` declared (the semantics are unambiguous). A negation is never read as positive.
   * Plans are read tolerantly: `(a b c)` or `a b c` per line, `;` comments, `k:` / `step k:` / `k.` prefixes and
-    `[duration]` suffixes ignored, several `(...)` groups on one line allowed.
+    `[duration]` suffixes ignored, several `(...)` groups on one line allowed; linear time in the plan's length.
+    In `pddl_reward` the plan is the block of lines from the first to the last line that starts with an action
+    name of the domain: prose before and after it is skipped, prose inside it is an unknown action.
   * Quantifiers and forall-effects are evaluated by enumeration; an evaluation budget stops adversarial domains,
     reported as `unsupported`.
   * The paper's PDDL task formats are not public; our tasks are plan generation from a compact natural prompt.
@@ -877,11 +879,26 @@ def generate_pddl_task(seed_or_rng=0, kind=None, difficulty=None, max_nodes=200_
 
 
 # ==== 5. PDDL reward: validate the plan in the response (never raises) ================================================
+def _pddl_plan_text(response, action_names):
+    """The plan in a response: the lines from the first to the last line whose first word (after a `k:` prefix
+    and '(') is an action name of the domain. Prose before and after it (`Here is the plan:`, `This reaches the
+    goal.`) is not read as actions; every line in between is. Without any such line the whole text is the plan
+    (so prose alone is rejected as an unknown action, never read as the empty plan)."""
+    lines = response.split("\n")
+    at = []
+    for i, raw in enumerate(lines):
+        words = _plan_line_body(raw).lstrip("( \t").split(None, 1)
+        if words and words[0].rstrip(")") in action_names:
+            at.append(i)
+    return "\n".join(lines[at[0]:at[-1] + 1]) if at else response
+
+
 def pddl_reward(task, response, max_chars=100_000, max_steps=5_000):
     """Score a model's plan: (1.0, 'ok') if valid and the goal is reached, else (0.0, reason).
 
     task: PDDLTask, or any object/mapping with `domain` and `problem` PDDL text. response: the model's text
-    (anything after the last `</think>` is read). reason is a Verdict reason, or 'too_long' when the response
+    (anything after the last `</think>` is read; prose lines before the first and after the last action line are
+    skipped, see _pddl_plan_text). reason is a Verdict reason, or 'too_long' when the response
     exceeds max_chars characters or max_steps actions. Never raises on model output (TypeError only for a task
     without domain/problem); time is linear in min(len(response), max_chars).
     """
@@ -897,7 +914,11 @@ def pddl_reward(task, response, max_chars=100_000, max_steps=5_000):
         if len(response) > max_chars:
             return 0.0, "too_long"
         try:
-            steps = parse_plan(response)
+            names = _pddl_as_domain(domain).actions
+        except PDDLError:
+            names = {}                  # validate_plan reports the domain's parse_error below
+        try:
+            steps = parse_plan(_pddl_plan_text(response, names))
         except PDDLError:
             return 0.0, "parse_error"
         if len(steps) > max_steps:
@@ -5707,15 +5728,50 @@ def _pddl_as_problem(problem):
 
 
 # ==== B5. Appendix, PDDL: plans (parse_plan, format_plan) =============================================================
-_PDDL_PLAN_PREFIX = re.compile(r"^\s*(?:step\s*)?\d+(?:\.\d+)?\s*[:.)]\s*", re.IGNORECASE)
-_PDDL_PLAN_SUFFIX = re.compile(r"\[[^\]]*\]\s*$")
-_PDDL_PLAN_GROUP = re.compile(r"\(([^()]*)\)")
+_PDDL_PLAN_PREFIX = re.compile(r"\s*(?:step\s*)?\d+(?:\.\d+)?\s*[:.)]\s*", re.IGNORECASE)
 _PDDL_PLAN_FAST = re.compile(r"\s*\(([^();:\[\],]*)\)\s*|\s*([A-Za-z_][^();:\[\],]*)")  # `(a b c)` or `a b c`
+# Linear time: the two patterns are only ever matched anchored (match / fullmatch, once per line, no nested
+# quantifiers); the `[duration]` suffix and the `(...)` groups are found with str.find, never with an unanchored
+# regex search (a `\[[^\]]*\]\s*$` search restarts at every '[' and made "[" * 150000 quadratic).
+
+
+def _plan_line_body(raw):
+    """A plan line without its `;` comment, `k:` / `step k:` prefix and `[duration]` suffix, lower-cased."""
+    line = raw.split(";", 1)[0]
+    m = _PDDL_PLAN_PREFIX.match(line)
+    if m:
+        line = line[m.end():]
+    line = line.rstrip()
+    if line.endswith("]"):              # `[...]` at the end: from the first '[' after the previous ']'
+        k = line.find("[", line.rfind("]", 0, len(line) - 1) + 1, len(line) - 1)
+        if k >= 0:
+            line = line[:k]
+    return line.strip().lower()
+
+
+def _plan_groups(line):
+    """The `(...)` groups of a line that contain no parentheses, as (start, end) spans, left to right."""
+    spans, i, close = [], 0, -1
+    while True:
+        a = line.find("(", i)
+        if a < 0:
+            return spans
+        if close < a:
+            close = line.find(")", a + 1)
+            if close < 0:
+                return spans
+        inner = line.find("(", a + 1, close)
+        if inner >= 0:                  # '(' ... '(' ... ')': the group starts at the inner '('
+            i = inner
+            continue
+        spans.append((a, close + 1))
+        i = close + 1
 
 
 def parse_plan(text):
     """Read a plan tolerantly: one `(name arg ...)` or `name arg ...` per line, `;` comments, `k:` prefixes,
-    `[duration]` suffixes, any case. Returns a list of tuples (name, arg, ...). Raises PDDLError with the line."""
+    `[duration]` suffixes, any case. Returns a list of tuples (name, arg, ...). Raises PDDLError with the line.
+    Linear time in len(text)."""
     if not isinstance(text, str):
         raise TypeError(f"plan must be text (str), got {type(text).__name__}")
     steps = []
@@ -5726,22 +5782,18 @@ def parse_plan(text):
             if toks:
                 steps.append(tuple(toks))
                 continue
-        line = raw.split(";", 1)[0]
-        m = _PDDL_PLAN_PREFIX.match(line)
-        if m:
-            line = line[m.end():]
-        line = _PDDL_PLAN_SUFFIX.sub("", line).strip().lower()
+        line = _plan_line_body(raw)
         if not line:
             continue
         if "(" in line or ")" in line:
             rest, last = [], 0
-            for g in _PDDL_PLAN_GROUP.finditer(line):
-                rest.append(line[last:g.start()])
-                toks = g.group(1).replace(",", " ").split()
+            for a, b in _plan_groups(line):
+                rest.append(line[last:a])
+                toks = line[a + 1:b - 1].replace(",", " ").split()
                 if not toks:
-                    raise PDDLError("plan: empty action '()'", lineno, g.start() + 1)
+                    raise PDDLError("plan: empty action '()'", lineno, a + 1)
                 steps.append(tuple(toks))
-                last = g.end()
+                last = b
             rest.append(line[last:])
             junk = "".join(rest).strip()
             if junk:

@@ -398,6 +398,64 @@ def test_reward_never_raises_and_is_fast_on_garbage(response):
     assert score in (0.0, 1.0) and (reason in pv.VERDICT_REASONS or reason == "too_long"), reason
 
 
+
+def test_prose_around_the_plan_after_think_is_not_read_as_an_action():
+    tk = pv.generate_pddl_task(11, "gripper", 3)
+    for response in [f"<think>hmm</think>\nHere is the plan:\n{tk.answer}\nThis reaches the goal.",
+                     f"Plan:\n```\n{tk.answer}\n```\nAll balls are delivered.",
+                     f"</think>\n\n{pv.format_plan(tk.plan, parens=True).upper()}\n\nDone."]:
+        assert pv.pddl_reward(tk, response) == (1.0, "ok"), response
+    lines = tk.answer.splitlines()
+    middle = "\n".join(lines[:1] + ["now the second ball"] + lines[1:])   # prose inside the plan is an action
+    assert pv.pddl_reward(tk, middle) == (0.0, "unknown_action")
+    assert pv.pddl_reward(tk, "Here is the plan:\nI could not find one.") == (0.0, "unknown_action")
+
+
+class _CountingPattern:
+    """Stands in for a compiled regex and counts the characters it is offered. Anchored calls (match, fullmatch)
+    examine at most the rest of the string once (the plan patterns have no nested quantifiers); an unanchored
+    search may restart at every position, so it is charged (characters offered)^2."""
+
+    def __init__(self, pattern, work):
+        self.pattern, self.work = pattern, work
+
+    def _anchored(self, name):
+        def call(string, pos=0, *a):
+            self.work[0] += len(string) - pos
+            return getattr(self.pattern, name)(string, pos, *a)
+        return call
+
+    def __getattr__(self, name):
+        if name in ("match", "fullmatch"):
+            return self._anchored(name)
+        if name in ("search", "sub", "subn", "finditer", "findall", "split"):
+            def call(*a, **k):
+                string = a[0] if name in ("search", "finditer", "findall", "split") else a[1]
+                self.work[0] += len(string) ** 2
+                return getattr(self.pattern, name)(*a, **k)
+            return call
+        return getattr(self.pattern, name)
+
+
+def test_plan_parsing_does_linear_work_on_150k_character_adversarial_plans(monkeypatch):
+    """Counted, not timed: the regex work of parse_plan / validate_plan / pddl_reward stays within a few
+    characters per input character (a backtracking suffix search made "[" * 150000 quadratic)."""
+    work = [0]
+    for name in dir(pv):
+        obj = getattr(pv, name)
+        if name.startswith("_PDDL_PLAN") and hasattr(obj, "fullmatch"):
+            monkeypatch.setattr(pv, name, _CountingPattern(obj, work))
+    tk = pv.generate_pddl_task(2, "gripper", 2)
+    n = 150_000
+    for text in ["[" * n, "(" * n, "(a" * (n // 2), "1: " * (n // 3), "[" * n + "]", "a [" * (n // 3) + "]",
+                 " " * n + "x", "step " * (n // 5), "pick " + "[1]" * (n // 3), "(pick)" * (n // 6)]:
+        work[0] = 0
+        v = pv.validate_plan(pv.GRIPPER_DOMAIN, tk.problem, text)
+        score, reason = pv.pddl_reward(tk, text, max_chars=10 * n)
+        assert not v.valid and score == 0.0 and reason in pv.VERDICT_REASONS + ("too_long",)
+        assert work[0] <= 20 * len(text), (text[:12], work[0])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # fuzz: random and mutated domains, problems and plans -> documented outcomes only, never a hang
 # ---------------------------------------------------------------------------------------------------------------
