@@ -18,7 +18,11 @@ What is implemented
   step 3); unbracketed lists compare as multisets.
 * Code (card §2.2): fenced python blocks after `</think>`; stdin/stdout cases compared with the card's
   `fuzzy_equal` (float tokens within 1e-6 absolute, yes/no case-insensitive), or assert-style `functional`
-  tests; run ONLY through `run_sandboxed`.
+  tests; run ONLY through `run_sandboxed`. The expected values never enter the sandbox: for stdin/stdout cases
+  the parent compares the output; for functional tests the sandbox only evaluates the calls (`f(2)` of
+  `assert f(2) == 4`) and prints each result with repr() after a random nonce, and the parent reads them back as
+  plain data (ast.literal_eval) and checks the asserts itself. Faking success (stripping asserts with -O,
+  skipping lines with a trace function, an always-true __eq__, reading main.py) means knowing the answers.
 * Science (card §2.3): multiple-choice letters and short answers (numbers within 1% relative, else normalized
   text) instead of the LLM judge.
 * Logic (card §2.4): ordering lists (strict), zebra grids (fraction of correct cells), graph answers
@@ -66,7 +70,11 @@ Deviations from the paper (deliberate; see the card's "security smells" §3)
   sign is present on one side. Cells are compared exactly first, then as finite floats within 1e-3 relative (no
   absolute floor; a value beyond the float range, e.g. 1e309, is never a float).
 * Code: the default executor is a bubblewrap sandbox (the released default is `unsafe_local`), per-case wall
-  clock 2 s instead of 30 s / 5 s, cases run sequentially and stop at the first failure.
+  clock 2 s instead of 30 s / 5 s, cases run sequentially and stop at the first failure. Functional tests are
+  not appended to the solution and run in its process (as released): they must be top-level asserts whose
+  expected values are literals (or pure builtins of literals); other forms (asserts inside a `check` function,
+  comprehensions, lambdas) raise GroundTruthError instead of sending the answers into the sandbox. Results that
+  are not plain data (custom objects, nested inf/nan) fail.
 * The logic `<answer>` single-line rule is kept for zebra/ordering/graph (card §2.4) as in the released code;
   the ordering puzzle has no `eval` fallback for unbracketed answers (they score 0); no per-scorer timeouts are
   needed because every parser is linear or size-capped (the released code uses SIGALRM/setitimer).
@@ -907,10 +915,236 @@ def _load_json_gt(ground_truth, name="ground_truth"):
     raise GroundTruthError(f"{name} must be a dict or a JSON string, got {type(ground_truth).__name__}")
 
 
+# Functional (assert-style) tests, card §2.2. The expected values never enter the sandbox: each top-level
+# `assert` of the ground truth is split into "holes" -- every call of a function that is not a known pure builtin,
+# every attribute and every name the assert does not define, i.e. whatever needs the solution -- and the rest.
+# The sandbox runs the solution, then evaluates only the holes and prints each result as repr() after a fresh
+# random nonce; the parent reads the results back with ast.literal_eval (plain data: numbers, strings, bools,
+# None, lists, tuples, dicts, sets) and evaluates every assert itself on that data. So stripping asserts (-O),
+# a trace function that jumps over lines, an object whose __eq__ is always true, or reading main.py (it holds
+# the calls, never the answers) cannot fake success: faking it means knowing the answers.
+_PURE_FUNCS: dict[str, Callable] = {
+    f.__name__: f for f in (abs, all, any, bool, dict, float, frozenset, int, len, list, max, min, round, set,
+                            sorted, str, sum, tuple)}
+_PURE_FUNCS.update({"isclose": math.isclose, "math.isclose": math.isclose, "math.sqrt": math.sqrt,
+                    "math.floor": math.floor, "math.ceil": math.ceil, "math.fabs": math.fabs})
+_PLAIN_NODES = (ast.Expression, ast.Constant, ast.Name, ast.Load, ast.List, ast.Tuple, ast.Set, ast.Dict,
+                ast.UnaryOp, ast.unaryop, ast.BinOp, ast.operator, ast.BoolOp, ast.boolop, ast.Compare, ast.cmpop,
+                ast.Call, ast.keyword, ast.Subscript, ast.Slice, ast.IfExp)
+_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: _bounded_mul(a, b),
+        ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+        ast.Pow: lambda a, b: _bounded_pow(a, b), ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+        ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b,
+        ast.GtE: lambda a, b: a >= b, ast.Is: lambda a, b: _is(a, b), ast.IsNot: lambda a, b: not _is(a, b),
+        ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+        ast.USub: lambda a: -a, ast.UAdd: lambda a: +a, ast.Not: lambda a: not a, ast.Invert: lambda a: ~a}
+
+
+def _is(a, b) -> bool:
+    """`is` on plain data: identity for the singletons None/True/False (1 is not True), else equality."""
+    singletons = (None, True, False)
+    if any(a is x for x in singletons) or any(b is x for x in singletons):
+        return a is b
+    return a == b
+
+
+def _bounded_mul(a, b):
+    if isinstance(a, int) and isinstance(b, (str, bytes, list, tuple)):
+        a, b = b, a
+    if isinstance(a, (str, bytes, list, tuple)) and isinstance(b, int) and len(a) * b > 1 << 24:
+        raise OverflowError("repetition too large")
+    return a * b
+
+
+def _bounded_pow(a, b):
+    if isinstance(b, int) and abs(b) > 4096 or isinstance(a, int) and a.bit_length() * abs(int(b)) > 1 << 16:
+        raise OverflowError("power too large")
+    return a ** b
+
+
+def _callee_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return f"{node.value.id}.{node.attr}"
+    return None
+
+
+class _Holes(ast.NodeTransformer):
+    """Replace every sub-expression that needs the solution by a name `_hole<k>`; remember its source."""
+
+    def __init__(self, holes: list[str]):
+        self.holes = holes
+
+    def _hole(self, node: ast.expr) -> ast.Name:
+        if not any(isinstance(n, (ast.Name, ast.Attribute)) for n in ast.walk(node)):
+            raise GroundTruthError(f"functional test: {ast.unparse(node)[:80]} would compute an expected value in "
+                                   "the sandbox; write it as a literal")
+        self.holes.append(ast.unparse(node))
+        return ast.Name(f"_hole{len(self.holes) - 1}", ast.Load())
+
+    def visit_Call(self, node: ast.Call):
+        if _callee_name(node.func) in _PURE_FUNCS:
+            node.args = [self.visit(a) for a in node.args]
+            node.keywords = [self.visit(k) for k in node.keywords]
+            node.func = ast.Name(_callee_name(node.func), ast.Load())
+            return node
+        return self._hole(node)
+
+    def visit_Name(self, node: ast.Name):
+        return node if node.id in _PURE_FUNCS else self._hole(node)
+
+    def visit_Attribute(self, node: ast.Attribute):
+        return self._hole(node)
+
+    def visit_Subscript(self, node: ast.Subscript):
+        node.value, node.slice = self.visit(node.value), self.visit(node.slice)
+        return node
+
+
+def _split_functional(src: str) -> tuple[str, list[ast.Expression], list[str]]:
+    """Functional test source -> (setup statements run in the sandbox, assert expressions with holes, hole
+    sources). Raises GroundTruthError for a form that would put expected values into the sandbox."""
+    try:
+        tree = ast.parse(src)
+    except SyntaxError as e:
+        raise GroundTruthError(f"ground_truth['functional'] is not Python: {e}") from None
+    setup, asserts, holes = [], [], []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assert):
+            expr = ast.fix_missing_locations(ast.Expression(_Holes(holes).visit(stmt.test)))
+            bad = next((n for n in ast.walk(expr) if not isinstance(n, _PLAIN_NODES)), None)
+            if bad is not None:
+                raise GroundTruthError(f"functional test line {stmt.lineno}: {type(bad).__name__} is not supported; "
+                                       "write `assert <call> == <literal>` (or !=, <, in, not, abs(...), ...)")
+            asserts.append(expr)
+        elif any(isinstance(n, ast.Assert) for n in ast.walk(stmt)):
+            raise GroundTruthError(f"functional test line {stmt.lineno}: asserts must be top-level statements "
+                                   "(nested ones would run inside the sandbox)")
+        else:
+            setup.append(ast.unparse(stmt))
+    if not asserts:
+        raise GroundTruthError("ground_truth['functional'] has no assert statement")
+    return "\n".join(setup), asserts, holes
+
+
+def _eval_plain(node: ast.expr, env: dict):
+    """Evaluate an assert on plain data (the holes' values in env): a tiny interpreter, never eval()."""
+    ev = lambda n: _eval_plain(n, env)                          # noqa: E731
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return env[node.id] if node.id in env else _PURE_FUNCS[node.id]
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [ev(e) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Dict):
+        return {ev(k): ev(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp):
+        return _OPS[type(node.op)](ev(node.operand))
+    if isinstance(node, ast.BinOp):
+        return _OPS[type(node.op)](ev(node.left), ev(node.right))
+    if isinstance(node, ast.BoolOp):
+        v = None
+        for e in node.values:
+            v = ev(e)
+            if bool(v) == isinstance(node.op, ast.Or):
+                return v
+        return v
+    if isinstance(node, ast.Compare):
+        left = ev(node.left)
+        for op, comp in zip(node.ops, node.comparators):
+            right = ev(comp)
+            if not _OPS[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.Call):
+        return ev(node.func)(*[ev(a) for a in node.args], **{k.arg: ev(k.value) for k in node.keywords})
+    if isinstance(node, ast.Subscript):
+        return ev(node.value)[ev(node.slice)]
+    if isinstance(node, ast.Slice):
+        return slice(*(None if x is None else ev(x) for x in (node.lower, node.upper, node.step)))
+    if isinstance(node, ast.IfExp):
+        return ev(node.body) if ev(node.test) else ev(node.orelse)
+    raise GroundTruthError(f"unsupported node {type(node).__name__}")
+
+
+_SPECIAL_FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _read_results(stdout: str, nonce: str, n: int) -> tuple[dict, str | None]:
+    """The child's result lines `<nonce> <k> ok <repr>` / `<nonce> <k> err <Exception>` -> {k: value or an
+    exception name}; (results, error) with error set when a line is missing, repeated or unreadable."""
+    results: dict = {}
+    for line in stdout.split("\n"):
+        if not line.startswith(nonce + " "):
+            continue
+        parts = line[len(nonce) + 1:].split(" ", 2)
+        if len(parts) != 3 or not parts[0].isdigit() or int(parts[0]) >= n or int(parts[0]) in results:
+            return results, "bad_test_output"
+        k, status, payload = int(parts[0]), parts[1], parts[2]
+        if status == "err":
+            results[k] = _ChildError(payload[:80])
+            continue
+        try:
+            results[k] = _SPECIAL_FLOATS[payload] if payload in _SPECIAL_FLOATS else (
+                set() if payload == "set()" else ast.literal_eval(payload))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            results[k] = _ChildError("not plain data")                 # e.g. an object with a custom __eq__
+    return results, (None if len(results) == n else "tests_did_not_finish")
+
+
+class _ChildError(str):
+    """A hole whose evaluation raised in the sandbox (or whose result is not plain data)."""
+
+
+def _functional_program(code: str, setup: str, holes: list[str], nonce: str) -> str:
+    """main.py: the solution, the test's setup, then the holes, each printed after the nonce (no expected value)."""
+    return (code + "\n\n" + setup + "\n\n"
+            "import os as _g_os, sys as _g_sys\n"
+            f"for _g_k, _g_src in enumerate({holes!r}):\n"
+            "    try:\n"
+            "        _g_out = 'ok ' + repr(eval(_g_src))\n"
+            "    except BaseException as _g_e:\n"
+            "        _g_out = 'err ' + type(_g_e).__name__\n"
+            "    _g_sys.stdout.flush()\n"
+            f"    _g_os.write(1, ('\\n{nonce} %d %s\\n' % (_g_k, _g_out.replace('\\n', ' ')))"
+            ".encode('utf-8', 'backslashreplace'))\n")
+
+
+def _score_functional(code: str, tests: str, timeout_s: float) -> Score:
+    setup, asserts, holes = _split_functional(tests)
+    nonce = f"guru-result-{random.SystemRandom().getrandbits(128):032x}"
+    r = run_sandboxed(_functional_program(code, setup, holes, nonce), timeout_s=timeout_s)
+    if not r.ok:
+        return Score(0.0, _fail_reason(r))
+    results, err = _read_results(r.stdout, nonce, len(holes))
+    if err:
+        return Score(0.0, err)
+    env = {f"_hole{k}": v for k, v in results.items()}
+    for i, expr in enumerate(asserts):
+        names = {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+        failed = [env[x] for x in names if isinstance(env.get(x), _ChildError)]
+        if failed:
+            return Score(0.0, f"test {i}: {failed[0]}")
+        try:
+            ok = bool(_eval_plain(expr.body, env))
+        except GroundTruthError:
+            raise
+        except Exception as e:                             # e.g. comparing a str with an int: the test fails
+            return Score(0.0, f"test {i}: {type(e).__name__}")
+        if not ok:
+            return Score(0.0, f"test {i}: wrong")
+    return Score(1.0, "passed")
+
+
 def score_code(response: str, ground_truth) -> Score:
     """Card §2.2. ground_truth: {"inputs": [str], "outputs": [str]} (stdin/stdout cases, all must pass) or
-    {"functional": "assert f(2) == 4"} (appended to the code; pass = exit status 0); optional "prefix" (code
-    prepended, e.g. imports) and "timeout_s" (per case). Code runs only through run_sandboxed."""
+    {"functional": "assert f(2) == 4\\nassert g(1) in (2, 3)"} (top-level asserts whose expected values are
+    literals: the sandbox only computes f(2) and g(1), the parent checks them; see the comment above);
+    optional "prefix" (code prepended, e.g. imports) and "timeout_s" (per case). Code runs only through
+    run_sandboxed."""
     gt = _load_json_gt(ground_truth)
     if not isinstance(gt, dict) or not ({"inputs", "outputs"} <= set(gt) or "functional" in gt):
         raise GroundTruthError("ground_truth must have 'inputs'+'outputs' or 'functional'")
@@ -924,18 +1158,8 @@ def score_code(response: str, ground_truth) -> Score:
     if not (isinstance(per_case, (int, float)) and 0 < per_case <= 60):
         raise GroundTruthError(f"ground_truth['timeout_s'] must be in (0, 60] seconds, got {per_case!r}")
     deadline = time.monotonic() + CODE_TOTAL_TIMEOUT_S
-    if "functional" in gt:
-        # Exit status 0 alone is not enough (card §2.2): a solution that calls sys.exit(0) / os._exit(0) before
-        # the appended tests would pass. The run must also print a fresh random nonce that only the code AFTER
-        # the tests writes. (Tests share the solution's process, so a deliberately adversarial solution can
-        # still fake success, e.g. by reading the nonce from its own code object or with an always-equal object.)
-        nonce = f"guru-tests-passed-{random.SystemRandom().getrandbits(128):032x}"
-        r = run_sandboxed(code + "\n\n" + str(gt["functional"]) +
-                          f"\n\nimport os as _g_os, sys as _g_sys\n_g_sys.stdout.flush()\n"
-                          f"_g_os.write(1, b'\\n{nonce}\\n')\n", timeout_s=per_case)
-        if not r.ok:
-            return Score(0.0, _fail_reason(r))
-        return Score(1.0, "passed") if nonce in r.stdout else Score(0.0, "tests_did_not_finish")
+    if "functional" in gt:                                # the expected values never enter the sandbox
+        return _score_functional(code, str(gt["functional"]), per_case)
     inputs, outputs = gt["inputs"], gt["outputs"]
     if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs) or not inputs:
         raise GroundTruthError("ground_truth 'inputs' and 'outputs' must be non-empty lists of equal length")

@@ -863,3 +863,79 @@ def test_equivalence_never_accepts_unequal_exact_rationals_in_any_form():
                 wrong_ones.append((domain, a, b))
     assert not wrong_ones, wrong_ones[:10]
     assert not missed, missed[:10]
+
+
+# ------------------------------------------------------------------ functional tests cannot be faked (#18) ----
+
+WRONG_F = "def f(x):\n    return 0\n"                       # f(2) should be 4
+ATTACKS = {
+    # re-exec the file with -O: asserts stripped
+    "dash_O": WRONG_F + "import os, sys\nif not sys.flags.optimize:\n"
+                        "    os.execv(sys.executable, [sys.executable, '-O'] + sys.argv)\n",
+    # a trace function that jumps over every line after the solution (the tests) to the last line of the file
+    "trace_jump": WRONG_F + "import sys\n_lines = open(__file__).read().split('\\n')\n"
+                            "def _t(frame, event, arg):\n"
+                            "    if frame.f_code.co_filename == __file__ and event == 'line' and \\\n"
+                            "            _lines[frame.f_lineno - 1].lstrip().startswith('assert'):\n"
+                            "        n = frame.f_lineno\n"
+                            "        while _lines[n - 1].lstrip().startswith('assert'):\n            n += 1\n"
+                            "        try:\n            frame.f_lineno = n\n"
+                            "        except ValueError:\n            pass\n    return _t\n"
+                            "sys.settrace(_t)\nsys._getframe().f_trace = _t\n",
+    # an object that equals everything
+    "always_equal": "class _Any:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+                    "def f(x):\n    return _Any()\n",
+    # read main.py, find every token that looks like a completion marker and print it
+    "read_main_py": WRONG_F + "import re, sys, atexit\nsrc = open(__file__).read()\n"
+                              "toks = set(re.findall(r'[0-9a-zA-Z_-]*[0-9a-f]{16,}[0-9a-zA-Z_-]*', src))\n"
+                              "def _fake():\n    for t in toks:\n"
+                              "        print(t)\n        print(t, 0, 'ok', 4)\n        print(t, 0, 'ok', True)\n"
+                              "    sys.stdout.flush()\n    import os\n    os._exit(0)\n"
+                              "for t in toks:\n    print(t)\n    print(t, 0, 'ok', 4)\n    print(t, 0, 'ok', True)\n"
+                              "atexit.register(_fake)\n",
+    # replace the builtins an assert-based harness would use
+    "patched_builtins": WRONG_F + "import builtins\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
+                                  "builtins.repr = lambda x: '4'\n",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_wrong_code_never_passes_functional_tests_by_faking_success(attack):
+    gt = {"functional": "assert f(2) == 4\nassert f(3) == 6"}
+    s = score("code", code(ATTACKS[attack]), gt)
+    assert s.value == 0.0, (attack, s)
+    assert score("code", code("def f(x):\n    return 2 * x\n"), gt) == Score(1.0, "passed")
+
+
+def test_functional_expected_values_never_enter_the_sandbox(monkeypatch):
+    seen = []
+    real = gr.run_sandboxed
+    monkeypatch.setattr(gr, "run_sandboxed", lambda program, **kw: seen.append(program) or real(program, **kw))
+    gt = {"functional": "assert f(2) == 'secret-answer-7f3a'\nassert f(3) != 'other-answer-91c2'"}
+    assert score("code", code("def f(x):\n    return 'secret-answer-' + '7f3a' if x == 2 else 0"), gt).value == 1.0
+    assert len(seen) == 1 and "f(2)" in seen[0] and "secret-answer-7f3a" not in seen[0] and "other" not in seen[0]
+
+
+@pytest.mark.parametrize("tests,want", [
+    ("assert abs(f(0.1) - 0.2) < 1e-9", 1.0), ("assert sorted(g([3, 1])) == [1, 3]", 1.0),
+    ("assert not h(0)\nassert h(1)", 1.0), ("s = S()\nassert s.m(1) == 2", 1.0),
+    ("import math\nassert math.isclose(f(1), 2.0)", 1.0), ("assert g([2]) in ([2], [3])", 1.0),
+    ("assert f(2) == 5", 0.0), ("assert h(0)", 0.0), ("assert f(1) == 2\nassert 1 / 0", 0.0),
+    ("assert g('ab') == 'ab' and f(0) == 1", 0.0), ("assert f(2) + 1 == 5 and len(g([1, 2])) == 2", 1.0),
+])
+def test_functional_assert_forms_are_checked_on_plain_data(tests, want):
+    src = ("def f(x):\n    return 2 * x\ndef g(xs):\n    return sorted(xs)\ndef h(x):\n    return x\n"
+           "class S:\n    def m(self, x):\n        return x + 1\n")
+    assert score("code", code(src), {"functional": tests}).value == want, tests
+
+
+def test_functional_test_that_raises_in_the_solution_fails_with_the_exception_name():
+    s = score("code", code("def f(x):\n    return 1 // x"), {"functional": "assert f(0) == 0"})
+    assert s == Score(0.0, "test 0: ZeroDivisionError")
+
+
+@pytest.mark.parametrize("tests", ["def check(c):\n    assert c(2) == 4\ncheck(f)", "x = 1", "assert f(2) ==",
+                                   "assert [f(i) for i in (1, 2)] == [2, 4]", "assert f(2) == (lambda: 4)()"])
+def test_functional_tests_that_would_leak_expected_values_are_rejected(tests):
+    with pytest.raises(gr.GroundTruthError, match="functional"):
+        score("code", code("def f(x):\n    return 2 * x"), {"functional": tests})
