@@ -395,19 +395,16 @@ def coord_slopes(stats: dict, widths) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Toy large-vocabulary experiment (card Sec. 7.8): one-hot -> embedding E (m x n) -> readout W (m x n)
+# Toy large-vocabulary experiment (card Sec. 7.8, issue 16): one-hot -> embedding E (m x n) -> readout W (m x n)
 # ----------------------------------------------------------------------------------------------------------------
 
-def zipf_probs(m: int, s: float = 1.1) -> torch.Tensor:
-    """p(x) proportional to 1 / (x + 1)^s over x = 0..m-1, float64, shape (m,)."""
-    p = 1.0 / torch.arange(1, m + 1, dtype=torch.float64) ** s
-    return p / p.sum()
+OPTIMIZERS = ("sign", "adam")  # SignSGD (the paper's proxy for Adam) and Adam(0.9, 0.999, eps 1e-8)
 
 
 class ToyTeacher:
     """Fixed teacher p*(.|x) = softmax(tau * (A B^T)_x / sqrt(r)), A, B ~ N(0, 1)^(m x r) (card Sec. 7.8).
 
-    `logp(x)` gives the (B, m) rows for a batch of tokens without ever forming the (m, m) matrix."""
+    `logp(x)` gives the (B, m) rows for a batch of tokens without forming the (m, m) matrix; `table()` gives it."""
 
     def __init__(self, m: int, rank: int = 8, tau: float = 3.0, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
@@ -416,6 +413,9 @@ class ToyTeacher:
 
     def logp(self, x):  # x (B,) -> (B, m)
         return torch.log_softmax(self.scale * (self.a[x] @ self.b.T), dim=-1)
+
+    def table(self):  # (m, m): row x is log p*(.|x)
+        return self.logp(torch.arange(self.a.shape[0]))
 
 
 def toy_grads_reference(E, W, x, logp_star):
@@ -441,103 +441,286 @@ def toy_grads(E, W, x, logp_star):
     return kl, dE, dW
 
 
-def lv_toy_run(m, n, lr_emb, lr_out, steps=250, batch=64, seed=0, zipf_s=1.1, tail=50, teacher=None):
-    """Train one toy student per entry of lr_emb on the same token stream; return mean KL over the last `tail`.
+def _stacked_grads(E, W, x, p_star):
+    """toy_grads for R = S * G stacked students whose G LR settings share each seed's tokens, without the KL.
+    E, W (R, m, n); x (S, B); p_star (S, B, m) teacher probabilities. Returns dE, dW (R, m, n)."""
+    (R, m, n), (S, B) = E.shape, x.shape
+    xr = x.repeat_interleave(R // S, 0)                                     # (R, B)
+    rows = torch.arange(R)[:, None].expand(R, B)
+    h = E[rows, xr]                                                         # (R, B, n)
+    d = torch.softmax(torch.bmm(h, W.transpose(1, 2)), -1)                  # (R, B, m)  p(.|x)
+    d.view(S, R // S, B, m).sub_(p_star[:, None]).div_(B)                   # d KL / d logits = (p - p*) / B
+    dW = torch.bmm(d.transpose(1, 2), h)                                    # (R, m, n)
+    dE = torch.zeros_like(E).index_put_((rows, xr), torch.bmm(d, W), accumulate=True)  # absent rows: 0
+    return dE, dW
 
-    Student (TP5 Table 3 form, no multipliers): E ~ N(0, 1), W = 0, logits = W E[x]. torch Adam (fused),
-    betas (0.9, 0.999), no weight decay, constant LR: lr_emb[g] on E_g, lr_out on W_g. Every student sees the
-    same init and the same tokens (common random numbers, so LR comparisons are not blurred by data noise).
-    Returns ndarray (G,) of excess loss (KL to the teacher; inf if it diverged)."""
-    lr_emb = [float(v) for v in np.atleast_1d(lr_emb)]
-    lr_out = [float(v) for v in np.broadcast_to(np.asarray(lr_out, dtype=np.float64), (len(lr_emb),))]
+
+def token_stream(m: int, steps: int, batch: int, seed: int) -> torch.Tensor:
+    """(steps, batch) token ids: consecutive random permutations of 0..m-1 (uniform tokens, sampled by epochs), so
+    every token is seen floor(steps * batch / m) or more times -- the issue's "every token seen >= 20 times"."""
+    g = torch.Generator().manual_seed(seed)
+    epochs = -(-steps * batch // m)
+    return torch.cat([torch.randperm(m, generator=g) for _ in range(epochs)])[:steps * batch].view(steps, batch)
+
+
+def population_kl(E, W, logp_table):
+    """Excess loss of each stacked student: mean over all m tokens (uniform law) of KL(p*(.|x) || p(.|x)).
+    E, W (R, m, n); logp_table (m, m). Returns (R,)."""
+    logp = torch.log_softmax(torch.bmm(E, W.transpose(1, 2)), -1)           # (R, m, m)
+    return (logp_table.exp() * (logp_table - logp)).sum(-1).mean(-1)
+
+
+def _update_direction(g, state, optimizer, t, betas=(0.9, 0.999), eps=1e-8):
+    """Step per unit LR (the parameter moves by -lr * this); overwrites g. SignSGD: sign(g). Adam: torch.optim.Adam's
+    m_hat / (sqrt(v_hat) + eps) with bias corrections; `state` = (m1, v) is updated in place."""
+    if optimizer == "sign":
+        return g.sign_()
+    m1, v = state
+    m1.lerp_(g, 1 - betas[0])
+    v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
+    denom = torch.sqrt(v, out=g).div_(math.sqrt(1 - betas[1] ** t)).add_(eps)
+    return torch.div(m1, denom, out=denom).div_(1 - betas[0] ** t)
+
+
+def _init_embedding(m, n, seed):  # E ~ N(0, 1), drawn in float32 whatever the run's dtype
+    return torch.randn(m, n, generator=torch.Generator().manual_seed(1000 + seed))
+
+
+def lv_sweep(m, n, lr_emb, lr_out, seeds=(0,), optimizer="sign", steps=160, batch=128, tail=4, teacher=None,
+             dtype=torch.float32, probe=False):
+    """Train every (seed, LR pair) student of one width at once, as stacked (R, m, n) tensors (one bmm per step).
+
+    Student (TP5 Table 3 form, no multipliers): E ~ N(0, 1) (one draw per seed), W = 0, logits = W E[x]; loss =
+    batch-mean KL to the teacher; constant LRs lr_emb[g] on E and lr_out[g] on W. All LR pairs of a seed share its
+    init and its token stream (common random numbers: LR comparisons are not blurred by data noise).
+    Args: lr_emb, lr_out: length-G sequences; seeds: S ints; optimizer: "sign" | "adam"; tail: score = mean over
+      the last `tail` steps of the population KL (uniform over all m tokens); probe: also return the cross-check's
+      update sensitivities measured on the batch after the last step (see update_sensitivity).
+    Returns: ndarray (S, G) of excess loss (inf where not finite) [, (s_emb, s_out) ndarrays (S, G)].
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    lr_emb, lr_out = np.atleast_1d(np.asarray(lr_emb, np.float64)), np.atleast_1d(np.asarray(lr_out, np.float64))
+    if lr_emb.shape != lr_out.shape or lr_emb.ndim != 1:
+        raise ValueError(f"lr_emb and lr_out must be 1-D of equal length, got {lr_emb.shape} and {lr_out.shape}")
+    if not 1 <= tail <= steps:
+        raise ValueError(f"tail must be in 1..steps={steps}, got {tail}")
+    S, G = len(seeds), len(lr_emb)
+    R = S * G
     teacher = ToyTeacher(m) if teacher is None else teacher
-    gen = torch.Generator().manual_seed(seed)
-    E0 = torch.randn(m, n, generator=gen)
-    Es = [nn.Parameter(E0.clone()) for _ in lr_emb]
-    Ws = [nn.Parameter(torch.zeros(m, n)) for _ in lr_emb]
-    groups = ([{"params": [e], "lr": lr} for e, lr in zip(Es, lr_emb)]
-              + [{"params": [w], "lr": lr} for w, lr in zip(Ws, lr_out)])
-    opt = torch.optim.Adam(groups, betas=(0.9, 0.999), fused=True)
-    probs = zipf_probs(m, zipf_s)
-    scores = np.zeros(len(lr_emb))
+    table = teacher.table().to(dtype)                                       # (m, m)
+    p_table = table.exp()
+    E0 = torch.stack([_init_embedding(m, n, s) for s in seeds]).to(dtype)  # (S, m, n)
+    E = E0.repeat_interleave(G, 0)                                          # (R, m, n)
+    W = torch.zeros(R, m, n, dtype=dtype)
+    X = torch.stack([token_stream(m, steps + probe, batch, s) for s in seeds])  # (S, steps, B)
+    lrs = [torch.tensor(np.tile(a, S), dtype=dtype).view(R, 1, 1) for a in (lr_emb, lr_out)]
+    states = [(torch.zeros_like(E), torch.zeros_like(E)), (torch.zeros_like(W), torch.zeros_like(W))]
+    score = torch.zeros(R, dtype=torch.float64)
     for t in range(1, steps + 1):
-        x = torch.multinomial(probs, batch, replacement=True, generator=gen)  # (B,)  Zipf tokens
-        logp_star = teacher.logp(x)                                            # (B, m)
-        for g, (E, W) in enumerate(zip(Es, Ws)):
-            kl, E.grad, W.grad = toy_grads(E.data, W.data, x, logp_star)
-            if t > steps - tail:
-                scores[g] += kl.item() / tail
-        opt.step()
-    return np.nan_to_num(scores, nan=float("inf"))
+        dE, dW = _stacked_grads(E, W, X[:, t - 1], p_table[X[:, t - 1]])
+        E.addcmul_(lrs[0], _update_direction(dE, states[0], optimizer, t), value=-1)
+        W.addcmul_(lrs[1], _update_direction(dW, states[1], optimizer, t), value=-1)
+        if t > steps - tail:
+            score += population_kl(E, W, table).double() / tail
+    score = np.nan_to_num(score.view(S, G).numpy(), nan=np.inf)
+    if not probe:
+        return score
+    s = update_sensitivity(E, W, X[:, steps], p_table[X[:, steps]], optimizer, states, steps + 1)
+    return score, tuple(a.view(S, G).double().numpy() for a in s)
 
 
-def optimum_log2(grid, scores) -> tuple:
-    """log2 of the best LR: parabola through the argmin and its two neighbours in log2(LR) (argmin at an edge:
-    the edge itself, flagged). Returns (log2_lr_star, at_edge)."""
-    lg = np.log2(np.asarray(grid, dtype=np.float64))
-    s = np.asarray(scores, dtype=np.float64)
-    i = int(np.argmin(s))
-    if i == 0 or i == len(s) - 1 or not np.all(np.isfinite(s[i - 1:i + 2])):
-        return float(lg[i]), True
-    a, b, _ = np.polyfit(lg[i - 1:i + 2], np.log(s[i - 1:i + 2]), 2)  # log-loss is smoother near the optimum
-    x = -b / (2 * a) if a > 0 else lg[i]
-    return float(np.clip(x, lg[i - 1], lg[i + 1])), False
+def lv_run_reference(m, n, lr_emb, lr_out, seed=0, optimizer="sign", steps=160, batch=128, tail=4, teacher=None,
+                     dtype=torch.float32):
+    """One student, literally: two nn.Parameters, autograd on the batch KL, torch.optim.Adam or p -= lr*sign(grad).
+    Same init, tokens and score as lv_sweep(m, n, [lr_emb], [lr_out], [seed], ...). Returns the score (float)."""
+    teacher = ToyTeacher(m) if teacher is None else teacher
+    table = teacher.table().to(dtype)
+    E = nn.Parameter(_init_embedding(m, n, seed).to(dtype))
+    W = nn.Parameter(torch.zeros(m, n, dtype=dtype))
+    opt = torch.optim.Adam([{"params": [E], "lr": lr_emb}, {"params": [W], "lr": lr_out}], betas=(0.9, 0.999))
+    score = 0.0
+    for t, x in enumerate(token_stream(m, steps, batch, seed), start=1):
+        logp_star = table[x]                                                # (B, m)
+        loss = (logp_star.exp() * (logp_star - torch.log_softmax(E[x] @ W.T, -1))).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        if optimizer == "adam":
+            opt.step()
+        else:
+            with torch.no_grad():
+                E -= lr_emb * E.grad.sign()
+                W -= lr_out * W.grad.sign()
+        if t > steps - tail:
+            with torch.no_grad():
+                score += population_kl(E[None], W[None], table).item() / tail
+    return score
 
 
-def _vocab_size(spec, n):
-    """A vocab spec is an int m (fixed) or a string "<k>n" (m = k * n: the vocabulary grows with the width)."""
-    if isinstance(spec, str) and spec.endswith("n"):
-        return int(spec[:-1]) * n
-    return int(spec)
+def update_sensitivity(E, W, x, p_star, optimizer="sign", states=None, t=1):
+    """Grid-free cross-check (issue 16): the logit change per unit LR on the batch tokens caused by the embedding
+    update alone and by the readout update alone, to first order:
+
+        s_emb = RMS over (b, j) of (U_E[x_b] . W_j),   s_out = RMS over (b, j) of (E[x_b] . U_W,j)
+
+    where U is the optimizer's step per unit LR for this batch (sign(grad) for SignSGD; Adam's m_hat/(sqrt(v_hat)+
+    eps) from `states` = [(m1, v) of E, (m1, v) of W] at step t, copied, not modified). If the best LRs are those
+    that move the logits by a fixed amount, lr_emb*/lr_out* ~ s_out/s_emb, so the slope of log(s_out/s_emb)
+    against log n is a grid-free estimate of alpha. E, W (R, m, n) with R = S * G students; x (S, B) tokens of
+    each seed; p_star (S, B, m) teacher probabilities. Returns (s_emb, s_out), each (R,)."""
+    R, S = E.shape[0], x.shape[0]
+    dE, dW = _stacked_grads(E, W, x, p_star)
+    states = [tuple(a.clone() for a in st) for st in states] if optimizer == "adam" else [None, None]
+    uE = _update_direction(dE, states[0], optimizer, t)
+    uW = _update_direction(dW, states[1], optimizer, t)
+    xr = x.repeat_interleave(R // S, 0)
+    rows = torch.arange(R)[:, None].expand_as(xr)
+    rms = lambda a: a.pow(2).mean((1, 2)).sqrt()
+    return (rms(torch.bmm(uE[rows, xr], W.transpose(1, 2))),               # (R,)  embedding update alone
+            rms(torch.bmm(E[rows, xr], uW.transpose(1, 2))))                # (R,)  readout update alone
 
 
-def lv_experiment(widths=(32, 64, 128, 256, 512), vocabs=(64, 8192, "16n"), grid_log2=range(-7, 0),
-                  eta_out=2.0 ** -7, base_width=32, steps=200, batch=64, seeds=(0,), log=print):
-    """Sweep the embedding LR at a fixed readout LR lr_out(n) = eta_out * base_width / n (muP/TP5 Table 3) for
-    each (m, n); fit log2(lr_emb*/lr_out) = alpha * log2(n) + c per vocab spec.
+# --- fits -------------------------------------------------------------------------------------------------------
 
-    vocabs: ints (fixed m) or "<k>n" strings (m = k * n, the paper's "m grows with n"). Scores are averaged over
-    seeds (each seed: its own init and token stream, one teacher per m). Returns {spec: {"rows": [...], "alpha"}}."""
-    grid = [2.0 ** k for k in grid_log2]
-    out = {}
-    for spec in vocabs:
-        rows = []
+def fit_optimum(u, v, scores) -> dict:
+    """Log-quadratic fit of one 2-D LR grid. u, v: 1-D increasing grids of log2 lr_emb and log2 lr_out;
+    scores (len(u), len(v)). Fits log(score) = quadratic in (u, v) on the 3 x 3 block around the argmin and takes
+    its stationary point. The optimum is *interior* only if the argmin is off the grid edge, the fitted Hessian
+    is positive definite and the stationary point lies inside that block; otherwise the argmin itself is
+    returned, with the reason. Returns {"u", "v", "interior", "why"}."""
+    u, v, s = np.asarray(u, np.float64), np.asarray(v, np.float64), np.asarray(scores, np.float64)
+    i, j = np.unravel_index(int(np.argmin(np.where(np.isfinite(s), s, np.inf))), s.shape)
+    out = {"u": float(u[i]), "v": float(v[j]), "interior": False}
+    if i in (0, len(u) - 1) or j in (0, len(v) - 1):
+        return {**out, "why": "argmin on the grid edge"}
+    block = s[i - 1:i + 2, j - 1:j + 2]
+    if not np.all(np.isfinite(block) & (block > 0)):
+        return {**out, "why": "non-finite score next to the argmin"}
+    uu, vv = np.meshgrid(u[i - 1:i + 2] - u[i], v[j - 1:j + 2] - v[j], indexing="ij")
+    uu, vv = uu.ravel(), vv.ravel()
+    A = np.stack([np.ones_like(uu), uu, vv, uu * uu, uu * vv, vv * vv], 1)   # (9, 6)
+    c = np.linalg.lstsq(A, np.log(block.ravel()), rcond=None)[0]
+    H = np.array([[2 * c[3], c[4]], [c[4], 2 * c[5]]])
+    if np.any(np.linalg.eigvalsh(H) <= 0):
+        return {**out, "why": "fitted surface not convex (a ridge or saddle)"}
+    du, dv = np.linalg.solve(H, -c[1:3])
+    if abs(du) > u[i + 1] - u[i] or abs(dv) > v[j + 1] - v[j]:
+        return {**out, "why": "fitted optimum outside the 3 x 3 block"}
+    return {"u": float(u[i] + du), "v": float(v[j] + dv), "interior": True, "why": ""}
+
+
+def fit_alpha(widths, log2_ratio) -> float:
+    """Least-squares slope of log2(lr_emb*/lr_out*) against log2(n): the exponent alpha (muP 1, LV claim 1/2)."""
+    return float(np.polyfit(np.log2(np.asarray(widths, np.float64)), np.asarray(log2_ratio, np.float64), 1)[0])
+
+
+def alpha_with_bootstrap(grids, n_boot=1000, seed=0) -> dict:
+    """alpha from the seed-mean score surfaces, and a bootstrap over seeds (percentile 90 % interval).
+
+    grids: {n: (u, v, scores (S, len(u), len(v)))}. A bootstrap draw resamples S seeds with replacement at every
+    width, averages their surfaces, refits each optimum and alpha. Returns {"alpha", "lo", "hi", "fits", "draws"}."""
+    widths = sorted(grids)
+    fits = {n: fit_optimum(grids[n][0], grids[n][1], grids[n][2].mean(0)) for n in widths}
+    alpha = fit_alpha(widths, [fits[n]["u"] - fits[n]["v"] for n in widths])
+    rng, cache, draws = np.random.default_rng(seed), {}, []
+    for _ in range(n_boot):
+        ys = []
         for n in widths:
-            t0 = time.time()
-            m = _vocab_size(spec, n)
-            teacher = ToyTeacher(m)
-            lr_out = eta_out * base_width / n
-            scores = np.mean([lv_toy_run(m, n, grid, lr_out, steps=steps, batch=batch, seed=s, teacher=teacher)
-                              for s in seeds], axis=0)
-            l2, edge = optimum_log2(grid, scores)
-            rows.append({"m": m, "n": n, "lr_out": lr_out, "log2_lr_emb_star": l2, "at_edge": edge,
-                         "log2_ratio": l2 - math.log2(lr_out), "scores": scores, "seconds": time.time() - t0})
-            log(f"m={m:5d} n={n:4d} lr_out=2^{math.log2(lr_out):6.2f} lr_emb*=2^{l2:6.2f}{' (grid edge!)' if edge else ''}"
-                f" ratio=2^{l2 - math.log2(lr_out):5.2f} | KL per lr_emb 2^{grid_log2[0]}..: "
-                + " ".join(f"{v:.3f}" for v in scores) + f" | {time.time() - t0:.0f}s")
-        alpha = float(np.polyfit(np.log2([r["n"] for r in rows]), [r["log2_ratio"] for r in rows], 1)[0])
-        out[spec] = {"rows": rows, "alpha": alpha}
-        log(f"m={spec}: fitted exponent of lr_emb*/lr_out vs width: alpha = {alpha:.2f}  (muP: 1, LV claim: 0.5)")
-    return out
+            u, v, sc = grids[n]
+            key = (n, tuple(sorted(rng.integers(0, len(sc), len(sc)))))
+            if key not in cache:
+                f = fit_optimum(u, v, sc[list(key[1])].mean(0))
+                cache[key] = f["u"] - f["v"]
+            ys.append(cache[key])
+        draws.append(fit_alpha(widths, ys))
+    lo, hi = np.percentile(draws, [5, 95])
+    return {"alpha": alpha, "lo": float(lo), "hi": float(hi), "fits": fits, "draws": np.array(draws)}
 
 
-def readout_check(widths=(32, 512), vocab=8192, lr_emb=2.0 ** -2.5, grid_log2=range(-10, -3), base_width=32,
-                  steps=200, batch=64, seed=0, log=print):
-    """Is the fixed readout LR of lv_experiment (eta_out * base_width / n) near-optimal at every width? Sweep
-    eta_out at a fixed embedding LR; muP's readout rule holds if the optimal eta_out does not move with n.
-    Returns {n: log2 eta_out*}."""
-    grid = [2.0 ** k for k in grid_log2]
+# --- the experiment ---------------------------------------------------------------------------------------------
+
+def lr_grid_search(m, n, center, optimizer, seeds=(0, 1), size=5, max_shifts=4, log=None, **train):
+    """Half-octave size x size grid of (log2 lr_emb, log2 lr_out) centred at `center`. While the seed-mean argmin
+    sits on the window's edge, move the window one octave (2 points) that way and train only the new points (at
+    most max_shifts times), so the final window contains the optimum whatever alpha is, without knowing it.
+    Returns (u, v, scores (S, size, size), shifts)."""
+    k, done, ci, cj = size // 2, {}, 0, 0
+    for shifts in range(max_shifts + 1):
+        win = [(i, j) for i in range(ci - k, ci + k + 1) for j in range(cj - k, cj + k + 1)]
+        new = [p for p in win if p not in done]
+        if new:
+            sc = lv_sweep(m, n, [2.0 ** (center[0] + i / 2) for i, _ in new],
+                          [2.0 ** (center[1] + j / 2) for _, j in new], seeds, optimizer, **train)
+            done.update({p: sc[:, g] for g, p in enumerate(new)})
+        scores = np.stack([done[p] for p in win], 1).reshape(len(seeds), size, size)
+        i, j = np.unravel_index(int(np.argmin(scores.mean(0))), (size, size))
+        di, dj = (2 if i == size - 1 else -2 if i == 0 else 0), (2 if j == size - 1 else -2 if j == 0 else 0)
+        if (di, dj) == (0, 0) or shifts == max_shifts:
+            break
+        ci, cj = ci + di, cj + dj
+    u = center[0] + np.arange(ci - k, ci + k + 1) / 2
+    v = center[1] + np.arange(cj - k, cj + k + 1) / 2
+    return u, v, scores, shifts
+
+
+# log2 (lr_emb, lr_out) at n = base_width = 16 where each grid starts, per (optimizer, regime): the argmin of a
+# 1-octave 9 x 9 pilot grid (lr_emb 2^-8..2^0, lr_out 2^-13..2^-5) at n = 16, seed 0, default settings. The pilot
+# ran no other width. At width n the grid starts at the muP point (lr_emb const, lr_out ~ 1/n) and
+# lr_grid_search moves it wherever the optimum is.
+CENTERS = {("sign", "lv"): (0.0, -9.0), ("sign", "mup"): (-2.0, -12.0),
+           ("adam", "lv"): (-2.0, -7.0), ("adam", "mup"): (0.0, -5.0)}
+
+
+def lv_experiment(optimizers=OPTIMIZERS, widths=(16, 32, 64, 128), vocab=1024, control_vocab=16, base_width=16,
+                  seeds=(0, 1), steps=160, batch=128, tail=4, warm=40, size=5, n_boot=1000, log=print):
+    """Issue 16's experiment. Per optimizer and regime (LV: m = vocab >> n; muP control: m = control_vocab <= n):
+    a half-octave size x size (lr_emb, lr_out) grid per width (lr_grid_search, around the muP point), a
+    log-quadratic optimum per width (fit_optimum), alpha = slope of log2(lr_emb*/lr_out*) against log2 n with a
+    bootstrap over seeds (alpha_with_bootstrap), the LV - muP contrast, and the grid-free cross-check exponent
+    (update_sensitivity after `warm` steps at the muP point). Returns {optimizer: {regime: {...}, "contrast"}}."""
     out = {}
-    for n in widths:
-        t0 = time.time()
-        m = _vocab_size(vocab, n)
-        scores = lv_toy_run(m, n, [lr_emb] * len(grid), [g * base_width / n for g in grid], steps=steps,
-                            batch=batch, seed=seed)
-        out[n], edge = optimum_log2(grid, scores)
-        log(f"m={m:5d} n={n:4d} lr_emb=2^{math.log2(lr_emb):.2f} eta_out*=2^{out[n]:6.2f}{' (grid edge!)' if edge else ''}"
-            f" | KL per eta_out 2^{grid_log2[0]}..: " + " ".join(f"{v:.3f}" for v in scores)
-            + f" | {time.time() - t0:.0f}s")
+    for opt in optimizers:
+        out[opt] = {}
+        for regime, m in (("lv", vocab), ("mup", control_vocab)):
+            grids, cross, teacher = {}, {}, ToyTeacher(m)
+            for n in widths:
+                t0 = time.time()
+                cu, cv = CENTERS[(opt, regime)]
+                center = (cu, cv - math.log2(n / base_width))                    # muP point: lr_out ~ 1/n
+                u, v, sc, shifts = lr_grid_search(m, n, center, opt, seeds, size, steps=steps, batch=batch,
+                                                  tail=tail, teacher=teacher)
+                grids[n] = (u, v, sc)
+                _, (s_emb, s_out) = lv_sweep(m, n, [2.0 ** center[0]], [2.0 ** center[1]], seeds, opt, steps=warm,
+                                             batch=batch, tail=1, teacher=teacher, probe=True)
+                cross[n] = float(np.mean(s_out / s_emb))
+                f = fit_optimum(u, v, sc.mean(0))
+                log(f"  {opt:4s} {regime:3s} m={m:5d} n={n:4d} | lr_emb*=2^{f['u']:6.2f} lr_out*=2^{f['v']:6.2f} "
+                    f"{'interior' if f['interior'] else 'NOT interior (' + f['why'] + ')'} | window moved "
+                    f"{shifts}x | best KL {sc.mean(0).min():.4f} | s_out/s_emb {cross[n]:8.2f} | {time.time() - t0:.0f}s")
+            res = alpha_with_bootstrap(grids, n_boot)
+            res["m"], res["grids"], res["cross"] = m, grids, cross
+            res["cross_alpha"] = fit_alpha(widths, [math.log2(cross[n]) for n in widths])
+            out[opt][regime] = res
+        d = out[opt]["lv"]["draws"] - out[opt]["mup"]["draws"]
+        out[opt]["contrast"] = {"value": out[opt]["lv"]["alpha"] - out[opt]["mup"]["alpha"],
+                                "lo": float(np.percentile(d, 5)), "hi": float(np.percentile(d, 95))}
     return out
+
+
+def print_lv_summary(res, widths):
+    print("\nalpha = slope of log2(lr_emb*/lr_out*) vs log2 n (muP: 1, the paper's LV regime: 0.5); "
+          "[90 % bootstrap over seeds]; interior = fitted optimum inside its grid, per width "
+          + ",".join(map(str, widths)))
+    print(f"{'arm':5s} {'regime':14s} | {'alpha':>5s} {'interval':>15s} | {'interior':10s} | {'cross-check':>11s}")
+    for opt, r in res.items():
+        for regime in ("lv", "mup"):
+            a = r[regime]
+            flags = "".join("y" if a["fits"][n]["interior"] else "N" for n in widths)
+            name = f"{regime} m={a['m']}"
+            print(f"{opt:5s} {name:14s} | {a['alpha']:5.2f} [{a['lo']:5.2f}, {a['hi']:5.2f}] | {flags:10s} | "
+                  f"{a['cross_alpha']:11.2f}")
+        c = r["contrast"]
+        print(f"{opt:5s} {'LV - muP':14s} | {c['value']:5.2f} [{c['lo']:5.2f}, {c['hi']:5.2f}] |")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -573,42 +756,33 @@ def run_coord_demo(widths=(32, 64, 128, 256, 512), steps=3, lr=1e-2):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--coord", action="store_true", help="coordinate check of a tiny transformer (slopes)")
-    ap.add_argument("--lv-experiment", action="store_true", help="toy embedding->readout model, emb-LR exponent")
-    ap.add_argument("--readout-check", action="store_true",
-                    help="sweep the readout LR at a fixed embedding LR (is eta_out * 32 / n near-optimal?)")
+    ap.add_argument("--lv-experiment", action="store_true",
+                    help="toy embedding->readout model: alpha of lr_emb*/lr_out* vs width, LV arm and muP control")
     ap.add_argument("--widths", type=str, default=None, help="comma-separated widths (default per mode)")
-    ap.add_argument("--vocabs", type=str, default="64,8192,16n",
-                    help="--lv-experiment: vocab sizes m; '16n' means m = 16 * width")
-    ap.add_argument("--seeds", type=int, default=1, help="--lv-experiment: seeds averaged per (m, n, lr)")
-    ap.add_argument("--first-seed", type=int, default=0, help="--lv-experiment: seeds are first-seed, first-seed+1, ..")
-    ap.add_argument("--steps", type=int, default=200, help="--lv-experiment: Adam steps per run")
-    ap.add_argument("--batch", type=int, default=64, help="--lv-experiment: tokens per step")
-    ap.add_argument("--eta-out", type=float, default=2.0 ** -7, help="--lv-experiment: readout LR at width 32")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads; 1 by default: on the shared 2-core machine 2 threads ran 2-10x slower")
+    ap.add_argument("--vocab", type=int, default=1024, help="--lv-experiment: m of the LV arm (m >> n)")
+    ap.add_argument("--control-vocab", type=int, default=16, help="--lv-experiment: m of the muP control (m <= n)")
+    ap.add_argument("--optimizers", type=str, default="sign,adam", help="--lv-experiment: arms, from sign,adam")
+    ap.add_argument("--seeds", type=int, default=2, help="--lv-experiment: seeds (init + token order) per grid point")
+    ap.add_argument("--steps", type=int, default=160, help="--lv-experiment: steps per run")
+    ap.add_argument("--batch", type=int, default=128, help="--lv-experiment: tokens per step")
+    ap.add_argument("--size", type=int, default=5, help="--lv-experiment: half-octave grid points per LR axis")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     widths = [int(v) for v in args.widths.split(",")] if args.widths else None
-    if args.readout_check:
-        for v in args.vocabs.split(","):
-            readout_check(widths or (32, 512), v if v.endswith("n") else int(v), steps=args.steps, batch=args.batch)
-    elif args.coord:
+    if args.coord:
         run_coord_demo(widths or (32, 64, 128, 256, 512))
     elif args.lv_experiment:
         t0 = time.time()
-        print(f"toy LV experiment: Zipf(1.1) tokens, teacher rank 8, tau 3; Adam(0.9, 0.999), {args.steps} steps x "
-              f"{args.batch} tokens; score = mean KL to the teacher over the last 50 steps; torch threads "
-              f"{torch.get_num_threads()}")
-        vocabs = [v if v.endswith("n") else int(v) for v in args.vocabs.split(",")]
-        res = lv_experiment(widths or (32, 64, 128, 256, 512), vocabs, steps=args.steps, batch=args.batch,
-                            eta_out=args.eta_out,
-                            seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)))
-        print("\nsummary: fitted alpha (lr_emb*/lr_out ~ width^alpha); muP predicts 1, the paper's LV regime 0.5")
-        for m, r in res.items():
-            print(f"  m = {m!s:>5s}: alpha = {r['alpha']:.2f}   optima log2 lr_emb*: "
-                  + ", ".join(f"n={row['n']}: {row['log2_lr_emb_star']:.2f}" for row in r["rows"]))
-        print(f"total {time.time() - t0:.0f} s")
+        widths = widths or [16, 32, 64, 128]
+        print(f"toy LV experiment: uniform tokens by epochs, teacher rank 8, tau 3; E ~ N(0, 1), W = 0; "
+              f"{args.steps} steps x {args.batch} tokens (every token seen >= {args.steps * args.batch // args.vocab}"
+              f" times at m = {args.vocab}); score = population KL to the teacher, mean of the last 4 steps; "
+              f"{args.seeds} seeds; torch threads {torch.get_num_threads()}")
+        res = lv_experiment(args.optimizers.split(","), widths, args.vocab, args.control_vocab,
+                            seeds=tuple(range(args.seeds)), steps=args.steps, batch=args.batch, size=args.size)
+        print_lv_summary(res, widths)
+        print(f"wall time {time.time() - t0:.0f} s")
     else:
         print_table(tuple(widths) if widths else (64, 128, 256, 512, 1024))
 

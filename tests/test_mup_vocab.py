@@ -268,38 +268,136 @@ def test_toy_grads_match_autograd_reference():
 
 
 def test_toy_student_learns_and_kl_is_nonnegative():
-    scores = mv.lv_toy_run(64, 32, [0.0, 2 ** -4], 2 ** -5, steps=60, batch=32, tail=10)
-    assert np.all(scores >= 0)
-    # at initialization W = 0, so the KL is the teacher's KL to uniform; training with both LRs must cut it
-    x = torch.multinomial(mv.zipf_probs(64), 4096, replacement=True, generator=torch.Generator().manual_seed(0))
-    lp = mv.ToyTeacher(64).logp(x)
-    kl0 = (lp.exp() * (lp + math.log(64))).sum(-1).mean().item()
-    assert scores[1] < 0.5 * kl0 and scores[1] < scores[0]  # training the embedding helps at this m, n
+    scores = mv.lv_sweep(64, 32, [1e-12, 2 ** -2], [1e-12, 2 ** -7], seeds=(0,), steps=60, batch=32, tail=4)[0]
+    table = mv.ToyTeacher(64).table()
+    kl0 = (table.exp() * (table + math.log(64))).sum(-1).mean().item()  # W = 0: the student is uniform
+    assert np.all(scores >= 0) and scores[0] == pytest.approx(kl0, rel=1e-4)  # (almost) no training: no change
+    assert scores[1] < 0.5 * kl0  # training both layers cuts the excess loss
 
 
-def test_optimum_log2_recovers_a_known_vertex_and_flags_edges():
-    grid = [2.0 ** k for k in range(-6, 1)]
-    true = -2.3
-    scores = [math.exp(0.2 * (math.log2(g) - true) ** 2) for g in grid]  # log-score is an exact parabola
-    l2, edge = mv.optimum_log2(grid, scores)
-    assert not edge and l2 == pytest.approx(true, abs=1e-9)
-    assert mv.optimum_log2(grid, sorted(scores, reverse=True)) == (0.0, True)
+def test_token_stream_shows_every_token_equally_often():
+    x = mv.token_stream(64, 20, 32, seed=3)  # 10 epochs of 64 tokens
+    assert x.shape == (20, 32) and torch.equal(torch.bincount(x.flatten(), minlength=64), torch.full((64,), 10))
+    assert not torch.equal(x, mv.token_stream(64, 20, 32, seed=4))
 
 
-def test_lv_experiment_pipeline_fits_an_exponent():
+@pytest.mark.parametrize("optimizer", mv.OPTIMIZERS)
+@pytest.mark.parametrize("m,batch", [(24, 8), (12, 16)])  # (12, 16): repeated tokens inside a batch
+def test_batched_sweep_equals_the_per_run_loop(optimizer, m, batch):
+    """All (seed, LR pair) students trained as stacked tensors give the same losses as one autograd run each."""
+    lr_emb, lr_out = [2 ** -1, 2 ** -3, 2 ** -6], [2 ** -5, 2 ** -8, 2 ** -3]
+    kw = dict(optimizer=optimizer, steps=12, batch=batch, tail=3, dtype=torch.float64)
+    fast = mv.lv_sweep(m, 8, lr_emb, lr_out, seeds=(0, 1), **kw)
+    loop = np.array([[mv.lv_run_reference(m, 8, a, b, seed=s, **kw) for a, b in zip(lr_emb, lr_out)] for s in (0, 1)])
+    assert fast.shape == (2, 3) and np.ptp(loop) > 0.1  # the settings really differ
+    assert np.allclose(fast, loop, rtol=1e-6, atol=0)
+    f32 = mv.lv_sweep(m, 8, lr_emb, lr_out, seeds=(0, 1), **{**kw, "dtype": torch.float32})
+    assert np.allclose(f32, loop, rtol=1e-3)  # float32 (the experiment's dtype) agrees too
+
+
+def test_sweep_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="optimizer"):
+        mv.lv_sweep(16, 8, [0.1], [0.1], optimizer="sgd")
+    with pytest.raises(ValueError, match="equal length"):
+        mv.lv_sweep(16, 8, [0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="tail"):
+        mv.lv_sweep(16, 8, [0.1], [0.1], steps=3, tail=4)
+
+
+# --- interior-optimum check and alpha ------------------------------------------------------------------------------
+
+def _surface(u, v, u0, v0, ridge=False):
+    """exp of an exact quadratic in (log2 lr_emb, log2 lr_out) with its vertex at (u0, v0); ridge: depends on
+    u + v only (the two LRs trade off exactly)."""
+    U, V = np.meshgrid(u, v, indexing="ij")
+    q = (U + V - u0 - v0) ** 2 if ridge else 0.3 * (U - u0) ** 2 + 0.2 * (U - u0) * (V - v0) + 0.5 * (V - v0) ** 2
+    return np.exp(q - 3.0)
+
+
+def test_fit_optimum_recovers_an_interior_vertex_and_flags_the_others():
+    u, v = np.arange(-4, -1.9, 0.5), np.arange(-9, -6.9, 0.5)  # 5 x 5 half-octave grid
+    f = mv.fit_optimum(u, v, _surface(u, v, -3.2, -7.9))
+    assert f["interior"] and f["u"] == pytest.approx(-3.2, abs=1e-9) and f["v"] == pytest.approx(-7.9, abs=1e-9)
+    f = mv.fit_optimum(u, v, _surface(u, v, -1.0, -8.0))  # vertex beyond the grid: argmin on the edge
+    assert not f["interior"] and "edge" in f["why"] and f["u"] == -2.0
+    f = mv.fit_optimum(u, v, _surface(u, v, -3.0, -8.0, ridge=True))  # a ridge: no isolated optimum
+    assert not f["interior"]
+
+
+def test_alpha_is_the_slope_of_the_fitted_ratio_and_the_bootstrap_covers_it():
+    rng = np.random.default_rng(0)
+    grids, widths = {}, [16, 32, 64, 128]
+    for n in widths:  # optimum lr_emb* ~ n^-0.25, lr_out* ~ n^-0.75: ratio ~ n^0.5 (the LV claim)
+        u0, v0 = -3 - 0.25 * math.log2(n / 16), -7 - 0.75 * math.log2(n / 16)
+        u, v = np.round(u0 * 2) / 2 + np.arange(-2, 3) / 2, np.round(v0 * 2) / 2 + np.arange(-2, 3) / 2
+        seeds = [_surface(u, v, u0 + d, v0 - d) for d in rng.normal(0, 0.1, 3)]  # seed noise along the ratio
+        grids[n] = (u, v, np.stack(seeds))
+    r = mv.alpha_with_bootstrap(grids, n_boot=200)
+    assert all(f["interior"] for f in r["fits"].values())
+    assert r["alpha"] == pytest.approx(mv.fit_alpha(widths, [r["fits"][n]["u"] - r["fits"][n]["v"] for n in widths]))
+    assert abs(r["alpha"] - 0.5) < 0.15 and r["lo"] <= r["alpha"] <= r["hi"] and r["hi"] - r["lo"] > 0
+    noiseless = {n: (u, v, s[:1].repeat(2, 0)) for n, (u, v, s) in grids.items()}  # identical seeds
+    r0 = mv.alpha_with_bootstrap(noiseless, n_boot=50)
+    assert r0["lo"] == r0["hi"] == pytest.approx(r0["alpha"])
+
+
+def test_grid_search_moves_its_window_to_a_far_optimum(monkeypatch):
+    """The window starts 2.5 octaves from the optimum; it must end with the optimum inside, training each point once."""
+    trained = []
+
+    def fake_sweep(m, n, lr_emb, lr_out, seeds, optimizer, **kw):
+        u, v = np.log2(lr_emb), np.log2(lr_out)
+        trained.extend(zip(u, v))
+        s = np.exp(0.3 * (u + 0.5) ** 2 + 0.5 * (v + 9.7) ** 2)
+        return np.stack([s] * len(seeds))
+
+    monkeypatch.setattr(mv, "lv_sweep", fake_sweep)
+    u, v, scores, shifts = mv.lr_grid_search(64, 8, (-3.0, -8.0), "sign", seeds=(0, 1))
+    f = mv.fit_optimum(u, v, scores.mean(0))
+    assert f["interior"] and f["u"] == pytest.approx(-0.5) and f["v"] == pytest.approx(-9.7)
+    assert shifts >= 2 and len(trained) == len(set(trained))
+
+
+# --- grid-free cross-check --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", mv.OPTIMIZERS)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cross_check_exponent_on_a_case_with_a_known_answer(optimizer, sparse):
+    """One token x, W = u v^T / n with v in {+-1}^n, embedding row h in {+-1, 0}^n with k nonzeros. A sign step
+    moves E[x] by +-v, so the logits move by +-u (s_emb = RMS(u), flat in n); the readout step is
+    sign(g) sign(h)^T, which moves every logit by ||h||_1 = k (s_out = k). Exponent of s_out/s_emb: 1 for k = n,
+    1/2 for k = sqrt(n). Adam's first step is the sign step too (up to eps)."""
+    m, ratios, widths = 40, [], [16, 64, 256]
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(m, 1, generator=g, dtype=torch.float64)
+    for n in widths:
+        k = int(math.isqrt(n)) if sparse else n
+        v = torch.randint(0, 2, (1, n), generator=g).double() * 2 - 1
+        h = torch.zeros(n, dtype=torch.float64)
+        h[torch.randperm(n, generator=g)[:k]] = torch.randint(0, 2, (k,), generator=g).double() * 2 - 1
+        E = torch.randn(m, n, generator=g, dtype=torch.float64)
+        E[3] = h
+        W = u @ v / n
+        x = torch.tensor([[3]])
+        p_star = torch.softmax(torch.randn(1, 1, m, generator=g, dtype=torch.float64), -1)
+        states = [(torch.zeros_like(E)[None], torch.zeros_like(E)[None]) for _ in range(2)]
+        s_emb, s_out = mv.update_sensitivity(E[None], W[None], x, p_star, optimizer, states, t=1)
+        assert s_emb.item() == pytest.approx(u.pow(2).mean().sqrt().item(), rel=1e-4)  # Adam: eps
+        assert s_out.item() == pytest.approx(k, rel=1e-4)
+        ratios.append(s_out.item() / s_emb.item())
+    assert mv.fit_alpha(widths, np.log2(ratios)) == pytest.approx(0.5 if sparse else 1.0, abs=1e-4)
+
+
+def test_lv_experiment_pipeline_reports_alpha_contrast_and_cross_check():
     logs = []
-    res = mv.lv_experiment(widths=(8, 16, 32), vocabs=(16, "2n"), grid_log2=range(-6, 0), steps=30, batch=16,
-                           base_width=8, log=logs.append)
-    assert [row["m"] for row in res["2n"]["rows"]] == [16, 32, 64]  # "2n": the vocabulary grows with the width
-    r = res[16]
-    assert len(r["rows"]) == 3 and math.isfinite(r["alpha"]) and len(logs) == 8
-    ys = [row["log2_ratio"] for row in r["rows"]]
-    assert r["alpha"] == pytest.approx(np.polyfit(np.log2([8, 16, 32]), ys, 1)[0])
-    for row in r["rows"]:  # ratio = lr_emb* / lr_out with lr_out = eta_out * base / n
-        assert row["log2_ratio"] == pytest.approx(row["log2_lr_emb_star"] - math.log2(2.0 ** -7 * 8 / row["n"]))
-
-
-def test_toy_students_trained_side_by_side_are_independent():
-    both = mv.lv_toy_run(48, 16, [2 ** -3, 2 ** -5], [2 ** -6, 2 ** -4], steps=25, batch=8, tail=5)
-    one = mv.lv_toy_run(48, 16, [2 ** -5], 2 ** -4, steps=25, batch=8, tail=5)
-    assert both[1] == pytest.approx(one[0], rel=1e-6) and both[0] != pytest.approx(both[1], rel=1e-3)
+    res = mv.lv_experiment(("sign",), widths=(8, 16), vocab=32, control_vocab=8, seeds=(0, 1), steps=8, batch=16,
+                           warm=4, size=3, n_boot=20, log=logs.append)
+    r = res["sign"]
+    assert set(r) == {"lv", "mup", "contrast"} and len(logs) == 4
+    assert r["lv"]["m"] == 32 and r["mup"]["m"] == 8
+    for regime in ("lv", "mup"):
+        a = r[regime]
+        ys = [a["fits"][n]["u"] - a["fits"][n]["v"] for n in (8, 16)]
+        assert a["alpha"] == pytest.approx(ys[1] - ys[0])  # two widths one octave apart: the slope is the difference
+        assert math.isfinite(a["cross_alpha"]) and a["lo"] <= a["hi"]
+    assert r["contrast"]["value"] == pytest.approx(r["lv"]["alpha"] - r["mup"]["alpha"])
