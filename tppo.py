@@ -20,7 +20,7 @@ Equations (card numbering; 0-indexed response tokens a_0 … a_{T−1}, state s_
   ρ_t = exp(clamp(log π_θ − log π_old, −20, 20))
   ℓ_t = max(−Â ρ, −Â clip(ρ, 1 − 0.2, 1 + 0.28));  Â < 0: ℓ_t ← min(ℓ_t, 10 |Â|)          (§8, clip-higher + dual clip)
   L_policy = Σ_window-tokens ℓ_t / N_tokens + 0.1 · NLL(finished responses with reward > 0)   (§8, VAPO μ = 0.1)
-        N_tokens (and the NLL's count) = the whole batch's, over all ranks, for every mini-batch ('batch' mode)
+        N_tokens (and the NLL's own count) = the whole batch's over all ranks, for every mini-batch (see below)
   L_value  = ½ Σ max((V − G)², (clip(V, V_old − 0.5, V_old + 0.6) − G)²) / N_tokens        (§6)
   log π(a | s) = z_a/τ − logsumexp(z/τ), τ = the sampling temperature (`temperature`), for π_old, π_θ and the NLL;
         streamed over V in blocks with an online max/sum (Triton hot path)
@@ -53,9 +53,15 @@ Deviations from the paper / reference recipe:
     and pads with masked unfinished rows, which dilutes it); this keeps "each finished token counts once".
   * The last `ignore_last` tokens of unfinished windows get Â = 0 and are excluded from the whitening statistics
     (the ref leaves the second point unspecified); they stay in the policy-loss denominator.
-  * Temperature: rollouts are sampled from softmax(z/τ), so π_old and π_θ are log softmax(z/τ) (the ref samples at
-    τ = 1). The NLL term uses the same tempered log-probs: one forward serves both terms, and it raises the
-    likelihood of correct answers under the distribution that is actually sampled; at τ = 1 nothing changes.
+  * Temperature (`temperature` = τ of the sampler): rollouts are drawn from softmax(z/τ), so π_old and π_θ are
+    log softmax(z/τ); with raw logits any τ ≠ 1 would train against a policy that did not generate the data. The
+    NLL term uses the same tempered log-probs: one forward serves both terms, and it raises the likelihood of
+    correct answers under the distribution that is actually sampled. At τ = 1 nothing changes.
+  * π_old from the sampler (`old_logp_from_sampler`, off by default): generate_fn may return the log-probs it
+    sampled with; they replace the ref's recomputing forward (card §8). Exact only when the sampler ran the
+    step-start weights at τ in the same precision, as the toy sampler and a same-process sampler do; an
+    inference engine with other kernels or stale weights would make ρ absorb that mismatch (the ref's
+    `rollout_probs_diff`), visible in policy/first_ratio_dev. During `critic_warmup` no π_old is computed.
   * No KL / entropy terms (the ref sets both to 0). Windows carried over are not importance-corrected (as in the ref).
   * `bootstrap="value"` (the exact V(s_l), free from the same critic forward) is offered as an ablation of EGAE's
     V(s_l) ≈ V(s_{l−1}). During the `critic_warmup` steps the window tokens are generated but not policy-trained.

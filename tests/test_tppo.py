@@ -97,7 +97,9 @@ def test_config_defaults_are_the_cards():
     assert (c.clip_low, c.clip_high, c.dual_clip) == (0.2, 0.28, 10.0)
     assert (c.value_clip_low, c.value_clip_high, c.nll_weight) == (0.5, 0.6, 0.1)
     assert (c.ignore_last, c.critic_warmup, c.ppo_epochs, c.adv_clamp, c.whiten) == (8, 10, 1, 10.0, True)
-    for bad in (dict(window=0), dict(bootstrap="exact"), dict(gamma=1.5), dict(clip_low=1.0), dict(dual_clip=1.0)):
+    assert (c.temperature, c.old_logp_from_sampler) == (1.0, False)
+    for bad in (dict(window=0), dict(bootstrap="exact"), dict(gamma=1.5), dict(clip_low=1.0), dict(dual_clip=1.0),
+                dict(temperature=0.0), dict(temperature=float("nan"))):
         with pytest.raises(ValueError):
             TPPOConfig(**bad)
 
