@@ -4562,20 +4562,31 @@ def _b_free_variable_set(eng, a):
 
 @det("$bagof_groups", 2)
 def _b_bagof_groups(eng, a):
-    """Pairs W-T (already keysorted) -> list of W-[T...] groups, grouping witnesses that are variants."""
+    """Pairs W-T in solution order -> W-[T...] groups, as SWI's bagof: witnesses that are variants form one group
+    (each is unified with the group's first witness, so a group's solutions stay in solution order), the groups'
+    variables are then shared in first-occurrence order (SWI's bind_bagof_keys) and the groups sorted by witness."""
     pairs = _py_list(a[0], eng)
-    groups = []
+    groups, buckets, trail = [], {}, eng.trail
     for p in pairs:
-        p = deref(p)
-        w, t = p.args
-        eng.extra += len(groups) >> 3
-        for g in groups:
+        w, t = deref(p).args
+        key = canonical_json(term_to_json(w))          # equal for variants; `variant` settles atom/string ties
+        bucket = buckets.setdefault(key, [])
+        eng.extra += len(bucket)
+        for g in bucket:
             if variant(g[0], w):
+                unify(g[0], w, trail)
                 g[1].append(t)
                 break
         else:
-            groups.append((w, [t]))
-    return unify(a[1], list_from_py([mkstruct("-", w, list_from_py(ts)) for w, ts in groups]), eng.trail)
+            bucket.append((w, [t]))
+            groups.append(bucket[-1])
+    wvars = [term_vars(w) for w, _ in groups]
+    shared = sorted((Var() for _ in range(max(map(len, wvars), default=0))), key=id)   # V1 < V2 < ... by address
+    for vs in wvars:
+        for v, sv in zip(vs, shared):
+            unify(v, sv, trail)
+    groups.sort(key=lambda g: _Key(g[0]))
+    return unify(a[1], list_from_py([mkstruct("-", w, list_from_py(ts)) for w, ts in groups]), trail)
 
 
 # -- database
@@ -5010,7 +5021,7 @@ bagof(T, G, L) :-
     (   W == '$w'
     ->  findall(T, G1, L), L \== []
     ;   findall(W-T, G1, Pairs), Pairs \== [],
-        keysort(Pairs, Sorted), '$bagof_groups'(Sorted, Groups),
+        '$bagof_groups'(Pairs, Groups),
         member(W-L, Groups)
     ).
 setof(T, G, S) :- bagof(T, G, L), sort(L, S).
