@@ -2023,8 +2023,9 @@ def compare_terms(a, b) -> int:
         if ra != rb:
             return -1 if ra < rb else 1
         if ra == 1:
-            if a != b:
-                return -1 if a < b else 1
+            x, y = _mixed(a, b)
+            if x != y:
+                return -1 if x < y else 1
             ta, tb = type(a), type(b)
             if ta is not tb:            # 1.0 @< 1
                 return -1 if ta is float else 1
@@ -2267,10 +2268,11 @@ def _sign(x):
 
 def _minmax(pick_first):
     def g(a, b):
-        # SWI compares by value; on an int/float tie it returns the float: max(1, 1.0) = min(1, 1.0) = 1.0
-        if a == b:
+        # SWI compares by value (mixed as floats); on an int/float tie it returns the float: max(1, 1.0) = 1.0
+        x, y = _mixed(a, b)
+        if x == y:
             return b if type(b) is float else a
-        return a if (a < b) == pick_first else b
+        return a if (x < y) == pick_first else b
     return g
 
 
@@ -2375,8 +2377,25 @@ def eval_arith(t):
     return vals[0]
 
 
+def _mixed(x, y):
+    """SWI-Prolog 9.0.4 compares an int with a float as floats (the int rounded to nearest, overflow -> +-inf):
+    2**53+1 =:= 2.0**53 holds, and the standard order sees them equal in value (then Float < Int)."""
+    if type(x) is type(y):
+        return x, y
+    return _int_as_float(x), _int_as_float(y)
+
+
+def _int_as_float(x):
+    if type(x) is not int:
+        return x
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
 def num_compare(a, b) -> int:
-    x, y = eval_arith(a), eval_arith(b)
+    x, y = _mixed(eval_arith(a), eval_arith(b))
     return -1 if x < y else (1 if x > y else 0)
 
 

@@ -667,3 +667,24 @@ def test_bagof_keeps_solution_order_within_a_group_whose_witness_has_variables()
 @pytest.mark.parametrize("query", WITNESS_QUERIES)
 def test_bagof_setof_with_variable_witnesses_agree_with_swi(query):
     assert our_lines(WITNESS, query) == swi_lines(WITNESS, query)
+
+
+MIXED_QUERIES = ["X is 2**53 + 1, Y is 2.0**53, (X =:= Y -> R = eq ; R = ne), compare(O, X, Y)",
+                 "X is 2**53 + 3, compare(O, X, 9007199254740996.0), (X < 9007199254740996.0 -> R = lt ; R = nlt)",
+                 "msort([9007199254740995, 9007199254740996.0, 9007199254740993, 9007199254740992.0], L)",
+                 "A is 10**400, I is inf, (A =:= I -> R = eq ; R = ne), compare(O, A, 1.0e308)",
+                 "X is max(9007199254740993, 9007199254740992.0), Y is min(2**64 + 1, 2.0**64)",
+                 "B is -(10**400), (B < -1.0e308 -> R = lt ; R = nlt), sort(0, @>=, [2**60 + 1, 2.0**60, 1], L)"]
+
+
+def test_mixed_int_float_comparison_above_2_53_compares_as_floats():
+    (s,) = solve("", MIXED_QUERIES[0])
+    assert s["R"] == "eq" and s["O"] == ">"                      # equal as floats, then Float < Int
+    (s,) = solve("", MIXED_QUERIES[1])
+    assert s["O"] == ">" and s["R"] == "nlt"                     # 2**53+3 rounds to 2**53+4
+
+
+@needs_swipl
+@pytest.mark.parametrize("query", MIXED_QUERIES)
+def test_mixed_int_float_comparisons_agree_with_swi(query):
+    assert our_lines("", query) == swi_lines("", query)
