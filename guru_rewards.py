@@ -32,9 +32,11 @@ What is implemented
   separators -- parsed by the same safe parser, never evaluated.
 * `run_sandboxed(code, stdin, timeout_s, memory_mb)`: a separate Python process in its own session, rlimits
   (CPU, address space, file size, process count, open files), a wall-clock kill of the whole group, a fresh
-  temp cwd, a scrubbed env, capped stdout/stderr; bubblewrap (read-only root, private /tmp, no network, pid
-  namespace) when present, else limits only with a one-time warning. As root the child also runs under a fresh
-  unprivileged uid. Appendix A has the table of exactly what is and is not isolated in each mode.
+  temp cwd, a scrubbed env, capped stdout/stderr; bubblewrap when present (an empty root holding only the
+  interpreter's prefix and the system programs/libraries read-only, the work dir, a private /tmp; no network,
+  pid namespace), else resource limits only, with a one-time warning (no filesystem/network/pid isolation).
+  As root the child also runs under a fresh unprivileged uid. Appendix A has the table of exactly what is and
+  is not isolated in each mode.
 * Data pipeline (card §4): `dedup` (normalized exact hash + MinHash/LSH candidates verified by exact n-gram
   Jaccard), `decontaminate(train, eval)`, `pass_rate`, `difficulty_filter(items, pass_rates, low, high)`
   (keep low < pass rate < high, i.e. drop <= low and >= high, as `model_filtering/run_filter.py`).
@@ -1630,10 +1632,12 @@ SCORERS.update({
 #                              as soon as the cap is exceeded
 #  working directory           fresh temp dir, removed afterwards                  same
 #  filesystem writes           only the work dir and a private size-capped /tmp;   NOT isolated: any path writable
-#                              the rest of / is a read-only bind                   by the sandbox uid (e.g. /tmp)
-#  filesystem reads            parent's cwd (the project), ~, /root, /home are     NOT isolated: world-readable
-#                              hidden (empty tmpfs); other world-readable host     host files are readable
-#                              files stay readable (read-only root bind)
+#                              everything else is read-only or absent              by the sandbox uid (e.g. /tmp)
+#  filesystem reads            an empty root with only /usr, /bin, /sbin, /lib*    NOT isolated: world-readable
+#                              (read-only binds or the host's symlinks), the       host files are readable
+#                              interpreter's prefix (e.g. a pyenv/conda/venv dir),
+#                              /etc/ld.so.cache, /proc, /dev; the project, /etc,
+#                              /home, /root, /var, /opt, /work... do not exist
 #  network                     none (new network namespace, loopback only)         NOT isolated
 #  other processes             invisible (pid namespace, fresh /proc); ipc, uts    visible; signals/ptrace/environ
 #                              namespaces are private                              blocked only by the uid (*)
@@ -1729,37 +1733,44 @@ def _bwrap_path() -> str | None:
     return _probe_cache["bwrap"]
 
 
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt", "/proc", "/sys", "/dev",
-                "/tmp", "/var", "/run")
+_LIB_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")   # the system's programs and libraries
+_ETC_FILES = ("/etc/ld.so.cache",)                                             # what the dynamic loader reads
 
 
-def _hidden_dirs(keep: Sequence[str]) -> list[str]:
-    """Host directories to cover with an empty tmpfs inside bwrap: the parent's working directory (the project,
-    its data and checkpoints) and home directories -- unless one of them holds a path in `keep` (the
-    interpreter) or is a system directory."""
-    out = []
-    for d in (os.getcwd(), os.path.expanduser("~"), "/root", "/home"):
-        d = os.path.realpath(d)
-        if (d == "/" or not os.path.isdir(d) or d in out
-                or any(d == s or d.startswith(s + "/") for s in _SYSTEM_DIRS)
-                or any(os.path.realpath(k).startswith(d + "/") for k in keep)):
-            continue
-        out.append(d)
+def _interpreter_dirs(paths: Sequence[str]) -> list[str]:
+    """Prefixes to bind read-only for executables `paths` (the interpreter, setpriv): <prefix>/bin/python's
+    <prefix>, both as called (a venv) and with symlinks resolved (its base installation). Prefixes inside the
+    system dirs, and "/" itself, add nothing."""
+    out: list[str] = []
+    for p in paths:
+        for exe in (os.path.abspath(p), os.path.realpath(p)):
+            d = os.path.dirname(os.path.dirname(exe))
+            if (d in ("/", "") or d in out or not os.path.isdir(d)
+                    or any(d == s or d.startswith(s + "/") for s in _LIB_DIRS)):
+                continue
+            out.append(d)
     return sorted(out, key=len)
 
 
 def _bwrap_argv(bwrap: str, workdir: str, inner_cwd: str, tmp_mb: int, as_root: bool,
-                hide: Sequence[str] = ()) -> list[str]:
+                binds: Sequence[str] = ()) -> list[str]:
     # As root, no user namespace (it would map the child to host uid 0, where RLIMIT_NPROC is not enforced);
     # setpriv (below) then drops to a fresh uid. As a normal user, --unshare-all makes an unprivileged userns.
     ns = (["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"] if as_root
           else ["--unshare-all"])
-    hidden = [a for d in hide for a in ("--tmpfs", d)]
-    return [bwrap, *ns, "--die-with-parent", "--new-session",
-            "--ro-bind", "/", "/",                                         # read-only root
-            *hidden,                                                       # project + home dirs: empty
+    fs = []                                              # an empty root with only what the interpreter needs
+    for d in _LIB_DIRS:
+        if os.path.islink(d):                            # merged /usr: /lib -> usr/lib
+            fs += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            fs += ["--ro-bind", d, d]
+    for f in _ETC_FILES:
+        fs += ["--ro-bind-try", f, f]
+    for d in binds:                                      # the interpreter's own prefix (pyenv, conda, a venv)
+        fs += ["--ro-bind", d, d]
+    return [bwrap, *ns, "--die-with-parent", "--new-session", *fs,
             "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",   # private, size-capped /tmp
-            "--bind", workdir, inner_cwd,                                  # the only other writable place
+            "--bind", workdir, inner_cwd,                                  # the only writable place
             "--proc", "/proc", "--dev", "/dev", "--chdir", inner_cwd,
             "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", inner_cwd,
             "--setenv", "LANG", "C.UTF-8", "--"]
@@ -1820,24 +1831,25 @@ def _claim_uid() -> int:
     raise RuntimeError("run_sandboxed: all sandbox uids are in use")
 
 
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process whose real uid is `uid` (processes that escaped the group with setsid)."""
-    for _ in range(3):
-        found = False
+def _kill_uid(uid: int, wait_s: float = 2.0) -> None:
+    """SIGKILL every process whose real uid is `uid` (processes that escaped the group with setsid), until none is
+    left alive (zombies excluded: their parent reaps them) or `wait_s` passes."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = False
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
                 with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("Uid:"):
-                            if int(line.split()[1]) == uid:
-                                os.kill(int(pid), signal.SIGKILL)
-                                found = True
-                            break
-            except (OSError, ValueError):
+                    status = f.read()
+                state = status.split("State:", 1)[1].split()[0]
+                if int(status.split("Uid:", 1)[1].split()[0]) == uid and state not in ("Z", "X"):
+                    os.kill(int(pid), signal.SIGKILL)
+                    alive = True
+            except (OSError, ValueError, IndexError):
                 pass
-        if not found:
+        if not alive or time.monotonic() > deadline:
             return
         time.sleep(0.01)
 
@@ -1897,7 +1909,7 @@ def run_sandboxed(code: str, stdin: str = "", timeout_s: float = 2.0, memory_mb:
 
         if mode == "bwrap":
             argv = _bwrap_argv(bwrap, workdir, "/tmp/sandbox", _SANDBOX_TMP_MB, as_root,
-                               hide=_hidden_dirs(keep=[python, _setpriv_path() or python]))
+                               binds=_interpreter_dirs([python, _setpriv_path() or python]))
             if uid is not None and _setpriv_path():
                 argv += [_setpriv_path(), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                          "--inh-caps=-all", "--bounding-set=-all", "--"]
