@@ -54,6 +54,8 @@ Deviations from the paper / from SWI-Prolog:
     `:- op/3` is not supported.
   * `write` of cyclic terms raises instead of printing SWI's `@/2` form; budget exhaustion is uncatchable.
   * writeq(-(-(1))) gives `- - 1` (reads back as written); SWI 9.0.4 prints `- -1`, which reads back differently.
+  * no rational numbers: `X is A rdiv B` works when the quotient is an integer and otherwise raises
+    representation_error(rational) (SWI gives 1r3).
 
 PDDL validator, planner and plan tasks (the paper checks plans with VAL):
 `validate_plan(domain, problem, plan) -> Verdict`, `find_plan` (BFS), `generate_pddl_task(seed, kind,
@@ -1074,9 +1076,9 @@ class PrologError(Exception):
 class PrologSyntaxError(PrologError):
     """Reader error with 1-based `line` and `column` of the offending token."""
 
-    def __init__(self, message: str, line: int, column: int):
+    def __init__(self, message: str, line: int, column: int, formal: str | None = None):
         self.line, self.column = line, column
-        formal = re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_") or "syntax"   # SWI style: operator_expected
+        formal = formal or re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_") or "syntax"   # operator_expected
         super().__init__(f"syntax_error({formal})", f"syntax error at line {line}, column {column}: {message}")
 
 
@@ -1211,9 +1213,9 @@ def _linecol(text, pos):
     return line, col
 
 
-def _syntax(msg, pos, text):
+def _syntax(msg, pos, text, formal=None):
     line, col = _linecol(text, pos)
-    return PrologSyntaxError(msg, line, col)
+    return PrologSyntaxError(msg, line, col, formal)
 
 
 class _Tok:
@@ -1259,6 +1261,8 @@ def tokenize(text):
                 v = math.nan
             else:
                 v = float(s.replace("_", ""))
+                if v == math.inf:          # 1.0e400: SWI refuses to read it (syntax_error(float_overflow))
+                    raise _syntax("float overflow", pos, text)
             toks.append(_Tok("float", v, pos, layout))
         elif kind in ("name", "sym"):
             toks.append(_Tok("atom", s, pos, layout))
@@ -1289,9 +1293,9 @@ class _Parser:
         self.i = 0
         self.flags = flags if flags is not None else {}
 
-    def error(self, msg, tok=None):
+    def error(self, msg, tok=None, formal=None):
         tok = tok or self.toks[self.i]
-        return _syntax(msg, tok.pos, self.text)
+        return _syntax(msg, tok.pos, self.text, formal)
 
     def at_eof(self):
         return self.toks[self.i].kind == "eof"
@@ -1420,7 +1424,7 @@ class _Parser:
             return mkatom(name), 0
         if k == "end":
             self.i -= 1
-            raise self.error("unexpected end of clause")
+            raise self.error("unexpected end of clause", formal="end_of_clause")     # SWI's name
         self.i -= 1
         raise self.error("unexpected end of file")
 
@@ -1526,7 +1530,7 @@ def _atom_needs_quotes(s: str) -> bool:
     if _ALNUM_RE.match(s) and s[0].islower():
         return False
     if all(c in SYMBOL_CHARS for c in s):
-        return s == "."                   # a lone '.' would read as an end token
+        return s == "." or s.startswith("/*")   # a lone '.' reads as an end token, '/*' opens a comment
     return True
 
 
@@ -2165,6 +2169,28 @@ def _intdiv(a, b):
     return q if (a >= 0) == (b >= 0) else -q
 
 
+def _rdiv(a, b):
+    # SWI: rational division of integers (floats are a type_error(rational)). We have no rational numbers, so a
+    # quotient that is not an integer is a representation_error(rational) instead of SWI's 1r3 (card deviation).
+    for x in (a, b):
+        if type(x) is not int:
+            raise type_error("rational", x)
+    if b == 0:
+        raise eval_error("zero_divisor")
+    q, r = divmod(a, b)
+    if r:
+        raise representation_error("rational")
+    return q
+
+
+def _copysign(a, b):
+    # SWI 9.0.4: |a| with the sign (bit) of b, keeping a's type: copysign(2, -0.0) = -2, copysign(2.5, -1) = -2.5
+    neg = math.copysign(1.0, b) < 0 if type(b) is float else b < 0
+    if type(a) is int:
+        return -abs(a) if neg else abs(a)
+    return math.copysign(a, -1.0 if neg else 1.0)
+
+
 def _floordiv(a, b):
     _need_int(a), _need_int(b)
     if b == 0:
@@ -2293,7 +2319,8 @@ def _msb(x):
 
 _ARITH = {
     ("+", 2): _add, ("-", 2): _sub, ("*", 2): _mul, ("/", 2): _div, ("//", 2): _intdiv, ("div", 2): _floordiv,
-    ("mod", 2): _mod, ("rem", 2): _rem, ("**", 2): _pow, ("^", 2): _pow,
+    ("mod", 2): _mod, ("rem", 2): _rem, ("**", 2): _pow, ("^", 2): _pow, ("rdiv", 2): _rdiv,
+    ("copysign", 2): _copysign,
     ("min", 2): _minmax(True), ("max", 2): _minmax(False),
     ("-", 1): lambda x: -x, ("+", 1): lambda x: x, ("abs", 1): abs, ("sign", 1): _sign,
     ("sqrt", 1): _ffun(math.sqrt, lambda x: x >= 0), ("sin", 1): _ffun(math.sin), ("cos", 1): _ffun(math.cos),
@@ -3642,6 +3669,8 @@ def text_of(t, what="text"):
     if tt is Struct and t.fn is LIST:
         items = list_to_py(t)
         if items is None:
+            if what == "list":
+                _py_list(t)               # a partial list [a|_] is an instantiation error (SWI)
             raise type_error(what, t)
         chars = []
         for x in items:
@@ -3667,6 +3696,7 @@ def list_text(t):
     if type(t) is PString:
         return t.val
     if t is NIL or (type(t) is Struct and t.fn is LIST):
+        _py_list(t)                       # a partial list [a|_] is an instantiation error (SWI), [a|b] a type error
         return text_of(t, "list")
     raise type_error("list", t)
 
@@ -3827,12 +3857,12 @@ def _b_succ(eng, a):
     x, y = _int(a[0], True), _int(a[1], True)
     if x is not None:
         if x < 0:
-            raise type_error("not_less_than_zero", x)
+            raise domain_error("not_less_than_zero", x)     # SWI 9.0.4: a domain error, not a type error
         return unify(a[1], x + 1, eng.trail)
     if y is None:
         raise inst_error()
     if y < 0:
-        raise type_error("not_less_than_zero", y)
+        raise domain_error("not_less_than_zero", y)
     return y > 0 and unify(a[0], y - 1, eng.trail)
 
 
@@ -3995,6 +4025,8 @@ def _b_atom_length(eng, a):
     t = deref(a[0])
     if type(t) is Struct and t.fn is not LIST:
         raise type_error("text", t)       # SWI: atom_length(f(x), L) is a type error, atom_length(123, L) is 3
+    if type(t) is Struct:
+        _py_list(t)                       # atom_length([a|_], L): instantiation error (SWI)
     s = text_of(t)
     n = deref(a[1])
     if type(n) is not Var and type(n) is not int:
@@ -4023,7 +4055,12 @@ def _number_from_text(t, name):
     s = list_text(t)
     v = parse_number(s)
     if v is None:
-        raise _err(mkstruct("syntax_error", mkatom("illegal_number")))
+        try:
+            tokenize(s)
+            what = "illegal_number"
+        except PrologSyntaxError as e:   # SWI names the reader's error when there is one: float_overflow
+            what = "float_overflow" if e.term == "syntax_error(float_overflow)" else "illegal_number"
+        raise _err(mkstruct("syntax_error", mkatom(what)))
     return v
 
 
@@ -4154,11 +4191,59 @@ def _b_string_lower(eng, a):
     return unify(a[1], PString(atomic_text(a[0], "atom").lower()), eng.trail)
 
 
-@det("string_concat", 3)
+@nondet("string_concat", 3)
 def _b_string_concat(eng, a):
-    s = atomic_text(a[0]) + atomic_text(a[1])
-    eng.extra += len(s) >> 4
-    return unify(a[2], PString(s), eng.trail)
+    """SWI modes: (+, +, ?) concatenates; with the third argument known, a known prefix or suffix is stripped
+    textually (string_concat(X, b, "ab") gives X = "a") and two unbound arguments enumerate the splits."""
+    x, y = deref(a[0]), deref(a[1])
+    if type(x) is not Var and type(y) is not Var:
+        s = atomic_text(x) + atomic_text(y)
+        eng.extra += len(s) >> 4
+        if unify(a[2], PString(s), eng.trail):
+            yield True
+        return
+    whole = atomic_text(a[2])
+    eng.extra += len(whole) >> 4
+    if type(x) is not Var or type(y) is not Var:
+        if type(x) is not Var:
+            p = atomic_text(x)
+            ok, rest, target = whole.startswith(p), whole[len(p):], y
+        else:
+            q = atomic_text(y)
+            ok, rest, target = whole.endswith(q), whole[:len(whole) - len(q)], x
+        if ok and unify(target, PString(rest), eng.trail):
+            yield True
+        return
+    for i in range(len(whole) + 1):
+        eng.extra += 1 + (len(whole) >> 6)
+        m = len(eng.trail)
+        if unify(x, PString(whole[:i]), eng.trail) and unify(y, PString(whole[i:]), eng.trail):
+            yield True
+        undo(eng.trail, m)
+
+
+@nondet("string_code", 3)
+def _b_string_code(eng, a):
+    """string_code(?Index, +String, ?Code): the 1-based Index-th character code; an unbound Index enumerates."""
+    s = deref(a[1])
+    if type(s) is Var:
+        raise inst_error()
+    if type(s) is not Atom and type(s) is not PString:
+        raise type_error("text", s)
+    text = text_of(s)
+    i = _int(a[0], True)
+    if i is not None:
+        if i < 0:
+            raise domain_error("not_less_than_zero", i)
+        if 1 <= i <= len(text) and unify(a[2], ord(text[i - 1]), eng.trail):
+            yield True
+        return
+    for k, ch in enumerate(text, 1):
+        eng.extra += 1
+        m = len(eng.trail)
+        if unify(a[0], k, eng.trail) and unify(a[2], ord(ch), eng.trail):
+            yield True
+        undo(eng.trail, m)
 
 
 @nondet("atom_concat", 3)

@@ -688,3 +688,80 @@ def test_mixed_int_float_comparison_above_2_53_compares_as_floats():
 @pytest.mark.parametrize("query", MIXED_QUERIES)
 def test_mixed_int_float_comparisons_agree_with_swi(query):
     assert our_lines("", query) == swi_lines("", query)
+
+
+FIX_QUERIES = {
+    "succ": ["succ(X, -1)", "succ(-1, X)", "succ(X, 0)"],
+    "partial_list": ["atom_chars(X, [a|_])", "atom_codes(X, [0'a|_])", "number_codes(X, [0'1|_])",
+                     "atom_length([a|_], N)", "atom_chars(X, [a|b])", "string_chars(S, [a|_])",
+                     "string_codes(S, [0'a|_])"],
+    "syntax": ["atom_to_term('foo(', T, B)", "term_to_atom(T, 'foo(')", "term_string(T, \"foo(\")",
+               "atom_to_term('1.0e400', T, B)", "number_codes(X, \"1.0e400\")", "atom_number('1.0e400', X)",
+               "atom_to_term('foo bar', T, B)"],
+    "string_concat": ["findall(X-Y, string_concat(X, Y, ab), L)", "string_concat(X, b, \"ab\")",
+                      "string_concat(a, Y, ab)", "string_concat(X, c, ab)", "string_concat(X, Y, Z)",
+                      "string_concat(1, Y, \"12\")", "string_concat(a, b, X)"],
+    "string_code": ["findall(I-C, string_code(I, \"abc\", C), L)", "string_code(1, abc, C)",
+                    "string_code(a, \"abc\", C)", "string_code(1, X, C)", "string_code(1, \"abc\", 0'b)",
+                    "string_code(0, \"abc\", C)", "string_code(4, \"abc\", C)", "string_code(-1, \"abc\", C)",
+                    "string_code(1, 12, C)"],
+    "copysign_rdiv": ["X is copysign(2, -0.0)", "X is copysign(-3, 0.0)", "X is copysign(1.0, -2)",
+                      "X is copysign(2.5, -1)", "X is copysign(10**30, -1)", "X is copysign(1, nan)",
+                      "X is 4 rdiv 2", "X is 6 rdiv -3", "X is 1.0 rdiv 2", "X is 1 rdiv 0"],
+    "writeq": ["with_output_to(string(S), writeq(f('/*', '/**', '*/', '//*', ['/*'], - '/*')))"],
+}
+
+
+def test_succ_of_a_negative_number_is_a_domain_error():
+    assert err_term("", "succ(X, -1)") == "domain_error(not_less_than_zero,-1)"
+    assert err_term("", "succ(-1, X)") == "domain_error(not_less_than_zero,-1)"
+
+
+def test_text_from_a_partial_list_is_an_instantiation_error():
+    for q in ("atom_chars(X, [a|_])", "atom_codes(X, [0'a|_])", "number_codes(X, [0'1|_])", "atom_length([a|_], N)"):
+        assert err_term("", q) == "instantiation_error", q
+    assert err_term("", "atom_chars(X, [a|b])") == "type_error(list,[a|b])"
+
+
+def test_syntax_errors_use_swi_names_and_a_float_literal_beyond_the_float_range_is_one():
+    assert err_term("", "atom_to_term('foo(', T, B)") == "syntax_error(end_of_clause)"
+    assert err_term("", "atom_to_term('1.0e400', T, B)") == "syntax_error(float_overflow)"
+    assert err_term("", "number_codes(X, \"1.0e400\")") == "syntax_error(float_overflow)"
+    with pytest.raises(PrologSyntaxError, match="float overflow"):
+        solve("p(1.0e400).", "p(X)")
+    assert solve("", "X = 1.0e308, Y = 1.0Inf")[0]["Y"] == "1.0Inf"      # the largest finite float and inf read
+
+
+def test_string_concat_enumerates_splits_and_strips_a_known_prefix_or_suffix():
+    assert solve("", "findall(X-Y, string_concat(X, Y, ab), L)")[0]["L"] == '[""-"ab","a"-"b","ab"-""]'
+    assert solve("", "string_concat(X, b, \"ab\")") == [{"X": '"a"'}]
+    assert solve("", "string_concat(a, Y, ab)") == [{"Y": '"b"'}]
+    assert solve("", "string_concat(X, c, ab)") == []
+    assert err_term("", "string_concat(X, Y, Z)") == "instantiation_error"
+
+
+def test_string_code_reads_and_enumerates_character_codes():
+    assert solve("", "findall(I-C, string_code(I, \"abc\", C), L)")[0]["L"] == "[1-97,2-98,3-99]"
+    assert solve("", "string_code(2, abc, C)") == [{"C": "98"}]
+    assert solve("", "string_code(0, \"abc\", C)") == [] and solve("", "string_code(4, \"abc\", C)") == []
+    assert err_term("", "string_code(-1, \"abc\", C)") == "domain_error(not_less_than_zero,-1)"
+
+
+def test_copysign_keeps_the_type_of_its_first_argument_and_rdiv_divides_integers():
+    assert solve("", "X is copysign(2, -0.0), Y is copysign(1.0, -2), Z is copysign(-3, 0.0)") == \
+        [{"X": "-2", "Y": "-1.0", "Z": "3"}]
+    assert solve("", "X is 6 rdiv -3") == [{"X": "-2"}]
+    assert err_term("", "X is 1.0 rdiv 2") == "type_error(rational,1.0)"
+    assert err_term("", "X is 1 rdiv 3") == "representation_error(rational)"     # no rationals (card deviation)
+
+
+def test_writeq_quotes_atoms_that_would_open_a_comment():
+    out = Prolog().run("writeq(f('/*', '/**', '*/', '//*', ['/*'], - '/*'))").output
+    assert out == "f('/*','/**',*/,//*,['/*'],-'/*')"
+    assert read_term(out)[0] is not None                                   # and it reads back
+
+
+@needs_swipl
+@pytest.mark.parametrize("query", [q for qs in FIX_QUERIES.values() for q in qs])
+def test_fixed_builtins_agree_with_swi_including_error_terms(query):
+    assert our_lines("", query) == swi_lines("", query)
