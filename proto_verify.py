@@ -5813,9 +5813,12 @@ def _pddl_world(domain, problem):
             raise _pddl_err(p, f"unknown predicate {p!r} in :init")
         if len(atom) - 1 != len(domain.predicates[p]):
             raise _pddl_err(p, f"predicate {p!r} takes {len(domain.predicates[p])} arguments in :init")
-        for t in atom[1:]:
+        for t, want in zip(atom[1:], domain.predicates[p]):
             if t not in names:
                 raise _pddl_err(t, f"unknown object {t!r} in :init")
+            if want not in domain.ancestors[names[t]]:     # as VAL/pyval: (at-robby ball1) is not a typed atom
+                raise _pddl_err(t, f"object {t!r} of type {names[t]!r} is not a {want!r} "
+                                   f"(argument of {p!r}) in :init")
     _pddl_check_nodes(_pddl_walk_atoms(problem.goal, frozenset(), []), domain.types, domain.predicates, names,
                       ":goal")
     return world

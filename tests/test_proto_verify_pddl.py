@@ -326,6 +326,28 @@ def test_bad_argument_types_raise_type_error():
         pv.generate_pddl_task(0, "sokoban")
 
 
+
+def test_init_atoms_are_type_checked_against_the_predicate(tmp_path):
+    good = pv.generate_pddl_task(3, "gripper", 1)
+    bad = good.problem.replace("(:init", "(:init (at-robby b1)", 1)   # a ball where a room is declared
+    assert " b1 - ball" in good.problem and bad != good.problem
+    with pytest.raises(pv.PDDLError, match="b1.*not a .room."):
+        pv.parse_problem(bad, pv.GRIPPER_DOMAIN)
+    v = pv.validate_plan(pv.GRIPPER_DOMAIN, bad, good.answer)
+    assert (v.valid, v.reason) == (False, "parse_error") and "line" in v.message
+    assert pv.validate_plan(pv.GRIPPER_DOMAIN, good.problem, good.answer).valid
+    validator = pytest.importorskip("pyval.validator", reason="pddl-pyvalidator not installed (optional oracle)")
+    for name, body in (("d", good.domain), ("p", bad), ("s", good.answer)):
+        (tmp_path / f"{name}.pddl").write_text(body)
+    try:
+        theirs = validator.PDDLValidator().validate(domain_path=str(tmp_path / "d.pddl"),
+                                                    problem_path=str(tmp_path / "p.pddl"),
+                                                    plan_path=str(tmp_path / "s.pddl")).is_valid
+    except Exception:                      # pyval rejects the problem by raising
+        theirs = False
+    assert theirs is False
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # planner and synthesis
 # ---------------------------------------------------------------------------------------------------------------
