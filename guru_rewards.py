@@ -79,7 +79,10 @@ Deviations from the paper (deliberate; see the card's "security smells" §3)
   are not plain data (custom objects, nested inf/nan) fail.
 * The logic `<answer>` single-line rule is kept for zebra/ordering/graph (card §2.4) as in the released code;
   the ordering puzzle has no `eval` fallback for unbracketed answers (they score 0); no per-scorer timeouts are
-  needed because every parser is linear or size-capped (the released code uses SIGALRM/setitimer).
+  needed because every parser is linear or size-capped (the released code uses SIGALRM/setitimer). Tested by
+  counting work (Python lines + characters given to the regex engine, never a clock) on 25 adversarial shapes
+  of 200k characters per domain; the regexes that see unbounded text are listed there with why each is
+  linear (two fence patterns were not: a header of n blanks backtracked O(n^2), 40 s at n = 200k).
 * Tabular `|` answers are matched as multisets of equivalent items instead of sorting both sides as strings
   (`1,000|5` matches `5|1000`).
 * Dedup/decontamination thresholds and method are not given by the paper (card §4 [NR]); ours are an exact
@@ -105,7 +108,6 @@ import re
 import resource
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -114,7 +116,7 @@ import time
 import unicodedata
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, NamedTuple, Sequence
 
@@ -863,7 +865,9 @@ def _parse_number(tok: str) -> Fraction:
 
 # ==== 6. Code scorer (card §2.2): score_code (code runs only in the sandbox, Appendix A) ============================
 
-_CODE_BLOCK_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)\n?```", re.S)
+# The language tag is optional as a whole, so the two [ \t]* runs never compete for the same blanks (with both
+# runs and an empty tag between them, a header of n blanks cost O(n^2) backtracking: 40 s at n = 200k).
+_CODE_BLOCK_RE = re.compile(r"```[ \t]*(?:([A-Za-z0-9_+-]+)[ \t]*)?\n(.*?)\n?```", re.S)
 MAX_CODE_CHARS = 100_000
 CODE_CASE_TIMEOUT_S = 2.0        # per test case (card: 30 s unsafe_local, 5 s bwrap)
 CODE_TOTAL_TIMEOUT_S = 12.0      # per score() call, all cases together
@@ -872,7 +876,7 @@ CODE_TOTAL_TIMEOUT_S = 12.0      # per score() call, all cases together
 def extract_code(text: str) -> str | None:
     """All fenced python (or untagged) blocks after `</think>`, joined by newlines (card §2.2), or None."""
     blocks = [m.group(2) for m in _CODE_BLOCK_RE.finditer(strip_think(text))
-              if m.group(1).lower() in ("", "python", "py", "python3")]
+              if (m.group(1) or "").lower() in ("", "python", "py", "python3")]
     return "\n".join(blocks) if blocks else None
 
 
@@ -1437,7 +1441,7 @@ def _score_prolog(proto_verify, response: str, gt: dict) -> Score:
 
 # ==== 9. Simulation scorer (card §2.5): CodeI/O =====================================================================
 
-_JSON_BLOCK_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
+_JSON_BLOCK_RE = re.compile(r"```[ \t]*(?:(?:json|JSON)[ \t]*)?\n(.*?)```", re.S)   # one blank run per choice
 
 
 def _top_level_objects(text: str) -> list[str]:

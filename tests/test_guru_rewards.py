@@ -2,9 +2,11 @@
 import math
 import os
 import random
+import re
 import string
 import sys
 import time
+import types
 from fractions import Fraction
 
 import pytest
@@ -24,34 +26,79 @@ def test_extract_boxed_takes_the_last_brace_balanced_box():
     assert extract_boxed(r"\boxed 5.") == "5."
 
 
-def steps(fn, *args, **kwargs):
-    """Deterministic work count of fn(*args): Python lines executed in guru_rewards (sys.settrace), never a clock."""
-    n = [0]
-    target = gr.__file__
+class Work:
+    """Deterministic work count, never a clock: Python lines executed in guru_rewards (sys.settrace) plus the
+    characters guru_rewards hands to the regex engine (while installed, each compiled pattern of the module and
+    each `re` function it calls is wrapped). `longest[pattern]` is the longest string a pattern was given.
+    Backtracking inside one regex call is not visible here: REVIEWED_LINEAR below lists the patterns allowed to
+    see long strings, each with the reason it runs in linear time."""
 
-    def tracer(frame, event, arg):
-        if frame.f_code.co_filename != target:
-            return None
-        if event == "line":
-            n[0] += 1
-        return tracer
+    _STRING_ARG = {"match": 0, "search": 0, "fullmatch": 0, "findall": 0, "finditer": 0, "split": 0, "sub": 1,
+                   "subn": 1}
 
-    old = sys.gettrace()
-    sys.settrace(tracer)
-    try:
-        fn(*args, **kwargs)
-    finally:
-        sys.settrace(old)
-    return n[0]
+    def __init__(self, monkeypatch):
+        self.lines = self.chars = 0
+        self.longest: dict[str, int] = {}
+        work = self
+
+        class CountedPattern:
+            def __init__(self, p):
+                self._p = p
+
+            def __getattr__(self, name):
+                attr = getattr(self._p, name)
+                if name not in Work._STRING_ARG:
+                    return attr
+                return lambda *a, **kw: (work._saw(self._p.pattern, a[Work._STRING_ARG[name]]), attr(*a, **kw))[1]
+
+        def counted_fn(name):
+            def fn(pattern, *a, **kw):
+                work._saw(getattr(pattern, "pattern", pattern), a[Work._STRING_ARG[name]])
+                return getattr(re, name)(pattern, *a, **kw)
+            return fn
+
+        fake_re = types.SimpleNamespace(**{k: getattr(re, k) for k in dir(re) if not k.startswith("__")})
+        for name in Work._STRING_ARG:
+            setattr(fake_re, name, counted_fn(name))
+        monkeypatch.setattr(gr, "re", fake_re)
+        for name, value in list(vars(gr).items()):
+            if isinstance(value, re.Pattern):
+                monkeypatch.setattr(gr, name, CountedPattern(value))
+
+    def _saw(self, pattern, string):
+        n = len(string) if isinstance(string, (str, bytes)) else 0
+        self.chars += n
+        self.longest[pattern] = max(self.longest.get(pattern, 0), n)
+
+    def count(self, fn, *args, **kwargs) -> int:
+        """Lines + regex characters of one call fn(*args, **kwargs)."""
+        self.lines = self.chars = 0
+        target = gr.__file__
+
+        def tracer(frame, event, arg):
+            if frame.f_code.co_filename != target:
+                return None
+            if event == "line":
+                self.lines += 1
+            return tracer
+
+        old = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            self.result = fn(*args, **kwargs)
+        finally:
+            sys.settrace(old)
+        return self.lines + self.chars
 
 
-def test_extract_boxed_is_linear_on_megabyte_adversarial_inputs():
+def test_extract_boxed_is_linear_on_megabyte_adversarial_inputs(monkeypatch):
     shapes = [lambda n: "\\boxed{" * (n // 7), lambda n: "{" * n + "\\boxed{1}", lambda n: "\\boxed{" + "}" * n]
     for shape in shapes:                                 # results on megabyte inputs (untraced: no clock involved)
         assert extract_boxed(shape(1_000_000)) in (None, "1", "")
+    work = Work(monkeypatch)
     for shape in shapes:                                 # work: a fixed number of steps per character, and it
-        small, big = steps(extract_boxed, shape(50_000)), steps(extract_boxed, shape(200_000))   # scales linearly
-        assert big <= 10 * 200_000 and big <= 4.2 * small + 100, (shape(20), small, big)
+        small, big = work.count(extract_boxed, shape(50_000)), work.count(extract_boxed, shape(200_000))  # scales
+        assert big <= 10 * 200_000 and big <= 4.2 * small + 100, (shape(20), small, big)           # linearly
 
 
 # ------------------------------------------------------------------------------------------------- math ----
@@ -104,10 +151,8 @@ def test_math_adversarial_inputs_are_bounded_and_never_raise():
              r"\boxed{\frac{1}{0}}", r"\boxed{\sqrt{-1}}", "\\boxed{" * 300_000, "}" * 1_000_000 + r"\boxed{1}",
              r"\boxed{" + "x" * 1_000_000 + "}", r"\boxed{2^{64}^{64}^{64}}", r"\boxed{\sqrt{999999999999999}}"]
     for resp in cases:
-        t0 = time.perf_counter()
         s = score("math", resp, "1")
         assert 0.0 <= s.value <= 1.0 and not s.reason.startswith("scorer_error"), (resp[:40], s)
-        assert time.perf_counter() - t0 < 2.0, resp[:40]
     assert score("math", "}" * 1000 + r"\boxed{1}", "1").value == 1.0
 
 
@@ -178,11 +223,8 @@ TIMEOUT = 1.0
 def _run_attack(src, mode, monkeypatch, gt=None):
     monkeypatch.setattr(gr, "SANDBOX_MODE", mode)
     monkeypatch.setattr(gr, "CODE_CASE_TIMEOUT_S", TIMEOUT)
-    t0 = time.monotonic()
     s = score("code", code(src), gt or {"inputs": ["\n"], "outputs": ["42\n"]})
-    elapsed = time.monotonic() - t0
     assert s.value == 0.0, s
-    assert elapsed < TIMEOUT + 1.0, (elapsed, s)
     return s
 
 
@@ -508,20 +550,71 @@ def test_last_answer_tag_matches_the_released_regex_semantics():
         assert gr._last_answer(t, False) == last(dotall, t), t
 
 
-MEGA = ["<answer>" * 150_000, "<answer>\n" + "</answer>" * 100_000, "\\boxed{" * 150_000, "{" * 1_000_000,
-        "```json\n" * 100_000, "`" * 1_000_000, "\\text{" * 150_000, "9" * 1_000_000, "[" * 1_000_000,
-        "|" * 1_000_000 + "\\boxed{7|8}", "\\boxed{" + "1|" * 300_000 + "}", "\u0663" * 1_000_000,
-        "<answer>" + "[" * 500_000 + "</answer>", "answer is " * 100_000]
+# Patterns that may be given a long (unbounded) string, and why each is linear: a new or changed pattern that
+# sees long input fails test_rewards_do_linear_work_... until it is reviewed and listed here.
+REVIEWED_LINEAR = {
+    gr._FENCE_RE.pattern: "tries only at ```; the header stops at the first newline or backtick, the body at the "
+                          "next ```, which is also the only place a later try could start",
+    gr._INLINE_CODE_RE.pattern: "tries only at a backtick; stops at the next backtick or newline",
+    gr._CODE_BLOCK_RE.pattern: "as _FENCE_RE; the tag is optional as a whole, so the two blank runs never compete",
+    gr._JSON_BLOCK_RE.pattern: "as _CODE_BLOCK_RE",
+    gr._TEXT_CMD_RE.pattern: "tries only at a backslash; its blank run and [^{}]* stop at the next brace",
+    gr._TAG_RE.pattern: "literal tags", "\n": "literal",
+    r"[^\w\s/^.+-]|(?<!\d)\.|\.(?!\d)": "one character per try", r"\b(a|an|the)\b": "a bounded word per try",
+    r"\[([^\[\]]*)\]": "tries only at [, stops at the next bracket", r"[\w ]+": "one run per match",
+    r"[A-Za-z]+": "a single run", r"[0-9]": "one character",
+}
+
+N = 200_000
+ADVERSARIAL = {
+    "open_answer_tags": "<answer>" * (N // 8), "closing_tags": "<answer>\n" + "</answer>" * (N // 9),
+    "open_boxes": "\\boxed{" * (N // 7), "braces": "{" * N, "json_fences": "```json\n" * (N // 8),
+    "backticks": "`" * N, "text_commands": "\\text{" * (N // 6), "digits": "9" * N, "brackets": "[" * N,
+    "pipes": "|" * N + "\\boxed{7|8}", "boxed_pipes": "\\boxed{" + "1|" * (N // 2) + "}",
+    "unicode_digits": "\u0663" * N, "bracket_answer": "<answer>" + "[" * N + "</answer>",
+    "answer_is": "answer is " * (N // 10), "python_fences": "```python\n" * (N // 10),
+    "blank_fence_header": "```" + " " * N + "x", "blank_json_header": "```json" + " \t" * (N // 2) + "x",
+    "blank_text_command": "\\text" + " " * N, "boxed_blanks": "\\boxed{" + "1 " * (N // 2) + "}",
+    "boxed_fractions": "\\boxed{" + "\\frac{1}{2}" * (N // 11) + "}", "think_tags": "</think>" * (N // 8),
+    "boxed_thousands": "\\boxed{" + "1,000" * (N // 5) + "}", "json_nesting": "```json\n" + "[" * N + "\n```",
+    "answer_blanks": "<answer>" + " " * N + "</answer>", "code_fence_unclosed": "```python\n" + "x" * N,
+}
 
 
-@pytest.mark.parametrize("domain,gt", [("math", "1"), ("science", "1.5 m"), ("tabular", "1|2"),
-                                       ("simulation", '"output": 1'), ("logic", ZEBRA), ("logic", [[1]])])
-def test_megabyte_adversarial_inputs_are_scored_quickly(domain, gt):
-    for resp in MEGA:
-        t0 = time.perf_counter()
-        s = score(domain, resp, gt)
-        assert s.value == 0.0 and not s.reason.startswith("scorer_error"), (resp[:30], s)
-        assert time.perf_counter() - t0 < 3.0, (domain, resp[:30])
+@pytest.mark.parametrize("domain,gt", [
+    ("math", "1"), ("science", "1.5 m"), ("science", "B"), ("tabular", "1|2"), ("simulation", '"output": 1'),
+    ("logic", ZEBRA), ("logic", [[1]]), ("logic", {"type": "ordering", "answer": ["a"]}),
+    ("logic", {"type": "graph", "answer": "A"}), ("code", ADD_GT), ("code", {"functional": "assert f(1) == 2"})])
+def test_rewards_do_linear_work_on_200k_char_adversarial_inputs(domain, gt, monkeypatch):
+    """Work (Python lines + characters given to the regex engine) stays below 20 per input character on every
+    adversarial shape of 200k characters, and every regex that sees a long string is a reviewed linear one.
+    (Prolog/PDDL items are verified by proto_verify, whose parsers are tested in its own files.)"""
+    monkeypatch.setattr(gr, "run_sandboxed", lambda *a, **kw: gr.SandboxResult(1, "", "", False, False, 0.0, "fake"))
+    work = Work(monkeypatch)
+    for name, resp in ADVERSARIAL.items():
+        w = work.count(score, domain, resp, gt)
+        s = work.result
+        assert s.value == 0.0 and not s.reason.startswith("scorer_error"), (name, s)
+        assert w <= 20 * len(resp), (name, w / len(resp))
+    long_ones = {p for p, n in work.longest.items() if n > 10_000}
+    assert long_ones <= set(REVIEWED_LINEAR), long_ones - set(REVIEWED_LINEAR)
+
+
+def test_fence_headers_with_long_blank_runs_match_like_before_without_competing_blank_runs():
+    """The fence patterns had two [ \\t]* runs around an optional tag (O(n^2) backtracking on a header of n
+    blanks: 40 s at 200k); now the tag is optional as a whole. Same matches as the old patterns."""
+    old_code = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)\n?```", re.S)
+    old_json = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
+    for pattern in (gr._CODE_BLOCK_RE.pattern, gr._JSON_BLOCK_RE.pattern):
+        assert not re.search(r"\[ \\t\]\*(\(\?:json\|JSON\)\?|\([^()]*\)\*)\[ \\t\]\*", pattern), pattern
+    rng = random.Random(7)
+    toks = ["```", "`", "\n", " ", "\t", "json", "JSON", "python", "py", "x", "!", "```json\n", "```python\n"]
+    for _ in range(20_000):
+        t = "".join(rng.choice(toks) for _ in range(rng.randint(0, 14)))
+        assert [((m.group(1) or ""), m.group(2), m.span()) for m in gr._CODE_BLOCK_RE.finditer(t)] == \
+            [(m.group(1), m.group(2), m.span()) for m in old_code.finditer(t)], t
+        a, b = gr._JSON_BLOCK_RE.search(t), old_json.search(t)
+        assert (a and (a.group(1), a.span())) == (b and (b.group(1), b.span())), t
 
 
 @pytest.mark.parametrize("domain,resp,gt", [
@@ -705,10 +798,12 @@ def test_no_scorer_evaluates_model_output(monkeypatch, tmp_path):
 def test_code_score_is_bounded_by_the_total_budget(monkeypatch):
     monkeypatch.setattr(gr, "CODE_TOTAL_TIMEOUT_S", 1.5)
     gt = {"inputs": ["x\n"] * 20, "outputs": ["x\n"] * 20}
-    t0 = time.monotonic()
+    runs = []
+    real = gr.run_sandboxed
+    monkeypatch.setattr(gr, "run_sandboxed", lambda *a, **kw: runs.append(kw["timeout_s"]) or real(*a, **kw))
     s = score("code", code("import time\ntime.sleep(0.3)\nprint(input())"), gt)
     assert s.value == 0.0 and "timeout" in s.reason
-    assert time.monotonic() - t0 < 1.5 + 1.0
+    assert len(runs) < 20 and max(runs) <= 1.5                   # stopped early; no run outlives the budget
 
 
 def test_fuzzy_equal_does_not_read_unicode_digits_as_numbers():
