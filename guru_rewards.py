@@ -863,7 +863,7 @@ def _parse_number(tok: str) -> Fraction:
     return Fraction(mant) * Fraction(10) ** int(exp or 0)
 
 
-# ==== 6. Code scorer (card §2.2): score_code (code runs only in the sandbox, Appendix A) ============================
+# ==== 6. Code scorer (card §2.2): score_code; the sandbox (Appendix A) computes, the parent compares ================
 
 # The language tag is optional as a whole, so the two [ \t]* runs never compete for the same blanks (with both
 # runs and an empty tag between them, a header of n blanks cost O(n^2) backtracking: 40 s at n = 200k).
