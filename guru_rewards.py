@@ -934,6 +934,7 @@ _PURE_FUNCS: dict[str, Callable] = {
                             sorted, str, sum, tuple)}
 _PURE_FUNCS.update({"isclose": math.isclose, "math.isclose": math.isclose, "math.sqrt": math.sqrt,
                     "math.floor": math.floor, "math.ceil": math.ceil, "math.fabs": math.fabs})
+_CONVERTERS = {"list", "tuple", "set", "frozenset", "sorted", "dict", "len", "sum", "min", "max", "any", "all"}
 _PLAIN_NODES = (ast.Expression, ast.Constant, ast.Name, ast.Load, ast.List, ast.Tuple, ast.Set, ast.Dict,
                 ast.UnaryOp, ast.unaryop, ast.BinOp, ast.operator, ast.BoolOp, ast.boolop, ast.Compare, ast.cmpop,
                 ast.Call, ast.keyword, ast.Subscript, ast.Slice, ast.IfExp)
@@ -990,12 +991,20 @@ class _Holes(ast.NodeTransformer):
         return ast.Name(f"_hole{len(self.holes) - 1}", ast.Load())
 
     def visit_Call(self, node: ast.Call):
-        if _callee_name(node.func) in _PURE_FUNCS:
-            node.args = [self.visit(a) for a in node.args]
-            node.keywords = [self.visit(k) for k in node.keywords]
-            node.func = ast.Name(_callee_name(node.func), ast.Load())
-            return node
-        return self._hole(node)
+        name = _callee_name(node.func)
+        if name not in _PURE_FUNCS:
+            return self._hole(node)
+        whole, first = ast.unparse(node), len(self.holes)
+        node.args = [self.visit(a) for a in node.args]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        node.func = ast.Name(name, ast.Load())
+        if (name in _CONVERTERS and node.args and not node.keywords
+                and all(isinstance(a, ast.Name) and a.id.startswith("_hole") for a in node.args)):
+            # list(f(x)) of a generator: the conversion holds no expected value, so it runs in the sandbox too
+            del self.holes[first:]
+            self.holes.append(whole)
+            return ast.Name(f"_hole{len(self.holes) - 1}", ast.Load())
+        return node
 
     def visit_Name(self, node: ast.Name):
         return node if node.id in _PURE_FUNCS else self._hole(node)

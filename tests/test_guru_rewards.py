@@ -1018,10 +1018,12 @@ def test_functional_expected_values_never_enter_the_sandbox(monkeypatch):
     ("import math\nassert math.isclose(f(1), 2.0)", 1.0), ("assert g([2]) in ([2], [3])", 1.0),
     ("assert f(2) == 5", 0.0), ("assert h(0)", 0.0), ("assert f(1) == 2\nassert 1 / 0", 0.0),
     ("assert g('ab') == 'ab' and f(0) == 1", 0.0), ("assert f(2) + 1 == 5 and len(g([1, 2])) == 2", 1.0),
+    ("assert list(r(3)) == [0, 1, 2]\nassert sorted(set(r(2))) == [0, 1]", 1.0),   # generators are converted
+    ("assert tuple(r(2)) == (0, 1, 2)", 0.0), ("assert r(2) == [0, 1]", 0.0),      # in the sandbox
 ])
 def test_functional_assert_forms_are_checked_on_plain_data(tests, want):
     src = ("def f(x):\n    return 2 * x\ndef g(xs):\n    return sorted(xs)\ndef h(x):\n    return x\n"
-           "class S:\n    def m(self, x):\n        return x + 1\n")
+           "class S:\n    def m(self, x):\n        return x + 1\ndef r(n):\n    return (i for i in range(n))\n")
     assert score("code", code(src), {"functional": tests}).value == want, tests
 
 
