@@ -53,27 +53,51 @@ this file is about). It is initialized by the readout rule (std s/sqrt(base_widt
 TP5 Table 8 asks of both an input and an output layer; s/sqrt(width) under sp): an N(0, 1) matrix used as readout
 would give logits of size sqrt(base_width).
 
-Measured (2-core shared CPU, torch 2.13.0; see README): the coordinate check is flat for mup/lv (|slope| <= 0.05
-for every module at widths 32..512) and SP's logits grow ~ width^0.96 after one step. In the toy model the fitted
-exponent of the optimal lr_emb / lr_out against width was 0.81 (m = 64), 0.94 (m = 8192) and 1.11 (m = 16 n):
-muP-like in all three vocabulary regimes; this miniature did NOT reproduce the paper's sqrt(width) law at its
-default 200-step horizon. At m = 8192 the exponent falls with the horizon (0.84 at 400 steps, 0.76 / 0.79 for two
-seeds at 800); at m = 16 n it rises (1.20 at 800 steps).
+The LV toy experiment (`--lv-experiment`, issue 16; card Sec. 7.8). Does the optimal lr_emb / lr_out grow like
+n^(1/2) when m >> n and like n^1 (muP) when m <= n? The toy is the paper's setting in miniature:
+
+    logits(x) = W E[x],  E (m x n) ~ N(0, 1),  W (m x n) = 0;  loss = batch-mean KL(p*(.|x) || softmax(logits))
+    p*(.|x) = softmax(3 (A B^T)_x / sqrt(8)),  A, B (m x 8) ~ N(0, 1)   (a fixed teacher per m)
+
+  * TP5 Table 3 form, no multipliers: under muP lr_emb = Theta(1) and lr_out = Theta(1/n) (the same 1/n as a
+    hidden matrix), so lr_out stands in for lr_hidden and alpha = slope of log(lr_emb*/lr_out*) vs log n
+    (muP: 1; the paper's LV regime: 1/2).
+  * Tokens: uniform, drawn by epochs (random permutations): 160 steps x 128 tokens, so at m = 1024 every token is
+    seen exactly 20 times (the earlier Zipf(1.1) design saw ~120 of 8192 tokens >= 10 times: effectively m ~ n).
+  * LV arm: m = 1024, n in {16, 32, 64} (m/n = 64..16). muP control: m = 16 <= n, the same code and steps.
+  * Optimizers (arms): SignSGD (no momentum; the paper's proxy for Adam) and Adam(0.9, 0.999, eps 1e-8); constant
+    LRs; both LRs tuned.
+  * Grid: 5 x 5 half-octave (lr_emb, lr_out) window per width, starting at the muP point (lr_emb fixed, lr_out ~
+    1/n) from a pilot at n = 16 (CENTERS); whenever the seed-mean argmin is on the window edge the window moves one
+    octave that way (<= 4 times), so the optimum ends inside whatever alpha is. 2 seeds (init and token order; same
+    teacher). All (seed, LR) runs of one width train at once as stacked tensors, one bmm per step (lv_sweep), and
+    share each seed's init and tokens. Score = population KL (all m tokens) averaged over the last 4 steps.
+  * Fit: log(score) ~ quadratic in (log2 lr_emb, log2 lr_out) on the 3 x 3 block around the argmin; "interior" =
+    argmin off the window edge, convex fit, stationary point inside the block (else the argmin, flagged).
+    alpha with a 90 % percentile bootstrap over seeds (seeds resampled per width); contrast = alpha_LV - alpha_muP.
+  * Grid-free cross-check: 40 steps at the window's starting point, then the logit change per unit LR on the next
+    batch from the embedding update alone (s_emb) and the readout update alone (s_out); the slope of
+    log(s_out/s_emb) vs log n estimates alpha if the best LRs move the logits by a fixed amount.
+
+Measured, coordinate check (2-core shared CPU, torch 2.13.0): flat for mup/lv (|slope| <= 0.05 for every module
+at widths 32..512); SP's logits grow ~ width^0.96 after one step.
+
+RESULTS_PLACEHOLDER
 
 Deviations from the paper:
   * The paper's own per-layer LV table, base width, base LR and toy settings are not retrievable (card Sec. 8);
     the lv regime here is the card's derived "variant (i)": muP everywhere except embedding LR eta/sqrt(w).
     Its constant is chosen so that lv == mup at n = base_width.
-  * No SGD tables; Adam/AdamW only. The paper's theory uses SignSGD as a proxy for Adam.
-  * The toy experiment (`--lv-experiment`) is this project's miniature of the paper's setting (card Sec. 7.8)
-    with a fixed hidden/readout LR and a 1-D sweep of the embedding LR, not the paper's protocol.
+  * No SGD tables; Adam/AdamW only in param_groups. The toy experiment has SignSGD and Adam arms.
+  * The toy experiment is this project's miniature (card Sec. 7.8), not the paper's protocol: uniform tokens,
+    a rank-8 teacher with soft targets, widths 16..64, 20 views per token, no hidden layer (lr_out stands in for
+    lr_hidden).
 
 Run:
     python mup_vocab.py                   # LR / init table for widths 64..1024 under each regime (seconds)
     python mup_vocab.py --coord           # coordinate check of a tiny transformer, slope per module (~30 s)
-    python mup_vocab.py --lv-experiment   # toy embedding->readout model, emb-LR exponent (10 min on the shared
-                                          #   CPU; flags: --vocabs 64,8192,16n --widths --steps --batch --seeds)
-    python mup_vocab.py --readout-check   # is the fixed readout LR of the toy near-optimal at every width?
+    python mup_vocab.py --lv-experiment   # the LV toy experiment above (flags: --widths --vocab --control-vocab
+                                          #   --optimizers --seeds --steps --batch --size --threads)
     pytest tests/test_mup_vocab.py -q
 """
 from __future__ import annotations
@@ -463,11 +487,12 @@ def token_stream(m: int, steps: int, batch: int, seed: int) -> torch.Tensor:
     return torch.cat([torch.randperm(m, generator=g) for _ in range(epochs)])[:steps * batch].view(steps, batch)
 
 
-def population_kl(E, W, logp_table):
+def population_kl(E, W, logp_table, p_table=None):
     """Excess loss of each stacked student: mean over all m tokens (uniform law) of KL(p*(.|x) || p(.|x)).
-    E, W (R, m, n); logp_table (m, m). Returns (R,)."""
+    E, W (R, m, n); logp_table (m, m) (p_table = its exp, if at hand). Returns (R,)."""
     logp = torch.log_softmax(torch.bmm(E, W.transpose(1, 2)), -1)           # (R, m, m)
-    return (logp_table.exp() * (logp_table - logp)).sum(-1).mean(-1)
+    p_table = logp_table.exp() if p_table is None else p_table
+    return (p_table * (logp_table - logp)).sum(-1).mean(-1)
 
 
 def _update_direction(g, state, optimizer, t, betas=(0.9, 0.999), eps=1e-8):
@@ -515,14 +540,15 @@ def lv_sweep(m, n, lr_emb, lr_out, seeds=(0,), optimizer="sign", steps=160, batc
     W = torch.zeros(R, m, n, dtype=dtype)
     X = torch.stack([token_stream(m, steps + probe, batch, s) for s in seeds])  # (S, steps, B)
     lrs = [torch.tensor(np.tile(a, S), dtype=dtype).view(R, 1, 1) for a in (lr_emb, lr_out)]
-    states = [(torch.zeros_like(E), torch.zeros_like(E)), (torch.zeros_like(W), torch.zeros_like(W))]
+    states = [(torch.zeros_like(E), torch.zeros_like(E)), (torch.zeros_like(W), torch.zeros_like(W))] \
+        if optimizer == "adam" else [None, None]                            # Adam's (m1, v) of E and of W
     score = torch.zeros(R, dtype=torch.float64)
     for t in range(1, steps + 1):
         dE, dW = _stacked_grads(E, W, X[:, t - 1], p_table[X[:, t - 1]])
         E.addcmul_(lrs[0], _update_direction(dE, states[0], optimizer, t), value=-1)
         W.addcmul_(lrs[1], _update_direction(dW, states[1], optimizer, t), value=-1)
         if t > steps - tail:
-            score += population_kl(E, W, table).double() / tail
+            score += population_kl(E, W, table, p_table).double() / tail
     score = np.nan_to_num(score.view(S, G).numpy(), nan=np.inf)
     if not probe:
         return score
@@ -639,7 +665,7 @@ def alpha_with_bootstrap(grids, n_boot=1000, seed=0) -> dict:
 
 # --- the experiment ---------------------------------------------------------------------------------------------
 
-def lr_grid_search(m, n, center, optimizer, seeds=(0, 1), size=5, max_shifts=4, log=None, **train):
+def lr_grid_search(m, n, center, optimizer, seeds=(0, 1), size=5, max_shifts=2, **train):
     """Half-octave size x size grid of (log2 lr_emb, log2 lr_out) centred at `center`. While the seed-mean argmin
     sits on the window's edge, move the window one octave (2 points) that way and train only the new points (at
     most max_shifts times), so the final window contains the optimum whatever alpha is, without knowing it.
@@ -671,7 +697,7 @@ CENTERS = {("sign", "lv"): (0.0, -9.0), ("sign", "mup"): (-2.0, -12.0),
            ("adam", "lv"): (-2.0, -7.0), ("adam", "mup"): (0.0, -5.0)}
 
 
-def lv_experiment(optimizers=OPTIMIZERS, widths=(16, 32, 64, 128), vocab=1024, control_vocab=16, base_width=16,
+def lv_experiment(optimizers=OPTIMIZERS, widths=(16, 32, 64), vocab=1024, control_vocab=16, base_width=16,
                   seeds=(0, 1), steps=160, batch=128, tail=4, warm=40, size=5, n_boot=1000, log=print):
     """Issue 16's experiment. Per optimizer and regime (LV: m = vocab >> n; muP control: m = control_vocab <= n):
     a half-octave size x size (lr_emb, lr_out) grid per width (lr_grid_search, around the muP point), a
@@ -774,7 +800,7 @@ def main(argv=None):
         run_coord_demo(widths or (32, 64, 128, 256, 512))
     elif args.lv_experiment:
         t0 = time.time()
-        widths = widths or [16, 32, 64, 128]
+        widths = widths or [16, 32, 64]
         print(f"toy LV experiment: uniform tokens by epochs, teacher rank 8, tau 3; E ~ N(0, 1), W = 0; "
               f"{args.steps} steps x {args.batch} tokens (every token seen >= {args.steps * args.batch // args.vocab}"
               f" times at m = {args.vocab}); score = population KL to the teacher, mean of the last 4 steps; "
