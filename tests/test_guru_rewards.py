@@ -602,7 +602,7 @@ def test_rewards_do_linear_work_on_200k_char_adversarial_inputs(domain, gt, monk
 
 def test_fence_headers_with_long_blank_runs_match_like_before_without_competing_blank_runs():
     """The fence patterns had two [ \\t]* runs around an optional tag (O(n^2) backtracking on a header of n
-    blanks: 40 s at 200k); now the tag is optional as a whole. Same matches as the old patterns."""
+    blanks: 0.41 s CPU at 20k, ~40 s at 200k); now the tag is optional as a whole. Same matches as before."""
     old_code = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)\n?```", re.S)
     old_json = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
     for pattern in (gr._CODE_BLOCK_RE.pattern, gr._JSON_BLOCK_RE.pattern):
