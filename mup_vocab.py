@@ -613,13 +613,19 @@ def fit_optimum(u, v, scores) -> dict:
     scores (len(u), len(v)). Fits log(score) = quadratic in (u, v) on the 3 x 3 block around the argmin and takes
     its stationary point. The optimum is *interior* only if the argmin is off the grid edge, the fitted Hessian
     is positive definite and the stationary point lies inside that block; otherwise the argmin itself is
-    returned, with the reason. Returns {"u", "v", "interior", "why"}."""
+    returned, with the reason. Returns {"u", "v", "interior", "why", "rise_ratio", "rise_product"} (the last two:
+    relative KL rise half an octave from the argmin along lr_emb/lr_out at a fixed product and along the product
+    at a fixed ratio; nan at an edge)."""
     u, v, s = np.asarray(u, np.float64), np.asarray(v, np.float64), np.asarray(scores, np.float64)
     i, j = np.unravel_index(int(np.argmin(np.where(np.isfinite(s), s, np.inf))), s.shape)
-    out = {"u": float(u[i]), "v": float(v[j]), "interior": False}
+    out = {"u": float(u[i]), "v": float(v[j]), "interior": False, "rise_ratio": np.nan, "rise_product": np.nan}
     if i in (0, len(u) - 1) or j in (0, len(v) - 1):
         return {**out, "why": "argmin on the grid edge"}
     block = s[i - 1:i + 2, j - 1:j + 2]
+    # identifiability: mean relative KL rise one grid step away along the ratio (lr_emb/lr_out) direction at a
+    # fixed product, and along the product direction at a fixed ratio; rise_ratio << rise_product = a ridge
+    out["rise_ratio"] = float((block[2, 0] + block[0, 2]) / (2 * block[1, 1]) - 1)
+    out["rise_product"] = float((block[2, 2] + block[0, 0]) / (2 * block[1, 1]) - 1)
     if not np.all(np.isfinite(block) & (block > 0)):
         return {**out, "why": "non-finite score next to the argmin"}
     uu, vv = np.meshgrid(u[i - 1:i + 2] - u[i], v[j - 1:j + 2] - v[j], indexing="ij")
@@ -632,7 +638,7 @@ def fit_optimum(u, v, scores) -> dict:
     du, dv = np.linalg.solve(H, -c[1:3])
     if abs(du) > u[i + 1] - u[i] or abs(dv) > v[j + 1] - v[j]:
         return {**out, "why": "fitted optimum outside the 3 x 3 block"}
-    return {"u": float(u[i] + du), "v": float(v[j] + dv), "interior": True, "why": ""}
+    return {**out, "u": float(u[i] + du), "v": float(v[j] + dv), "interior": True, "why": ""}
 
 
 def fit_alpha(widths, log2_ratio) -> float:
@@ -722,7 +728,9 @@ def lv_experiment(optimizers=OPTIMIZERS, widths=(16, 32, 64), vocab=1024, contro
                 f = fit_optimum(u, v, sc.mean(0))
                 log(f"  {opt:4s} {regime:3s} m={m:5d} n={n:4d} | lr_emb*=2^{f['u']:6.2f} lr_out*=2^{f['v']:6.2f} "
                     f"{'interior' if f['interior'] else 'NOT interior (' + f['why'] + ')'} | window moved "
-                    f"{shifts}x | best KL {sc.mean(0).min():.4f} | s_out/s_emb {cross[n]:8.2f} | {time.time() - t0:.0f}s")
+                    f"{shifts}x | best KL {sc.mean(0).min():.4f}, +{100 * f['rise_ratio']:.0f}% / "
+                    f"+{100 * f['rise_product']:.0f}% half an octave off along ratio / product | s_out/s_emb "
+                    f"{cross[n]:7.1f} | {time.time() - t0:.0f}s")
             res = alpha_with_bootstrap(grids, n_boot)
             res["m"], res["grids"], res["cross"] = m, grids, cross
             res["cross_alpha"] = fit_alpha(widths, [math.log2(cross[n]) for n in widths])

@@ -322,6 +322,10 @@ def test_fit_optimum_recovers_an_interior_vertex_and_flags_the_others():
     assert not f["interior"] and "edge" in f["why"] and f["u"] == -2.0
     f = mv.fit_optimum(u, v, _surface(u, v, -3.0, -8.0, ridge=True))  # a ridge: no isolated optimum
     assert not f["interior"]
+    tilted = _surface(u, v, -3.0, -8.0, ridge=True) * _surface(u, v, -3.0, -8.0) ** 0.01  # a weak optimum
+    f = mv.fit_optimum(u, v, tilted)
+    assert f["interior"] and f["u"] == pytest.approx(-3.0, abs=1e-6)  # found, but barely identified:
+    assert f["rise_ratio"] < 0.01 and f["rise_product"] > 0.5
 
 
 def test_alpha_is_the_slope_of_the_fitted_ratio_and_the_bootstrap_covers_it():
