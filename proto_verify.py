@@ -36,9 +36,16 @@ Prolog engine (card §4.4, SWI-Prolog 9.0.4 is the reference behaviour, §4.2):
   * unification without occurs check (as SWI) + unify_with_occurs_check/2; unify / copy / compare / write are
     iterative (a 100 000-element list is fine) and cyclic-safe (answers with cyclic terms raise PrologError).
   * budgets: every predicate call (builtins included) costs one inference; builtins that do O(n) work charge
-    for it, and so do unify/compare/copy on big terms (16 steps = 1 inference), so no loop can hang.
-    Exhausting the budget raises PrologError('resource_error(inferences)') which user catch/3 cannot swallow;
-    the continuation depth is capped (resource_error(stack)); `solve` stops at `max_solutions`.
+    for it, and so does the work inside one call on big terms: unify / compare / occurs checks (16 steps = 1
+    inference) and every node built, compiled or written (2 nodes = 1 inference: copy_term, assertz, findall,
+    throw, nb_setval, format ~w, term_string, the answers) and length/2's enumeration. So `solve` with
+    max_inferences = N does O(N) work whatever the term sizes, a DAG-shared term of 2^60 nodes included (tested
+    by counting executed Python lines, not by timing). Exhausting the budget raises
+    PrologError('resource_error(inferences)') which user catch/3 cannot swallow; the continuation depth is capped
+    (resource_error(stack)); `solve` stops at `max_solutions`. Only PrologError (PrologSyntaxError is one) leaves
+    `solve`: integers are read and written at any size up to ~315 000 digits (Python's 4 300-digit limit on
+    int <-> text is worked around, metered by its cost), and an error whose culprit is too big to write is
+    reported with the culprit elided, e.g. `type_error(text,...)`.
 
 Task synthesis + reward: `generate_prolog_task(seed, kind, difficulty) -> Task` (family relations, graph
 reachability/paths, list puzzles, generate-and-test ordering and digit puzzles, recursive big-integer arithmetic)
@@ -155,8 +162,12 @@ def term_to_json(t, var_numbers=None):
     if type(t) is Struct and not is_acyclic(t):
         raise PrologError("cyclic_term", "cyclic terms have no JSON form")
     out, work = [], [t]
+    nodes = 0
     while work:
         x = work.pop()
+        nodes += 1
+        if not nodes & 1023:
+            _meter(1024 * _NODE_STEPS)         # answers of query_values are metered like copies
         if type(x) is tuple:                   # ("list", n) or ("cmp", name, n) markers
             n = x[-1]
             vals = out[len(out) - n:] if n else []
@@ -1252,7 +1263,7 @@ def tokenize(text):
             elif s[:2] in ("0x", "0o", "0b"):
                 v = int(s[2:], {"x": 16, "o": 8, "b": 2}[s[1]])
             else:
-                v = int(s.replace("_", ""))
+                v = _text_int(s.replace("_", ""))
             toks.append(_Tok("int", v, pos, layout))
         elif kind == "float":
             if s.endswith("Inf"):
@@ -1590,7 +1601,7 @@ class _Writer:
     def write(self, term) -> str:
         out = []
         last = " "
-        size = 0
+        size = tokens = 0
         stack = [(term, 1200, "arg")]
         q = self.quoted
         steps = 0
@@ -1609,7 +1620,7 @@ class _Writer:
                 if tt is Var:
                     s = self.var_name(t)
                 elif tt is int:
-                    s = str(t)
+                    s = _int_text(t)
                 elif tt is float:
                     s = format_float(t)
                 elif tt is Atom or tt is Nil:
@@ -1640,6 +1651,9 @@ class _Writer:
             size += len(s)
             if size > self.max_chars:
                 raise _Budget("resource_error(term_too_large)")
+            tokens += 1
+            if not tokens & 255:
+                _meter(256 * _NODE_STEPS)        # writing is metered like copying (format ~w, print, answers)
         return "".join(out)
 
     def push_struct(self, t, maxp, stack, ctx="arg"):
@@ -1751,6 +1765,9 @@ _CYCLE_CHECK_AFTER = 100_000   # after this many steps an operation switches to 
 _WORK = [0, 1 << 62]
 
 
+_NODE_STEPS = 8                # building one node of a copied / compiled / written term costs 8 unify steps
+
+
 def _meter(n):
     _WORK[0] += n
     if _WORK[0] > _WORK[1]:
@@ -1836,11 +1853,15 @@ def occurs_in(v, t) -> bool:
 
 def unify_occurs_check(a, b, trail) -> bool:
     stack = [(a, b)]
+    steps = 0
     while stack:
         a, b = stack.pop()
         a, b = deref(a), deref(b)
         if a is b:
             continue
+        steps += 1
+        if not steps & 1023:
+            _meter(4096)                  # two big (e.g. DAG-shared) terms: a step here costs ~4 unify steps
         if type(a) is Var:
             if occurs_in(a, b):
                 return False
@@ -1928,7 +1949,7 @@ def _rebuild(t, on_var, charge=None):
         if tx is Struct:
             nodes += 1
             if not nodes & 1023:
-                _meter(1024)
+                _meter(1024 * _NODE_STEPS)
             if nodes == _CYCLE_CHECK_AFTER and not is_acyclic(t):
                 raise type_error("acyclic_term", _CYCLIC)
             work.append(x.fn)
@@ -2095,6 +2116,35 @@ def variant(a, b) -> bool:
 
 # ==== A6. Appendix, Prolog: arithmetic (is/2 with SWI-Prolog 9.0.4 results and error terms, card §4.2) ================
 _MAX_INT_BITS = 1 << 20          # refuse to build integers above ~1 Mbit (a deliberate resource bound)
+
+
+# Python refuses int <-> decimal text beyond 4300 digits (a guard against quadratic conversions); integers here go
+# up to _MAX_INT_BITS, so longer ones are converted in halves, each conversion metered by its (quadratic) cost.
+_INT_TEXT_BITS = 14_000               # str()/int() work directly below ~4200 digits
+
+
+def _int_text(i: int) -> str:
+    """str(i) for any size of integer."""
+    if i.bit_length() <= _INT_TEXT_BITS:
+        return str(i)
+    digits = int(i.bit_length() * 0.30103) + 1
+    _meter(digits * (digits >> 12))
+    if i < 0:
+        return "-" + _int_text(-i)
+    k = digits // 2
+    q, r = divmod(i, 10 ** k)
+    return _int_text(q) + _int_text(r).rjust(k, "0")
+
+
+def _text_int(s: str) -> int:
+    """int(s) of a decimal digit string of any length."""
+    if len(s) <= 4000:
+        return int(s)
+    _meter(len(s) * (len(s) >> 12))
+    if len(s) > _MAX_INT_BITS // 3:
+        raise PrologError("resource_error(integer_size)", f"an integer of {len(s)} digits (limit ~315 000)")
+    k = len(s) // 2
+    return _text_int(s[:-k]) * 10 ** k + _text_int(s[-k:])
 
 
 def _need_int(x):
@@ -2482,6 +2532,8 @@ def _template(t, varmap):
         x = deref(x)
         if type(x) is Struct:
             nodes += 1
+            if not nodes & 1023:
+                _meter(1024 * _NODE_STEPS)       # assertz of a huge (e.g. DAG-shared) term meets the budget
             if nodes == _CYCLE_CHECK_AFTER and not is_acyclic(t):
                 raise type_error("acyclic_term", _CYCLIC)
             work.append(x.fn)
@@ -3252,7 +3304,19 @@ class Prolog:
             ball = ball.args[0]
         if not is_acyclic(ball):
             return "cyclic_term"
-        return term_to_text(ball, max_chars=100_000)
+        _WORK[1] = 1 << 62               # the query is over: its error text is bounded by max_chars, not metered
+        try:
+            return term_to_text(ball, max_chars=10_000)
+        except _Budget:                  # type_error(atom, <a 2^60-node term>): name the error, elide the culprit
+            if type(ball) is not Struct:
+                return "resource_error(term_too_large)"
+            args = []
+            for x in ball.args:
+                try:
+                    args.append(term_to_text(x, max_chars=1000))
+                except _Budget:
+                    args.append("...")
+            return f"{atom_text(ball.fn.name, True)}({','.join(args)})"
 
     def _solve_goal(self, goal, max_solutions):
         """Generator over solutions of `goal` (bindings are live while the generator is suspended)."""
@@ -3710,7 +3774,7 @@ def atomic_text(t, kind="atomic"):
     if tt is PString:
         return t.val
     if tt is int:
-        return str(t)
+        return _int_text(t)
     if tt is float:
         return format_float(t)
     if tt is Var:
@@ -4429,7 +4493,7 @@ def _b_length(eng, a):
         return
     extra = 0
     while True:                     # partial list + unbound length: enumerate lengths (infinitely)
-        eng.extra += 1
+        eng.extra += 1 + (extra * _NODE_STEPS >> 4)      # building the list costs; each retry is charged
         m = len(eng.trail)
         if unify(x, list_from_py([Var() for _ in range(extra)]), eng.trail) and unify(n, k + extra, eng.trail):
             yield True
@@ -4905,7 +4969,7 @@ def format_text(fmt: str, args: list) -> str:
             x = deref(nxt())
             if type(x) is not int:
                 raise _err(mkstruct("format", PString("~d expects an integer argument")))
-            s = str(abs(x))
+            s = _int_text(abs(x))
             k = _count(num, 0)
             if k > 0:
                 s = s.rjust(k + 1, "0")

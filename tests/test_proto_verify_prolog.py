@@ -6,8 +6,10 @@ The SWI-Prolog conformance of the engine itself (arithmetic, writeq, syntax erro
 is in tests/test_prolog_conformance.py. Oracles: the paper card shared/papers/proto_reasoning.md §3-§4.5.
 """
 import json
+import math
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -376,6 +378,86 @@ def test_100000_element_lists_and_deep_terms_need_no_python_recursion():
     big = "[" + ",".join(map(str, range(100_000))) + "]"
     assert solve(f"big({big}).", "big(L), length(L, N)", max_inferences=10**6)[0]["N"] == "100000"
     assert solve("", "X = " + "[" * 2000 + "]" * 2000, max_inferences=10**5)[0]["X"].count("[") == 2000
+
+
+# A term with 2^60 nodes built in ~180 inferences: every subterm is shared (f(X, X) doubles the tree each step).
+DBL = "dbl(0, X, X) :- !.\ndbl(N, X, Y) :- N1 is N - 1, dbl(N1, f(X, X), Y).\n"
+BIG_TERM_GOALS = ["copy_term(T, C)", "assertz(p(T))", "assertz(q(X, T)), q(Y, Z)", "findall(T, true, L)",
+                  "nb_setval(k, T)", "catch(throw(T), _, true)", "term_string(T, S)", "term_to_atom(T, A)",
+                  "format(atom(A), '~w', [T])", "with_output_to(string(S), print(T))", "atom_length(T, L)",
+                  "atomic_list_concat([T], A)", "dbl(60, a, T2), unify_with_occurs_check(T, T2)",
+                  "dbl(60, a, T2), T = T2", "dbl(60, a, T2), T == T2", "dbl(60, a, T2), compare(O, T, T2)",
+                  "setof(T, member(T, [T]), L)"]
+
+
+class _TooMuchWork(BaseException):
+    pass
+
+
+def _python_lines(fn, limit):
+    """Run fn() and count the Python lines it executes (sys.settrace): work counted, not timed. Past `limit`
+    lines the run is aborted with _TooMuchWork, so an unmetered loop fails the test instead of hanging it."""
+    count = [0]
+
+    def tracer(frame, event, arg):
+        if event == "line":
+            count[0] += 1
+            if count[0] > limit:
+                raise _TooMuchWork(f"more than {limit} Python lines")
+        return tracer
+    sys.settrace(tracer)
+    try:
+        return fn(), count[0]
+    finally:
+        sys.settrace(None)
+
+
+def _error_of(program, query, max_inferences):
+    try:
+        solve(program, query, max_inferences=max_inferences)
+    except PrologError as e:
+        return e.term
+    return None
+
+
+@pytest.mark.parametrize("goal", BIG_TERM_GOALS + ["length(L, N), fail"])
+def test_every_builtin_meets_the_budget_on_a_2_pow_60_node_term_in_work_linear_in_the_budget(goal):
+    """With max_inferences = N the whole query executes at most ~1000 N Python lines whatever the term size:
+    copies, clause compilation, writing, occurs checks and length/2 enumeration are metered."""
+    n = 20_000 if goal.startswith("length") else 2000      # length/2 was quadratic: visible at a larger N
+    query = goal if goal.startswith("length") else f"dbl(60, a, T), {goal}"
+    term, lines = _python_lines(lambda: _error_of(DBL, query, n), limit=3000 * n)
+    assert term in ("resource_error(inferences)", "type_error(text,...)"), term
+    assert lines <= 1000 * n, lines
+
+
+@pytest.mark.parametrize("query", ["length(L, N), fail", "dbl(60, a, T), copy_term(T, C)",
+                                   "dbl(60, a, T), assertz(p(T))", "dbl(60, a, T), term_string(T, S)",
+                                   "dbl(60, a, T), dbl(60, a, T2), unify_with_occurs_check(T, T2)"])
+def test_issue_programs_raise_resource_error_at_a_budget_of_100k_inferences(query):
+    # the counted-work test above bounds the work; this runs the issue's programs at the issue's budget. The
+    # alarm is not a timing assertion (they take well under a second), only a guard that turns a hang into a failure.
+    def hang(signum, frame):
+        raise _TooMuchWork("still running after 120 s")
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(120)
+    try:
+        assert _error_of(DBL, query, 10**5) == "resource_error(inferences)"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_only_prolog_errors_leave_solve_on_huge_terms_and_integers():
+    for query in ("dbl(60, a, T), atom_length(T, L)", "dbl(60, a, T), atomic_list_concat([T], A)"):
+        assert _error_of(DBL, query, 10**4) == "type_error(text,...)"        # the 2^60-node culprit elided
+    digits = "9" * 100_000                                               # past Python's 4300-digit int limit
+    assert solve(f"p({digits}).", "p(X), Y is X mod 1000, Z is X + 1") == \
+        [{"X": digits, "Y": "999", "Z": "1" + "0" * 100_000}]
+    (s,) = solve("", "X is 7 ** 9000, number_codes(X, C), number_codes(Y, C), Y =:= X, atom_length(X, L)")
+    assert s["L"] == str(int(9000 * math.log10(7)) + 1)                 # 7606 digits, written and read back
+    with pytest.raises(PrologError, match="integer"):
+        solve("p(" + "9" * 400_000 + ").", "p(X)")                      # above the integer size bound
 
 
 # ── 3b. fuzzed programs and random builtin calls raise only documented errors and terminate ─────────────────────────
