@@ -89,9 +89,9 @@ if __name__ == "__main__":
     sys.modules.setdefault("train", sys.modules[__name__])
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Config
-# ----------------------------------------------------------------------------------------------------------------------
+# ======================================================================================================================
+# 1. Config: every knob of the run, one doc line each (`--key=value`, `--help`)
+# ======================================================================================================================
 
 
 @dataclass
@@ -107,11 +107,11 @@ class Config:
     resume: bool = False  # continue out/<run>/ from its latest checkpoint (exact: RNG, optimizer, pool)
     # tasks
     domains: str = "math,prolog,pddl"  # comma-separated task domains
-    n_train: int = 4000  # SFT tasks per domain (~1 epoch of SFT: 600 tasks/domain were memorized, not learned)
-    n_eval: int = 40  # held-out tasks per domain (decontaminated against train)
+    n_train: int = 4000  # SFT tasks per domain (600 tasks/domain were memorized, not learned)
+    n_eval: int = 100  # held-out tasks per domain (decontaminated against train and RL prompts)
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
-    n_rl: int = 1000  # fresh RL prompts per domain (decontaminated against held-out)
-    rl_domains: str = "prolog,pddl"  # domains RL trains on, within `domains` ("" = all); eval covers every domain
+    n_rl: int = 1000  # fresh RL prompt draws per domain (decontaminated against held-out); curation picks from them
+    rl_domains: str = ""  # domains RL trains on, within `domains` ("" = all); eval covers every domain
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
     vocab_size: int = 768  # BPE vocab incl. 256 bytes and 3 special tokens
@@ -122,25 +122,29 @@ class Config:
     n_kv_heads: int = 2  # key/value heads (GQA)
     attn_window: int = 32  # sliding window of the local RAttention layers
     mlp_mult: int = 3  # gated-MLP hidden size = mlp_mult * d_model
-    max_seq_len: int = 320  # longest prompt + response the model is trained on
+    max_seq_len: int = 640  # longest prompt + response the model is trained on
     mup: str = "lv"  # μP regime for init and per-group LRs: sp | mup | lv
     base_width: int = 64  # μP base width (w = d_model / base_width)
     # SFT
     sft_steps: int = 600  # SFT optimizer steps
     sft_batch: int = 24  # sequences per SFT step
     lr: float = 5e-3  # base LR η at base_width (per-group LRs derived by mup_vocab)
-    weight_decay: float = 0.0  # AdamW weight decay on matrices
+    weight_decay: float = 0.0  # SFT AdamW weight decay on matrices
     warmup: int = 30  # linear LR warm-up steps (SFT)
     grad_clip: float = 1.0  # global grad-norm clip (0 = off)
     # eval
-    eval_every: int = 50  # RL steps between held-out evaluations (0 = only before/after RL)
-    eval_max_new_tokens: int = 160  # decoding budget for held-out eval
-    eval_samples: int = 4  # k: also report avg@k, mean pass of k samples/task at `temperature` (0 = greedy only)
+    eval_every: int = 0  # RL steps between held-out evaluations (0 = only before/after RL)
+    eval_max_new_tokens: int = 512  # decoding budget for held-out eval (and curation samples)
+    eval_samples: int = 4  # k: also report avg@k and pass@k of k samples/task at `temperature` (0 = greedy only)
+    eval_batch: int = 128  # rows per generate call in evaluation and curation
+    # curation (Guru): difficulty filter on the SFT policy's samples before RL
+    n_curate: int = 100  # candidate RL prompts per domain, each sampled curate_samples times by the SFT policy
+    curate_samples: int = 4  # k of the difficulty filter: keep prompts with 0 < passes < k
     # RL (T-PPO / PPO)
     algo: str = "tppo"  # tppo | ppo (ppo = T-PPO code with window ≥ max_response)
     rl_steps: int = 150  # T-PPO steps after the critic warm-up (0 = SFT only)
     window: int = 48  # T-PPO window W: new tokens per rollout per step
-    max_response: int = 160  # L_max: a response lives at most ceil(L_max / W) windows
+    max_response: int = 512  # L_max: a response lives at most ceil(L_max / W) windows
     slots: int = 32  # rollouts per generation batch (constant)
     group_size: int = 4  # samples per prompt
     temperature: float = 1.0  # sampling temperature of rollouts
@@ -149,6 +153,7 @@ class Config:
     rl_warmup: int = 10  # linear LR warm-up steps of the RL optimizers (fresh Adam's first steps are sign-like)
     minibatches: int = 2  # policy/critic optimizer steps per RL step (slots split into this many mini-batches)
     critic_lr: float = 1e-3  # critic base LR
+    rl_weight_decay: float = 0.1  # RL AdamW weight decay on matrices (reference recipe: 0.1, betas 0.9/0.999)
     critic_warmup: int = 10  # critic-only steps on MC returns of SFT rollouts before RL
     nll_weight: float = 1.0  # positive-example LM loss weight (VAPO μ = 0.1; 1.0 here, see README)
     lam_floor: float = 1.0  # policy λ = max(lam_floor, 1 − 1/(0.05 L)) (VAPO); 1.0 = MC advantages R − V_t
@@ -156,7 +161,6 @@ class Config:
     # logging / checkpoints
     log_every: int = 10  # steps between log lines (SFT)
     ckpt_every: int = 100  # steps between checkpoints (0 = only at phase ends)
-    nan_step: int = -1  # testing aid: inject a NaN loss at this RL step (-1 = never)
     stop_after: int = -1  # testing aid: stop (checkpoint + exit) after this many total steps (-1 = never)
     init_from: str = ""  # run folder whose post-SFT checkpoint supplies the policy (skips SFT; used by bench)
     bench_seeds: int = 3  # bench preset: seeds per algorithm
@@ -168,217 +172,1159 @@ PRESETS: dict[str, dict] = {
     # ≤ 60 s on a 2-core CPU: a few SFT steps, two RL steps, tiny everything.
     "smoke": dict(threads=1, n_train=40, n_eval=6, n_rl=40, vocab_size=512, n_layers=4, d_model=32, n_heads=2,
                   n_kv_heads=1, attn_window=8, mlp_mult=2, max_seq_len=320, base_width=32, sft_steps=8, sft_batch=8,
-                  warmup=2, log_every=4, eval_max_new_tokens=48, rl_steps=2, window=16, max_response=48, slots=8,
-                  group_size=2, critic_warmup=2, eval_every=0, ckpt_every=0),
+                  warmup=2, log_every=4, eval_max_new_tokens=48, eval_batch=64, n_curate=4, curate_samples=2,
+                  rl_steps=2, window=16, max_response=48, slots=8, group_size=2, critic_warmup=2, eval_every=0,
+                  ckpt_every=0),
     "default": dict(),
     # T-PPO vs PPO: same everything except the window; long-tailed response lengths (pddl + math sums).
     "bench": dict(rl_steps=100, eval_every=10),
 }
 
 
-def _coerce(f: dataclasses.Field, raw: str):
-    typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[f.type]
-    if typ is bool:
-        low = raw.strip().lower()
-        if low in ("1", "true", "yes", "on", ""):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"--{f.name} expects a bool (true/false), got {raw!r}")
+# ======================================================================================================================
+# 2. The pipeline, top-down: what `python train.py` runs
+# ======================================================================================================================
+
+
+def train(cfg: Config, dist: "Dist | None" = None) -> dict:
+    """tasks → tokenizer → model → SFT → held-out eval → curation → critic warm-up + T-PPO → held-out eval.
+
+    Returns summary.json's content: held-out pass rates after SFT and after RL (with standard errors), curation
+    counts and RL statistics."""
+    return run_pipeline(setup(cfg, dist))  # setup: run folder, device, tasks, tokenizer, policy (or a checkpoint)
+
+
+def run_pipeline(run: "Run") -> dict:
+    """The phases in order. Each ends with a checkpoint; `--resume` re-enters at the saved phase (`run.phase`)."""
+    cfg = run.cfg
     try:
-        return typ(raw)
-    except ValueError:
-        raise ValueError(f"--{f.name} expects {typ.__name__}, got {raw!r}") from None
+        if run.phase == "sft":
+            if not sft(run):
+                return run.summary  # stopped (Ctrl-C / stop_after) with a checkpoint: continue with --resume
+            if run.dist.main:  # the SFT policy on its own: RL runs can start from it (init_from, bench)
+                save_checkpoint(os.path.join(run.dir, "policy_sft.pt"), {"policy": run.policy.state_dict()})
+            run.phase, run.step = "sft_eval", 0
+            checkpoint(run)
+        if run.phase == "sft_eval":
+            run.summary["after_sft"] = held_out_eval(run, "after SFT", samples={})
+            run.phase = "curate" if cfg.rl_steps > 0 else "done"
+            checkpoint(run)
+        if run.phase == "curate":
+            curate(run)
+            run.phase = "critic"
+            checkpoint(run)
+        if run.phase in ("critic", "rl"):
+            if not rl(run):
+                return run.summary
+            run.summary["after_rl"] = held_out_eval(run, "after RL")
+        finish(run)  # summary.json, curves.png, final checkpoint
+    finally:
+        run.interrupt.restore()
+    return run.summary
 
 
-def config_help() -> str:
-    """--help text generated from the Config fields and their doc comments."""
-    src = open(os.path.abspath(__file__), encoding="utf-8").read()
-    docs = {}
-    for line in src.split("class Config:")[1].split("PRESETS")[0].splitlines():
-        s = line.strip()
-        if ":" in s and "#" in s and not s.startswith("#"):
-            docs[s.split(":")[0].strip()] = s.split("#", 1)[1].strip()
-    lines = ["usage: python train.py [--preset smoke|default|bench] [--algo tppo|ppo] [--resume] [--key=value ...]", ""]
-    for f in fields(Config):
-        lines.append(f"  {'--' + f.name + '=' + str(f.default):<32} {docs.get(f.name, '')}")
-    lines.append("")
-    lines.append("presets: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
-    return "\n".join(lines)
+def sft(run: "Run") -> bool:
+    """Supervised warm-up on the engine-labelled solutions: next-token loss on response tokens, AdamW with the μP-LV
+    per-group learning rates, linear warm-up then cosine decay. Returns False if stopped early (checkpoint written)."""
+    cfg, t0, toks, first = run.cfg, time.time(), 0, run.step
+    while run.step < cfg.sft_steps:
+        lr = lr_at(run.step, cfg.sft_steps, cfg.warmup, cfg.lr)
+        set_lr(run.popt, lr)
+        idx = sft_batch(run, run.step)  # rows of similar length (little padding with long-tailed responses)
+        x, y, m = pad_batch([run.train_ex[i][0] for i in idx], [run.train_ex[i][1] for i in idx], run.tok.pad,
+                            run.device)
+        loss = lm_loss(run.policy, x, y, m, run.amp_dtype)
+        run.popt.zero_grad()
+        loss.backward()
+        run.popt.step()  # skipped (and counted) if any gradient is non-finite
+        run.step += 1
+        run.gstep += 1
+        toks += int(m.sum())
+        lval = run.dist.mean(float(loss.detach()))
+        if run.step % cfg.log_every == 0 or run.step == cfg.sft_steps or run.step == first + 1:
+            dt = time.time() - t0
+            eta = dt / (run.step - first) * (cfg.sft_steps - run.step)
+            run.log.print(f"sft  {run.step:4d}/{cfg.sft_steps} | loss {lval:.4f} | lr {lr:.2e} | "
+                          f"tok/s {toks * run.dist.world / max(dt, 1e-9):7.0f} | {dt:5.1f} s | eta {fmt_eta(eta)}"
+                          + (" | SKIPPED non-finite" if run.popt.last_skipped else ""))
+        run.log.metrics({"phase": "sft", "step": run.step, "gstep": run.gstep, "loss": lval, "lr": lr,
+                         "skipped": run.popt.last_skipped, "time": time.time() - t0})
+        if cfg.ckpt_every and run.step % cfg.ckpt_every == 0:
+            checkpoint(run)
+        if maybe_stop(run):
+            return False
+    return True
 
 
-def parse_args(argv: list[str]) -> Config:
-    """Defaults → preset → explicit `--key=value` overrides (coerced by field type). Unknown keys raise ValueError."""
-    valid = {f.name: f for f in fields(Config)}
-    pairs: list[tuple[str, str]] = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ("-h", "--help"):
-            print(config_help())
-            raise SystemExit(0)
-        if not a.startswith("--"):
-            raise ValueError(f"unexpected argument {a!r}; use --key=value with key in: {', '.join(valid)}")
-        key, eq, val = a[2:].partition("=")
-        key = key.replace("-", "_")
-        if key not in valid:
-            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
-        if not eq:  # `--flag` (bool) or `--key value`
-            if valid[key].type in (bool, "bool"):
-                val = "true"
-            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                i += 1
-                val = argv[i]
-            else:
-                raise ValueError(f"--{key} needs a value (--{key}=...)")
-        pairs.append((key, val))
-        i += 1
-    preset = "default"
-    for k, v in pairs:
-        if k == "preset":
-            preset = v
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    cfg = Config(**PRESETS[preset])
-    cfg.preset = preset
-    for k, v in pairs:
-        if k != "preset":
-            setattr(cfg, k, _coerce(valid[k], v))
-    validate_config(cfg)
-    return cfg
+def curate(run: "Run") -> None:
+    """Guru's curation step (guru_rewards.difficulty_filter): sample k responses per candidate RL prompt with the SFT
+    policy and keep, per domain, the prompts it solves sometimes but not always (0 < pass rate < 1). Never-solved
+    prompts give no reward to learn from and always-solved ones no gradient (every advantage ≈ 0), so RL spends its
+    steps where its group-relative signal lives. The same samples measure the SFT policy's own rollouts: response
+    lengths and sampled pass@1 vs pass@k, printed and kept in summary.json."""
+    cfg, t0 = run.cfg, time.time()
+    k = cfg.curate_samples
+    doms = rl_domain_list(cfg)
+    cands = [i for d in doms for i in [j for j, t in enumerate(run.rl_tasks) if t.domain == d][: cfg.n_curate]]
+    gen = torch.Generator(device=run.device).manual_seed(cfg.seed + 104729)  # same draws on every rank
+    rates, lengths = {}, []
+    rows = sorted((i for i in cands for _ in range(k)), key=lambda i: len(run.rl_tasks[i].target))  # see evaluate
+    per = defaultdict(list)
+    for j in range(0, len(rows), cfg.eval_batch):
+        chunk = rows[j: j + cfg.eval_batch]
+        g = generate(run.policy, [[run.tok.bos] + run.tok.encode(run.rl_tasks[i].prompt) for i in chunk],
+                     cfg.max_response, run.tok.eos, run.tok.pad, temperature=cfg.temperature, generator=gen)
+        for b, i in enumerate(chunk):
+            n = int(g.lengths[b])
+            lengths.append(n)
+            per[i].append(reward(run.rl_tasks[i], run.tok.decode(g.tokens[b, :n].tolist())))
+    stats = {}
+    kept = []
+    for d in doms:
+        ids = [i for i in cands if run.rl_tasks[i].domain == d]
+        keep = guru_rewards.difficulty_filter(ids, [per[i] for i in ids], low=0.0, high=1.0)
+        solved = [sum(r >= 1.0 - 1e-6 for r in per[i]) for i in ids]
+        stats[d] = {"candidates": len(ids), "kept": len(keep), "never_solved": sum(s == 0 for s in solved),
+                    "always_solved": sum(s == k for s in solved),
+                    "pass1": sum(solved) / max(k * len(ids), 1), f"pass{k}": sum(s > 0 for s in solved) / max(len(ids), 1)}
+        run.log.print(f"curate: {d:6s} kept {len(keep):4d}/{len(ids)} (never solved {stats[d]['never_solved']}, "
+                      f"always solved {stats[d]['always_solved']}) | SFT samples pass@1 {stats[d]['pass1']:.3f} "
+                      f"pass@{k} {stats[d][f'pass{k}']:.3f}")
+        kept += keep
+    lengths.sort()
+    p = lambda q: lengths[min(len(lengths) - 1, int(q * len(lengths)))]  # noqa: E731
+    stats["resp_len"] = {"p50": p(0.5), "p90": p(0.9), "max": lengths[-1] if lengths else 0}
+    run.log.print(f"curate: SFT rollouts' response tokens p50 {p(0.5)} p90 {p(0.9)} max {stats['resp_len']['max']} "
+                  f"(p90/p50 {p(0.9) / max(p(0.5), 1):.1f}, max/p50 {stats['resp_len']['max'] / max(p(0.5), 1):.1f}) "
+                  f"| {time.time() - t0:.1f} s")
+    if not kept:  # e.g. the smoke preset's untrained model solves nothing: say so, and RL on every candidate
+        run.log.print("curate: WARNING no prompt survived the difficulty filter; RL uses all candidates unfiltered")
+        stats["unfiltered"], kept = True, list(cands)
+    random.Random(f"{cfg.seed}-curated").shuffle(kept)
+    run.rl_state["prompts"] = kept  # indices into run.rl_tasks; checkpointed
+    run.summary["curation"] = stats
 
 
-def validate_config(cfg: Config) -> None:
-    if cfg.algo not in ("tppo", "ppo"):
-        raise ValueError(f"algo must be 'tppo' or 'ppo', got {cfg.algo!r}")
-    if cfg.mup not in ("sp", "mup", "lv"):
-        raise ValueError(f"mup must be one of sp, mup, lv, got {cfg.mup!r}")
-    if cfg.n_layers < 1 or cfg.d_model % cfg.n_heads or cfg.n_heads % cfg.n_kv_heads:
-        raise ValueError("need n_layers >= 1, d_model % n_heads == 0 and n_heads % n_kv_heads == 0")
-    for d in cfg.domains.split(","):
-        if d not in ("math", "prolog", "pddl"):
-            raise ValueError(f"domains: unknown domain {d!r}; valid: math, prolog, pddl")
-    if cfg.rl_steps > 0 and not rl_domain_list(cfg):
-        raise ValueError(f"rl_domains={cfg.rl_domains!r} shares no domain with domains={cfg.domains!r}; "
-                         f"set --rl_domains to some of {cfg.domains!r} (or '' for all)")
-    if cfg.rl_prompts not in ("fresh", "sft"):
-        raise ValueError(f"rl_prompts must be 'fresh' or 'sft', got {cfg.rl_prompts!r}")
-    if cfg.tokenizer == "bpe" and cfg.vocab_size < 259:
-        raise ValueError(f"vocab_size must be >= 259 (256 bytes + 3 specials), got {cfg.vocab_size}")
+def rl(run: "Run") -> bool:
+    """Critic warm-up, then T-PPO (or PPO = the same loop with W ≥ L_max). One `tppo.tppo_step` is the whole RL loop:
+
+      generate   one window of ≤ W new tokens for every slot (carried rollouts first, then fresh prompts × group)
+      reward     verifier scores (proto_verify / guru_rewards) for the rollouts that finished in this window
+      EGAE       advantages of the window's tokens on the truncated responses (egae.py; λ = `lam_floor`)
+      critic     value regression on the Monte-Carlo returns of finished responses only
+      policy     clipped policy-gradient loss on the window's tokens + NLL on finished successful responses
+      carry      unfinished rollouts move to the front of the next batch (successive batching)
+
+    The first `critic_warmup` steps update the critic only (the SFT policy generates). Returns False if stopped."""
+    cfg, tcfg = run.cfg, tppo_config(run.cfg)
+    if run.critic is None:
+        make_critic(run)
+    pool = tppo.RolloutPool.from_config(tcfg)
+    if run.pool is not None:
+        pool.load_state_dict(run.pool)
+    total = cfg.critic_warmup + cfg.rl_steps
+    all_reduce = None
+    if run.dist.enabled:
+        def all_reduce(t):
+            torch.distributed.all_reduce(t)
+            return t
+    t0, first = time.time(), run.step
+    hist = run.rl_state.setdefault("hist", [])
+    while run.step < total:
+        run.phase = "critic" if run.step < cfg.critic_warmup else "rl"
+        skipped_before = run.popt.skipped + run.copt.skipped
+        # linear warm-up of both RL optimizers (the critic from its first step, the policy from its first update)
+        lr_c = cfg.critic_lr * min(1.0, (run.step + 1) / max(cfg.rl_warmup, 1))
+        lr_p = cfg.rl_lr * min(1.0, (max(run.step - cfg.critic_warmup, 0) + 1) / max(cfg.rl_warmup, 1))
+        set_lr(run.copt, lr_c)
+        set_lr(run.popt, lr_p)
+        run.gen_counts = [0, 0]  # [generated tokens, rows × sampling steps] of this step
+        ts = time.time()
+        m = tppo.tppo_step(pool, tcfg, policy=run.policy, critic=run.critic, policy_opt=run.popt,
+                           critic_opt=run.copt, generate_fn=lambda ctx, lim: rl_generate(run, ctx, lim),
+                           reward_fn=lambda r: rl_reward(run, r), next_prompt=lambda: next_rl_prompt(run),
+                           step=run.step, pad_id=run.tok.pad, device=run.device, all_reduce=all_reduce)
+        run.rl_state["train_time"] = run.rl_state.get("train_time", 0.0) + time.time() - ts  # evals excluded
+        run.step += 1
+        run.gstep += 1
+        skipped = run.popt.skipped + run.copt.skipped - skipped_before
+        util = run.dist.mean(run.gen_counts[0] / max(run.gen_counts[1], 1))  # measured decode utilization
+        m.update({"phase": run.phase, "gstep": run.gstep, "skipped_updates": skipped, "lr/policy": lr_p,
+                  "lr/critic": lr_c, "gen/util_measured": util, "time/step_wall_s": time.time() - ts})
+        if cfg.eval_every and run.phase == "rl" and (run.step - cfg.critic_warmup) % cfg.eval_every == 0 \
+                and run.step < total:
+            res = evaluate(run.policy, run.tok, run.eval_tasks, cfg, run.dist)
+            m.update({f"eval/{k}": v for k, v in res.items()})
+            hist.append({"step": run.step - cfg.critic_warmup, "time": run.rl_state["train_time"], **res})
+        run.log.metrics({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in m.items()})
+        dt = time.time() - t0
+        eta = dt / (run.step - first) * (total - run.step)
+        run.log.print(
+            f"{'critic' if run.phase == 'critic' else cfg.algo:6s} {run.step:3d}/{total} | "
+            f"reward {m['reward/mean']:.2f} | pass {m['reward/pass']:.2f} | "
+            + (f"policy {m['policy/loss']:+.3f} | " if "policy/loss" in m else "policy   --   | ")
+            + f"value {m['value/loss']:.3f} | clipfrac {m.get('policy/clipfrac', 0.0):.2f} | "
+            f"util {m['gen/util_measured']:.2f} | len {m['resp/len_mean']:5.1f} | "
+            f"tok/s {m['gen/tokens_per_s']:6.0f} | {m['time/step_s']:4.1f} s | eta {fmt_eta(eta)}"
+            + (f" | SKIPPED {skipped} non-finite update(s)" if skipped else "")
+            + "".join(f" | held-out {k[5:]} {v:.2f}" for k, v in m.items()
+                      if k.startswith("eval/") and not k.endswith("_se")))
+        run.pool = pool.state_dict()
+        if cfg.ckpt_every and run.step % cfg.ckpt_every == 0:
+            checkpoint(run)
+        if maybe_stop(run):
+            return False
+    lens = sorted(run.rl_state.get("finished_lens", [0]))
+    run.summary["rl"] = {"algo": cfg.algo, "window": tcfg.window, "max_response": tcfg.max_response,
+                         "steps": cfg.rl_steps, "critic_warmup": cfg.critic_warmup,
+                         "time_s": run.rl_state.get("train_time", 0.0), "eval_history": hist,
+                         "resp_len_p50": lens[len(lens) // 2], "resp_len_p90": lens[int(0.9 * (len(lens) - 1))],
+                         "finished": len(lens)}
+    return True
 
 
-def run_name(cfg: Config) -> str:
-    return cfg.run_name or f"{cfg.preset}-{cfg.algo}-s{cfg.seed}"
+def tppo_config(cfg: Config) -> "tppo.TPPOConfig":
+    """The train.py Config fields that tppo.py needs. PPO = T-PPO with one window per response (W = L_max)."""
+    W = cfg.window if cfg.algo == "tppo" else cfg.max_response
+    return tppo.TPPOConfig(window=W, max_response=cfg.max_response, slots=cfg.slots, group_size=cfg.group_size,
+                           critic_warmup=cfg.critic_warmup, minibatch_size=max(1, cfg.slots // cfg.minibatches),
+                           nll_weight=cfg.nll_weight, whiten=cfg.whiten, group_filter=cfg.group_filter,
+                           lam_floor=cfg.lam_floor, ignore_last=min(8, max(W // 4, 1)), max_grad_norm=cfg.grad_clip,
+                           temperature=cfg.temperature, old_logp_from_sampler=True, seed=cfg.seed)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Device, dtype, seeding, distributed
-# ----------------------------------------------------------------------------------------------------------------------
+def next_rl_prompt(run: "Run") -> tuple[list[int], int]:
+    """The next curated RL prompt of this rank (a per-rank shuffled order, reshuffled every pass): (tokens, task id)."""
+    st = run.rl_state
+    prompts = st.get("prompts") or list(range(len(run.rl_tasks)))
+    if not st.get("order") or st["cursor"] >= len(st["order"]):
+        order = list(prompts)
+        random.Random(f"{run.cfg.seed}-rl-{run.dist.rank}-{st.get('epoch', 0)}").shuffle(order)
+        st.update(order=order, cursor=0, epoch=st.get("epoch", 0) + 1)
+    i = st["order"][st["cursor"]]
+    st["cursor"] += 1
+    return [run.tok.bos] + run.tok.encode(run.rl_tasks[i].prompt), i
 
 
-def pick_device(cfg: Config) -> tuple[torch.device, torch.dtype, str]:
-    """CUDA → MPS → CPU; bf16 autocast on bf16-capable CUDA, else fp32. Returns (device, autocast dtype, reason)."""
-    if cfg.device != "auto":
-        dev = torch.device(cfg.device)
-        why = f"device={cfg.device} requested"
-    elif torch.cuda.is_available():
-        dev, why = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))), "CUDA available"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        dev, why = torch.device("mps"), "no CUDA, MPS available"
+def rl_generate(run: "Run", contexts: list, limits: list):
+    """tppo's generate_fn: sample one window per row with the decode caches; also returns the sampling log-probs."""
+    g = generate(run.policy, contexts, limits, run.tok.eos, run.tok.pad, temperature=run.cfg.temperature)
+    run.gen_counts[0] += int(g.lengths.sum())
+    run.gen_counts[1] += len(contexts) * g.steps
+    L = g.lengths.tolist()
+    return ([g.tokens[b, : L[b]].tolist() for b in range(len(contexts))], g.eos.tolist(),
+            [g.logprobs[b, : L[b]].tolist() for b in range(len(contexts))])  # π_old of the window: no 2nd forward
+
+
+def rl_reward(run: "Run", r) -> float:
+    """tppo's reward_fn, called for finished rollouts only: the domain verifier's score of the decoded response."""
+    run.rl_state.setdefault("finished_lens", []).append(len(r.response))
+    return reward(run.rl_tasks[r.meta], run.tok.decode([t for t in r.response if t != run.tok.eos]))
+
+
+def held_out_eval(run: "Run", when: str, samples: dict | None = None) -> dict:
+    """Held-out greedy pass@1, avg@k and pass@k per domain with standard errors; logged and returned."""
+    t0 = time.time()
+    res = evaluate(run.policy, run.tok, run.eval_tasks, run.cfg, run.dist, samples=samples)
+    for dom, (p, r) in (samples or {}).items():
+        run.log.print(f"  sample [{dom}] {p.splitlines()[0][:70]!r}… → {r[:70]!r}")
+    run.log.print(f"eval {when} ({time.time() - t0:.1f} s): " + fmt_eval(res))
+    run.log.metrics({"phase": "eval", "gstep": run.gstep, "after": when.split()[-1].lower(), **res})
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = parse_args(argv)
+    except ValueError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    if cfg.resume:  # continue with the run's own config; explicit overrides on the command line still apply
+        path = os.path.join(cfg.out_dir, run_name(cfg), "config.json")
+        if os.path.exists(path):
+            saved = json.load(open(path))
+            given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+            for k, v in saved.items():
+                if k not in given and k != "resume":
+                    setattr(cfg, k, v)
+    if cfg.preset == "bench" and not cfg.resume:
+        return run_bench(cfg)
+    dist = Dist()
+    summary = train(cfg, dist)
+    if dist.enabled:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+# ======================================================================================================================
+# 3. Tasks: long, verifiable reasoning chains (math / prolog / pddl), labelled by the project's engines
+# ======================================================================================================================
+
+
+@dataclass
+class Task:
+    __module__ = "train"  # pickled as train.Task even when train.py runs as a script (see the alias at the top)
+    domain: str  # math | prolog | pddl
+    prompt: str  # text the model conditions on (ends where the answer starts)
+    target: str  # engine-labelled solution used for SFT
+    truth: object  # ground truth handed to the domain's reward function
+    key: str  # problem text used for dedup / decontamination
+
+
+def _tail(rng: random.Random, lo: int, hi: int) -> int:
+    """Instance size with a capped Pareto tail, P(n >= k) ≈ lo / k for lo <= k <= hi: most instances are small, a
+    few are long (the long-tail length distribution of reasoning responses that T-PPO is about)."""
+    return min(hi, int(lo / (1.0 - rng.random())))
+
+
+def make_math_task(rng: random.Random) -> Task:
+    """Countdown: "start at a, subtract b while the result stays at least t" (t = 0 half the time), answered as the
+    chain of subtractions, the step that would cross the threshold, and a \\boxed{} answer, scored by
+    guru_rewards.score('math'). Each step is local arithmetic; the stop rule needs t, stated once in the prompt.
+
+        prompt:   math: Start at 47, subtract 9 while the result stays at least 12.
+        response: 47-9=38 38-9=29 29-9=20 20-9=11<12 \\boxed{20}
+    """
+    b = rng.randint(2, 9)
+    t = 0 if rng.random() < 0.5 else rng.randint(1, 60)
+    n = _tail(rng, 3, 48)                                    # subtractions that stay >= t
+    a = t + n * b + rng.randint(0, b - 1)
+    steps, x = [], a
+    while x - b >= t:
+        steps.append(f"{x}-{b}={x - b}")
+        x -= b
+    steps.append(f"{x}-{b}={x - b}<{t}")
+    q = f"Start at {a}, subtract {b} while the result stays at least {t}."
+    return Task("math", f"math: {q}\n", " ".join(steps) + f" \\boxed{{{x}}}", str(x), q)
+
+
+PROLOG_SUM = "sum([], S, S).\nsum([X|Xs], A, S) :- B is A + X, sum(Xs, B, S)."
+PROLOG_REV = "rev([], R, R).\nrev([X|Xs], A, R) :- rev(Xs, [X|A], R)."
+
+
+def make_prolog_task(rng: random.Random) -> Task:
+    """A list program with an accumulator (sum of digits, or reverse of a list of atoms) and a query; the response
+    traces the recursive calls one per step and ends with `Answer: <value>`. The reference answer is computed by
+    proto_verify's Prolog engine (`solve`) and checked by `prolog_reward`; the trace is for SFT only.
+
+        prompt:   prolog: rev([], R, R).  rev([X|Xs], A, R) :- rev(Xs, [X|A], R).  ?- rev([k,d,q], [], R).
+        response: rev([d,q],[k]) rev([q],[d,k]) rev([],[q,d,k])  Answer: [q,d,k]
+    """
+    if rng.random() < 0.5:
+        xs = [rng.randint(1, 9) for _ in range(_tail(rng, 3, 16))]
+        prog, query, var = PROLOG_SUM, f"sum([{','.join(map(str, xs))}], 0, S)", "S"
+        acc, trace = 0, []
+        for i, x in enumerate(xs):
+            acc += x
+            trace.append(f"sum([{','.join(map(str, xs[i + 1:]))}],{acc})")
     else:
-        dev, why = torch.device("cpu"), "no CUDA or MPS"
-    if cfg.dtype == "auto":
-        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
-            dt, why2 = torch.bfloat16, "bf16 autocast: GPU supports bf16"
+        xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 3, 14))]
+        prog, query, var = PROLOG_REV, f"rev([{','.join(xs)}], [], R)", "R"
+        trace = [f"rev([{','.join(xs[i + 1:])}],[{','.join(reversed(xs[:i + 1]))}])" for i in range(len(xs))]
+    sols = proto_verify.solve(prog, query)                   # the engine labels the task
+    answer = sols[0][var]
+    assert trace[-1].endswith(f",{answer.strip('[]')})") or trace[-1].endswith(f"[{answer.strip('[]')}])"), \
+        (trace[-1], answer)
+    truth = json.dumps(proto_verify.term_to_json(proto_verify.read_term(answer)[0]))
+    prompt = f"prolog: {prog}\n?- {query}.\n"
+    return Task("prolog", prompt, " ".join(trace) + f"\nAnswer: {answer}", truth, query)
+
+
+def _render_blocks(towers: list, hand) -> str:
+    return " | ".join(" ".join(t) for t in towers if t) + f" | hand {hand or 'empty'}"
+
+
+def _pddl_trace(kind: str, prompt: str, plan) -> list:
+    """The state after each action of a blocksworld / gripper plan, in the prompt's own notation."""
+    out = []
+    if kind == "blocksworld":
+        towers = [t.split() for t in prompt.split("bottom first: ", 1)[1].split(".", 1)[0].split(" | ")]
+        hand = None
+        for name, *args in plan:
+            if name in ("pick-up", "unstack"):
+                hand = args[0]
+                for t in towers:
+                    if t and t[-1] == hand:
+                        t.pop()
+            elif name == "put-down":
+                towers.append([hand])
+                hand = None
+            else:  # stack X Y
+                next(t for t in towers if t and t[-1] == args[1]).append(hand)
+                hand = None
+            towers = [t for t in towers if t]
+            out.append(_render_blocks(towers, hand))
+    else:
+        head, balls = prompt.split("Balls: ", 1)
+        robot = head.split("Robot in ", 1)[1].split(",", 1)[0]
+        where = dict(p.split(" in ") for p in balls.split(". Goal", 1)[0].split(", "))
+        grip = {"left": "-", "right": "-"}
+        for name, *args in plan:
+            if name == "move":
+                robot = args[1]
+            elif name == "pick":
+                grip[args[2]], where[args[0]] = args[0], "robot"
+            else:  # drop BALL ROOM GRIPPER
+                grip[args[2]], where[args[0]] = "-", args[1]
+            at = " ".join(f"{b}@{r}" for b, r in sorted(where.items()) if r != "robot")
+            out.append(f"robot {robot} | left {grip['left']} right {grip['right']} | {at or 'none'}")
+    return out
+
+
+def make_pddl_task(rng: random.Random) -> Task:
+    """Blocksworld (2–6 blocks) or gripper (1–4 balls) plan generation, labelled by proto_verify's BFS planner and
+    checked by its validator (`pddl_reward`). Each action line carries the state after it as a `;` comment (which
+    the plan parser ignores), so the plan is a chain whose preconditions can be read off the line before.
+
+        prompt:   pddl: Blocksworld. Towers, bottom first: a b | c. Hand empty. Goal: a on c. ...
+        response: unstack b a ; a | c | hand b \\n put-down b ; a | c | b | hand empty \\n ...
+    The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
+    kind = rng.choice(["blocksworld", "gripper"])
+    diff = rng.choices([1, 2, 3, 4, 5], weights=[4, 4, 3, 2, 1])[0] if kind == "blocksworld" else \
+        rng.choices([1, 2, 3, 4], weights=[4, 4, 3, 2])[0]
+    t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=diff)
+    states = _pddl_trace(kind, t.prompt, t.plan)
+    target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(t.plan, states))
+    return Task("pddl", f"pddl: {t.prompt}\n", target, t, t.prompt.split("\n")[0])
+
+
+TASK_MAKERS = {"math": make_math_task, "prolog": make_prolog_task, "pddl": make_pddl_task}
+
+
+def _score_value(s) -> float:
+    """Verifier results come as Score(value, reason) objects or (value, reason) tuples."""
+    if isinstance(s, tuple):
+        return float(s[0])
+    return float(getattr(s, "value", s))
+
+
+def reward(task: Task, response: str) -> float:
+    """Verifier score in [0, 1] for a decoded response; never raises on model output."""
+    try:
+        if task.domain == "math":
+            return _score_value(guru_rewards.score("math", response, task.truth))
+        if task.domain == "prolog":
+            return _score_value(proto_verify.prolog_reward(task.truth, response))
+        if task.domain == "pddl":
+            return _score_value(proto_verify.pddl_reward(task.truth, response))
+    except Exception:  # a verifier bug must not kill training; count it as a failure
+        return 0.0
+    return 0.0
+
+
+def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
+    """Seeded train / held-out task lists. The held-out set is drawn first (its own seed); the training draws are
+    then decontaminated against it with guru_rewards.decontaminate (normalized exact match + n-gram Jaccard at
+    threshold 1.0), so no held-out problem appears in training."""
+    train, held = [], []
+    for dom in cfg.domains.split(","):
+        ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-eval-{dom}"), cfg.n_eval)
+        # 10 % headroom for decontamination (it drops < 2 % here); the kept prefix does not depend on the headroom
+        tr = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-train-{dom}"), cfg.n_train * 11 // 10 + 20)
+        # threshold 1.0: for synthetic instances a changed number/block is a different problem, so only identical
+        # (normalized) problems and identical shingle sets count as contamination
+        keep = guru_rewards.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
+        dropped = len(tr) - len(keep)
+        tr = [tr[i] for i in keep][: cfg.n_train]
+        train += tr
+        held += ev
+        log(f"tasks: {dom:6s} train {len(tr):4d} held-out {len(ev):3d} (decontamination dropped {dropped})")
+    random.Random(f"{cfg.seed}-shuffle").shuffle(train)
+    return train, held
+
+
+def rl_domain_list(cfg: Config) -> list[str]:
+    """The RL prompt domains: `domains` ∩ `rl_domains` (all of `domains` when rl_domains is ""). Math is left out by
+    default: this model's SFT policy cannot add, and RL on math only learned digit priors and lowered it (README)."""
+    doms = cfg.domains.split(",")
+    return [d for d in doms if d in cfg.rl_domains.split(",")] if cfg.rl_domains else doms
+
+
+def build_rl_tasks(cfg: Config, held: list[Task], log=print) -> list[Task]:
+    """Fresh RL prompts: `n_rl` new draws per domain from their own seed, decontaminated against the held-out set.
+    RL on the SFT tasks mostly rewards answers SFT memorized (train greedy pass ≈ 3-4x held-out after SFT); fresh
+    prompts make the RL reward measure what held-out evaluation measures. They may repeat an SFT instance by chance
+    (small instance spaces such as one-digit products); they never repeat a held-out one."""
+    out = []
+    for dom in rl_domain_list(cfg):
+        ev = [t.key for t in held if t.domain == dom]
+        rl = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-rl-{dom}"), cfg.n_rl)
+        keep = guru_rewards.decontaminate([t.key for t in rl], ev, threshold=1.0)
+        out += [rl[i] for i in keep]
+        log(f"tasks: {dom:6s} RL prompts {len(keep):4d} (fresh draws; decontamination dropped {len(rl) - len(keep)})")
+    random.Random(f"{cfg.seed}-rl-shuffle").shuffle(out)
+    return out
+
+
+def _draw_unique(maker, rng: random.Random, n: int) -> list[Task]:
+    out, seen = [], set()
+    for _ in range(n * 20):
+        if len(out) >= n:
+            break
+        t = maker(rng)
+        if t.key not in seen:
+            seen.add(t.key)
+            out.append(t)
+    return out
+
+
+# ======================================================================================================================
+# 4. Model: local-global GPT (3 RAttention : 1 GlobalAttention), pre-norm RMSNorm, gated MLP, μP-LV
+# ======================================================================================================================
+
+
+def is_global_layer(i: int) -> bool:
+    """RAttention paper's pattern: every 4th block is global (L L L G L L L G …)."""
+    return i % 4 == 3
+
+
+def _make_attn(cfg: Config, local: bool) -> nn.Module:
+    kw = dict(d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads)
+    if local:
+        return rattention.RAttention(window=cfg.attn_window, **kw)
+    return rattention.GlobalAttention(**kw)
+
+
+class GatedMLP(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(d, hidden, bias=False)
+        self.up = nn.Linear(d, hidden, bias=False)
+        self.down = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: Config, local: bool):
+        super().__init__()
+        self.local = local
+        self.norm1 = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.attn = _make_attn(cfg, local)
+        self.norm2 = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        self.mlp = GatedMLP(cfg.d_model, cfg.mlp_mult * cfg.d_model)
+
+    def forward(self, x):  # (B, T, d)
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def prefill(self, x, cache, start):  # (B, T, d), left-padded rows: start (B,) = first real position
+        a, _ = self.attn.prefill(self.norm1(x), cache, start)
+        x = x + a
+        return x + self.mlp(self.norm2(x))
+
+    def decode(self, x, cache):  # (B, 1, d)
+        x = x + self.attn.decode(self.norm1(x), cache)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    """Token embedding → blocks → RMSNorm → readout. No positional embedding: RoPE lives inside the local layers'
+    sliding-window branch; global layers are NoPE (RAttention paper).
+
+    head="lm": readout `lm_head` (V logits, μP readout multiplier applied to its input).
+    head="value": scalar `value_head` (the critic), same trunk."""
+
+    def __init__(self, cfg: Config, vocab: int, head: str = "lm"):
+        super().__init__()
+        if head not in ("lm", "value"):
+            raise ValueError(f"head must be 'lm' or 'value', got {head!r}")
+        self.cfg, self.vocab, self.head = cfg, vocab, head
+        self.wte = nn.Embedding(vocab, cfg.d_model)
+        self.blocks = nn.ModuleList([Block(cfg, local=not is_global_layer(i)) for i in range(cfg.n_layers)])
+        self.norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
+        if head == "lm":
+            self.lm_head = nn.Linear(cfg.d_model, vocab, bias=False)
         else:
-            dt, why2 = torch.float32, f"fp32: {dev.type} has no fast bf16 path"
-    else:
-        dt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
-        why2 = f"dtype={cfg.dtype} requested"
-    return dev, dt, f"{why}; {why2}"
+            self.value_head = nn.Linear(cfg.d_model, 1, bias=True)
+        self.readout_multiplier = 1.0
+        self.readout_multiplier = mup_vocab.init_parametrization(self, cfg.mup, cfg.d_model, cfg.base_width,
+                                                          readout=self.readout)
+        if head == "value":
+            with torch.no_grad():  # start the critic at V ≡ 0; the warm-up fits it to MC returns
+                self.value_head.weight.zero_()
+
+    @property
+    def readout(self) -> nn.Module:
+        return self.lm_head if self.head == "lm" else self.value_head
+
+    def layer_pattern(self) -> str:
+        return "".join("G" if not b.local else "L" for b in self.blocks)
+
+    def _out(self, x):
+        y = self.readout(self.norm(x) * self.readout_multiplier)
+        return y if self.head == "lm" else y.squeeze(-1)
+
+    def forward(self, idx):
+        """idx (B, T) int → logits (B, T, V) (lm) or values (B, T) (value)."""
+        x = self.wte(idx)
+        for blk in self.blocks:
+            x = blk(x)
+        return self._out(x)
+
+    def new_cache(self, batch_size: int) -> list:
+        return [blk.attn.new_cache(batch_size) for blk in self.blocks]
+
+    def prefill(self, idx, start, cache) -> torch.Tensor:
+        """Left-padded prompts idx (B, T), start (B,) first real position → output at the last position (B, V)
+        (lm) or (B,) (value); fills `cache` (one entry per block)."""
+        x = self.wte(idx)
+        for blk, c in zip(self.blocks, cache):
+            x = blk.prefill(x, c, start)
+        return self._out(x[:, -1:])[:, 0]
+
+    def decode(self, tok, cache):
+        """tok (B,) int, one new token per row → logits (B, V). Every row advances by one position."""
+        x = self.wte(tok[:, None])
+        for blk, c in zip(self.blocks, cache):
+            x = blk.decode(x, c)
+        return self._out(x)[:, 0]
+
+    def trunk_state(self) -> dict:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("lm_head", "value_head"))}
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def make_optimizer(model: GPT, cfg: Config, lr: float, rl: bool = False) -> torch.optim.Optimizer:
+    """AdamW over mup_vocab's per-group learning rates (embedding / hidden / readout / vectors; decay on matrices).
+    SFT: betas (0.9, 0.95) as nanoGPT; RL: the reference recipe's AdamW, betas (0.9, 0.999), weight decay 0.1."""
+    wd = cfg.rl_weight_decay if rl else cfg.weight_decay
+    groups = mup_vocab.param_groups(model, lr, cfg.mup, cfg.d_model, cfg.base_width, wd, readout=model.readout)
+    for g in groups:
+        g.pop("param_names", None)
+    fused = dict(foreach=True) if next(model.parameters()).device.type != "cpu" else {}
+    return torch.optim.AdamW(groups, betas=(0.9, 0.999) if rl else (0.9, 0.95), eps=1e-8, **fused)
 
 
-def rng_state() -> dict:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = g["lr_scale"] * lr  # μP: rescale every group relatively (mup_vocab contract)
+
+
+# ======================================================================================================================
+# 5. Generation, SFT batches and held-out evaluation
+# ======================================================================================================================
+
+
+@dataclass
+class Generation:
+    tokens: torch.Tensor  # (B, T_new) generated ids, right-padded with pad
+    lengths: torch.Tensor  # (B,) number of generated tokens (EOS included when emitted)
+    eos: torch.Tensor  # (B,) bool: row emitted EOS
+    logprobs: torch.Tensor  # (B, T_new) log-prob of each generated token under the sampling distribution, 0 on pad
+    steps: int  # sampling steps run (1 prefill + decodes); slot-steps = B * steps
+
+
+@torch.no_grad()
+def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, pad_id: int,
+             temperature: float = 1.0, generator: torch.Generator | None = None) -> Generation:
+    """Sample continuations for a batch of prompts of different lengths with the layers' decode caches.
+
+    Prompts are left-padded to a common length and prefilled in one parallel pass (`start` = first real position
+    of each row, so RoPE positions and attention ignore the padding); then one decode step per new token for the
+    whole batch. Row b stops at EOS or after max_new_tokens[b] tokens (an int or a per-row list); decoding stops
+    when every row has stopped. temperature 0 = greedy (log-probs then come from the unscaled distribution).
+    """
+    B = len(prompts)
+    if B == 0:
+        raise ValueError("prompts must be a non-empty list of token lists")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (use BOS)")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    dev = next(model.parameters()).device
+    cap = torch.as_tensor(list(max_new_tokens) if isinstance(max_new_tokens, (list, tuple)) else [max_new_tokens] * B,
+                          device=dev)
+    if cap.shape != (B,):
+        raise ValueError(f"max_new_tokens must be an int or a list of {B} ints, got shape {tuple(cap.shape)}")
+    P = torch.tensor([len(p) for p in prompts], device=dev)
+    Pmax, Tnew = int(P.max()), max(int(cap.max()), 0)
+    idx = torch.full((B, Pmax), pad_id, dtype=torch.long, device=dev)
+    for b, p in enumerate(prompts):
+        idx[b, Pmax - len(p):] = torch.tensor(p, device=dev)  # left-padded
+    out = torch.full((B, max(Tnew, 1)), pad_id, dtype=torch.long, device=dev)
+    lps = torch.zeros((B, max(Tnew, 1)), device=dev)
+    n_gen = torch.zeros(B, dtype=torch.long, device=dev)
+    done = cap <= 0
+    eos = torch.zeros(B, dtype=torch.bool, device=dev)
+    rows = torch.arange(B, device=dev)
+    steps = 0
+    if Tnew > 0:
+        cache = model.new_cache(B)
+        logits = model.prefill(idx, Pmax - P, cache).float()  # (B, V): next-token logits of every row
+        for s in range(Tnew):
+            steps += 1
+            if temperature > 0:
+                logp = F.log_softmax(logits / temperature, dim=-1)
+                nxt = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+            else:
+                logp = F.log_softmax(logits, dim=-1)
+                nxt = logits.argmax(-1)
+            live = ~done
+            out[rows[live], s] = nxt[live]
+            lps[rows[live], s] = logp[rows, nxt][live]
+            n_gen += live.long()
+            hit = live & (nxt == eos_id)
+            eos |= hit
+            done |= hit | (n_gen >= cap)
+            if bool(done.all()):
+                break
+            logits = model.decode(torch.where(done, pad_id, nxt), cache).float()
+    T = int(n_gen.max())
+    return Generation(out[:, :T], n_gen, eos, lps[:, :T], steps)
+
+
+
+
+def encode_task(tok: Tok, task: Task, max_len: int) -> tuple[list[int], int]:
+    """BOS + prompt + target + EOS (truncated to max_len) and the prompt length (BOS included)."""
+    p = [tok.bos] + tok.encode(task.prompt)
+    ids = (p + tok.encode(task.target) + [tok.eos])[:max_len]
+    return ids, len(p)
+
+
+def pad_batch(seqs: list[list[int]], n_prompt: list[int], pad: int, device) -> tuple[torch.Tensor, ...]:
+    """Right-padded next-token batch: x (B, T), y (B, T), mask (B, T) = 1 where y is a response token or EOS."""
+    T = max(len(s) for s in seqs) - 1
+    x = torch.full((len(seqs), T), pad, dtype=torch.long)
+    y = torch.full((len(seqs), T), pad, dtype=torch.long)
+    m = torch.zeros((len(seqs), T))
+    for b, (s, p) in enumerate(zip(seqs, n_prompt)):
+        x[b, : len(s) - 1] = torch.tensor(s[:-1])
+        y[b, : len(s) - 1] = torch.tensor(s[1:])
+        m[b, p - 1: len(s) - 1] = 1.0
+    return x.to(device), y.to(device), m.to(device)
+
+
+def lm_loss(model: GPT, x, y, mask, autocast_dtype=torch.float32) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
+        logits = model(x)
+    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+    return (ce * mask.reshape(-1)).sum() / mask.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist | None" = None,
+             samples: dict | None = None) -> dict:
+    """Held-out pass rates per domain and overall (pass = verifier score 1), each with its standard error.
+
+    `<d>`: greedy pass@1. With k = cfg.eval_samples > 0 samples per task at the rollout temperature: `<d>_avg<k>`, the
+    mean pass of the k samples (the paper's avg@k metric, AIME avg@32), and `<d>_pass<k>`, the fraction of tasks that
+    at least one sample solves (the headroom RL can turn into pass@1). `<key>_se` is the standard error over tasks
+    (sqrt(p(1-p)/n) for greedy and pass@k; the std of the per-task means / sqrt(n) for avg@k). Samples come from a
+    generator seeded by cfg.seed alone: every evaluation of a run draws the same random numbers and never touches the
+    training RNG (exact resume). Ranks split the tasks and sum the counts. `samples`, if given, receives one (prompt,
+    greedy response) per domain for display."""
+    model.eval()
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    # batches of similar expected response length (the reference solution's): with long-tailed lengths, a batch
+    # decodes until its longest row stops, so mixing short and long rows wastes most slot-steps
+    mine = sorted(tasks[rank::world], key=lambda t: (len(t.target), t.domain))
+    k, batch = cfg.eval_samples, cfg.eval_batch
+    domains = cfg.domains.split(",")
+    # per domain: [tasks, greedy hits, sum of per-task avg@k, sum of its squares, pass@k hits]
+    acc = {d: [0.0] * 5 for d in domains}
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed + 7919 * rank)
+
+    def run(rows, temperature, generator=None):
+        g = generate(model, [[tok.bos] + tok.encode(t.prompt) for t in rows], cfg.eval_max_new_tokens, tok.eos,
+                     tok.pad, temperature=temperature, generator=generator)
+        texts = [tok.decode(g.tokens[b, : int(g.lengths[b])].tolist()) for b in range(len(rows))]
+        return [float(reward(t, s) >= 1.0 - 1e-6) for t, s in zip(rows, texts)], texts
+
+    for i in range(0, len(mine), batch):
+        chunk = mine[i: i + batch]
+        hits, texts = run(chunk, 0.0)
+        for t, h, s in zip(chunk, hits, texts):
+            acc[t.domain][0] += 1
+            acc[t.domain][1] += h
+            if samples is not None and t.domain not in samples:
+                samples[t.domain] = (t.prompt, s)
+        per_task = [0.0] * len(chunk)
+        rows = [r for r in range(len(chunk)) for _ in range(k)]
+        for j in range(0, len(rows), batch):  # k samples per task, `batch` rows per generate call
+            hs, _ = run([chunk[r] for r in rows[j: j + batch]], cfg.temperature, gen)
+            for r, h in zip(rows[j: j + batch], hs):
+                per_task[r] += h / k
+        for t, p in zip(chunk, per_task):
+            a = acc[t.domain]
+            a[2], a[3], a[4] = a[2] + p, a[3] + p * p, a[4] + float(p > 0)
+    vec = torch.tensor([acc[d] for d in domains], dtype=torch.float64)  # (n_domains, 5)
+    if dist is not None and dist.enabled:
+        vec = vec.to(dist.comm_device)
+        torch.distributed.all_reduce(vec)
+        vec = vec.cpu()
+    rows = {d: vec[i].tolist() for i, d in enumerate(domains)}
+    rows["overall"] = vec.sum(0).tolist()
+    res = {}
+    for d, (n, g, s, s2, pk) in rows.items():
+        n = max(n, 1.0)
+        res[d], res[f"{d}_se"] = g / n, math.sqrt(g / n * (1 - g / n) / n)
+        if k > 0:
+            var = max(s2 / n - (s / n) ** 2, 0.0)
+            res[f"{d}_avg{k}"], res[f"{d}_avg{k}_se"] = s / n, math.sqrt(var / n)
+            res[f"{d}_pass{k}"], res[f"{d}_pass{k}_se"] = pk / n, math.sqrt(pk / n * (1 - pk / n) / n)
+    model.train()
+    return res
+
+
+# ======================================================================================================================
+# Appendix A. Run state: setup, checkpoints and resume, logging, optimizer wrapper
+# ======================================================================================================================
+
+
+class Run:
+    """Everything one training run holds; plain attributes (no behaviour), so the pipeline above reads top-down.
+
+    cfg, dist, dir, device, amp_dtype, log, interrupt · tok, train_tasks, eval_tasks, rl_tasks, train_ex ·
+    policy, popt, critic, copt, pool (RolloutPool state) · phase (sft | sft_eval | curate | critic | rl | done),
+    step (within the phase), gstep (global), summary (→ summary.json), rl_state (prompt cursor, curated prompts,
+    eval history, RL clock; checkpointed)."""
+
+
+def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
+    """Run folder, device and threads, tasks (pickled once by rank 0), tokenizer, policy and SFT optimizer; then the
+    checkpoint of `--resume` or the SFT policy of `--init_from`."""
+    run = Run()
+    run.cfg, run.dist, run.t_start = cfg, dist or Dist(), time.time()
+    run.dir = os.path.join(cfg.out_dir, run_name(cfg))
+    os.makedirs(run.dir, exist_ok=True)
+    run.device, run.amp_dtype, why = pick_device(cfg)
+    if cfg.threads > 0 or run.device.type == "cpu":
+        # auto on CPU: the cores divided among the ranks, at most 4 (a tiny model gains little beyond). On a quiet
+        # 2-core machine 2 threads made SFT 1.6x faster than 1; more threads than free cores (other jobs, or torchrun
+        # ranks) made steps ~5x slower, so pass --threads=1 when the machine is shared.
+        auto = max(1, min(4, (os.cpu_count() or 1) // run.dist.world))
+        torch.set_num_threads(cfg.threads if cfg.threads > 0 else auto)
+        why += f"; {torch.get_num_threads()} intra-op thread(s)"
+    resume_state = None
+    if cfg.resume:
+        path = rank_ckpt(run, run.dist.rank)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+        resume_state = torch.load(path, map_location="cpu", weights_only=False)
+    run.log = RunLog(run.dir, run.dist.main, resume_state["gstep"] if resume_state else None)
+    run.log.print(f"train.py | python {platform.python_version()} | torch {torch.__version__} | "
+                  f"numpy {np.__version__} | world {run.dist.world}")
+    run.log.print(f"device: {run.device} ({why})")
+    run.log.print("config: " + json.dumps(dataclasses.asdict(cfg)))
+    if run.dist.main:
+        with open(os.path.join(run.dir, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(cfg), f, indent=1)
+    seed_everything(cfg.seed)
+    # Rank 0 builds the task sets once and pickles them into the run folder; other ranks and --resume load that file,
+    # so every process sees the same tasks even if a generator is not reproducible across processes.
+    tasks_path = os.path.join(run.dir, "tasks.pkl")
+    if run.dist.main and not (cfg.resume and os.path.exists(tasks_path)):
+        src = os.path.join(cfg.init_from, "tasks.pkl") if cfg.init_from else ""
+        if src and os.path.exists(src):  # RL from another run's SFT policy: same SFT / held-out tasks
+            with open(src, "rb") as f:
+                run.train_tasks, run.eval_tasks = pickle.load(f)[:2]
+        else:
+            run.train_tasks, run.eval_tasks = build_tasks(cfg, log=run.log.print)
+        if cfg.rl_prompts == "fresh" and cfg.rl_steps > 0:
+            run.rl_tasks = build_rl_tasks(cfg, run.eval_tasks, log=run.log.print)
+        else:
+            run.rl_tasks = [t for t in run.train_tasks if t.domain in rl_domain_list(cfg)]
+        tmp = tasks_path + ".tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump((run.train_tasks, run.eval_tasks, run.rl_tasks), f)
+        os.replace(tmp, tasks_path)
+    run.dist.barrier()
+    if not hasattr(run, "train_tasks"):
+        with open(tasks_path, "rb") as f:
+            run.train_tasks, run.eval_tasks, run.rl_tasks = pickle.load(f)
+        run.log.print(f"tasks: loaded {len(run.train_tasks)} train / {len(run.eval_tasks)} held-out / "
+                      f"{len(run.rl_tasks)} RL from {tasks_path}")
+    if run.dist.main:
+        corpus = "\n".join(t.prompt + t.target for t in run.train_tasks)
+        enc = build_tokenizer(cfg, corpus, run.dir, log=run.log.print)
+    run.dist.barrier()
+    if not run.dist.main:
+        enc = named_encoding(cfg.tokenizer) if cfg.tokenizer != "bpe" else \
+            make_encoding(load_ranks(os.path.join(run.dir, "tokenizer.tiktoken")))
+    run.tok = Tok(enc)
+    run.train_ex = [encode_task(run.tok, t, cfg.max_seq_len) for t in run.train_tasks]
+    lens = sorted(len(e[0]) - e[1] for e in run.train_ex)
+    run.log.print(f"SFT targets' response tokens: p50 {lens[len(lens) // 2]} p90 {lens[int(len(lens) * 0.9)]} "
+                  f"max {lens[-1]} (p90/p50 {lens[int(len(lens) * 0.9)] / max(1, lens[len(lens) // 2]):.1f})")
+    torch.manual_seed(cfg.seed)  # same init on every rank (also broadcast below)
+    run.policy = GPT(cfg, run.tok.n_vocab).to(run.device)
+    run.dist.broadcast_params(run.policy)
+    n_params = sum(p.numel() for p in run.policy.parameters())
+    run.log.print(f"model: {n_params / 1e6:.2f}M params, layers {run.policy.layer_pattern()}, "
+                  f"width {cfg.d_model}, vocab {run.tok.n_vocab}, μP regime {cfg.mup}")
+    run.popt = TrainOpt(make_optimizer(run.policy, cfg, cfg.lr), run.policy.parameters(), run.dist, cfg.grad_clip)
+    run.critic = run.copt = run.pool = None
+    run.phase, run.step, run.gstep = "sft", 0, 0
+    run.summary = {"run": run_name(cfg), "algo": cfg.algo, "preset": cfg.preset, "seed": cfg.seed}
+    run.rl_state = {}
+    run.interrupt = Interrupt()
+    seed_everything(cfg.seed + 1000 * run.dist.rank)  # sampling differs per rank
+    if resume_state is not None:
+        load_state(run, resume_state)
+        run.log.print(f"resumed from {rank_ckpt(run, run.dist.rank)}: phase {run.phase}, step {run.step}, "
+                      f"gstep {run.gstep}")
+    elif cfg.init_from:
+        init_from(run, cfg.init_from)
+    return run
+
+
+def init_from(run: Run, run_dir: str) -> None:
+    """Start RL from another run's SFT policy (same tasks and tokenizer required), skipping SFT."""
+    st = torch.load(os.path.join(run_dir, "ckpt.pt"), map_location="cpu", weights_only=False)
+    if "after_sft" not in st["summary"] or not os.path.exists(os.path.join(run_dir, "policy_sft.pt")):
+        raise ValueError(f"init_from={run_dir!r}: no finished SFT phase (ckpt.pt + policy_sft.pt) there")
+    st["policy"] = torch.load(os.path.join(run_dir, "policy_sft.pt"), map_location="cpu")["policy"]
+    theirs = load_ranks(os.path.join(run_dir, "tokenizer.tiktoken"))
+    if theirs != dict(run.tok.enc._mergeable_ranks):
+        raise ValueError(f"init_from={run_dir!r}: its tokenizer differs from this run's")
+    run.policy.load_state_dict(st["policy"])
+    run.summary["after_sft"] = st["summary"]["after_sft"]
+    run.summary["init_from"] = run_dir
+    run.phase = "curate" if run.cfg.rl_steps > 0 else "done"
+    run.log.print(f"init_from {run_dir}: SFT policy loaded, after-SFT eval {fmt_eval(st['summary']['after_sft'])}")
+
+
+def make_critic(run: Run) -> None:
+    """Critic = SFT policy trunk + scalar head (V ≡ 0 at start); fresh AdamW for both models' RL phase.
+    Built under a forked RNG so that creating it never shifts the run's random stream (exact resume)."""
+    cfg = run.cfg
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 17)
+        run.critic = GPT(cfg, run.tok.n_vocab, head="value").to(run.device)
+    missing, unexpected = run.critic.load_state_dict(run.policy.trunk_state(), strict=False)
+    assert not unexpected and all(k.startswith("value_head") for k in missing), (missing, unexpected)
+    # tppo_step sums gradients over ranks itself (all_reduce hook) and clips; TrainOpt only guards NaN/inf
+    run.copt = TrainOpt(make_optimizer(run.critic, cfg, cfg.critic_lr, rl=True), run.critic.parameters(),
+                        Dist.off(), clip=0.0)
+    run.popt = TrainOpt(make_optimizer(run.policy, cfg, cfg.rl_lr, rl=True), run.policy.parameters(), Dist.off(),
+                        clip=0.0)
+
+
+def state_dict(run: Run) -> dict:
+    st = {"phase": run.phase, "step": run.step, "gstep": run.gstep, "summary": run.summary,
+          "policy": run.policy.state_dict(), "popt": run.popt.state_dict(), "rl_state": run.rl_state,
+          "config": dataclasses.asdict(run.cfg)}
+    if run.critic is not None:
+        st["critic"], st["copt"] = run.critic.state_dict(), run.copt.state_dict()
+    if run.pool is not None:
+        st["pool"] = run.pool
+    st["rng"] = rng_state()
     return st
 
 
-def set_rng_state(st: dict) -> None:
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+def load_state(run: Run, st: dict) -> None:
+    run.phase, run.step, run.gstep, run.summary = st["phase"], st["step"], st["gstep"], st["summary"]
+    run.policy.load_state_dict(st["policy"])
+    if "critic" in st:  # RL phase: build critic + RL optimizers first, then load their states
+        make_critic(run)
+        run.critic.load_state_dict(st["critic"])
+        run.copt.load_state_dict(st["copt"])
+    run.popt.load_state_dict(st["popt"])
+    run.rl_state = st.get("rl_state", {})
+    run.pool = st.get("pool")
+    set_rng_state(st["rng"])
 
 
-class Dist:
-    """torch.distributed wrapper: no-op when not launched by torchrun."""
+def checkpoint(run: Run) -> None:
+    """Rank 0 writes ckpt.pt; other ranks write ckpt.rank<r>.pt (their own pool, prompt cursor and RNG)."""
+    save_checkpoint(rank_ckpt(run, run.dist.rank), state_dict(run))
+    run.dist.barrier()
 
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.enabled = self.world > 1
-        self.comm_device = torch.device("cpu")  # where small reduction tensors live (NCCL needs CUDA tensors)
-        if self.enabled and torch.cuda.is_available():
-            self.comm_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(self.comm_device)
-        if self.enabled and not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            torch.distributed.init_process_group(backend=backend)
 
-    @classmethod
-    def off(cls) -> "Dist":
-        """A Dist that never communicates (for optimizers whose gradients tppo_step already all-reduced)."""
-        d = cls.__new__(cls)
-        d.world, d.rank, d.enabled, d.comm_device = 1, 0, False, torch.device("cpu")
-        return d
+def rank_ckpt(run: Run, rank: int) -> str:
+    return os.path.join(run.dir, "ckpt.pt" if rank == 0 else f"ckpt.rank{rank}.pt")
+
+
+def maybe_stop(run: Run) -> bool:
+    """Checkpoint and stop on Ctrl-C or when the --stop_after testing aid is reached."""
+    stop = run.interrupt.hit or (run.cfg.stop_after >= 0 and run.gstep >= run.cfg.stop_after)
+    if run.dist.enabled:
+        t = torch.tensor([float(stop)], device=run.dist.comm_device)
+        torch.distributed.all_reduce(t)
+        stop = bool(t.item() > 0)
+    if stop:
+        checkpoint(run)
+        run.log.print(f"stopped at gstep {run.gstep}; checkpoint {rank_ckpt(run, 0)} (continue with --resume)")
+    return stop
+
+
+def finish(run: Run) -> None:
+    """summary.json, curves.png and the final checkpoint (phase 'done')."""
+    run.summary["wall_s"] = run.summary.get("wall_s", 0.0) + time.time() - run.t_start
+    run.summary["skipped_updates"] = run.popt.skipped + (run.copt.skipped if run.copt else 0)
+    if run.dist.main:
+        plot_curves(run.dir)
+        with open(os.path.join(run.dir, "summary.json"), "w") as f:
+            json.dump(run.summary, f, indent=1)
+    run.phase = "done"
+    checkpoint(run)
+    run.log.print(f"summary: {json.dumps(run.summary)}")
+
+
+def sft_batch(run: Run, step: int) -> list:
+    """Indices of SFT batch `step`: each epoch shuffles the training set (seeded by seed, rank and epoch), sorts runs
+    of 32 batches by length and cuts them into batches, so rows of one batch have similar lengths (little padding
+    with long-tailed responses); the batch order is shuffled again. A pure function of step (exact resume)."""
+    n, B = len(run.train_ex), run.cfg.sft_batch
+    per_epoch = max(1, n // B)
+    epoch, k = divmod(step, per_epoch)
+    if getattr(run, "sft_epoch", None) != epoch:
+        rng = random.Random(f"{run.cfg.seed}-sft-{run.dist.rank}-{epoch}")
+        order = list(range(n))
+        rng.shuffle(order)
+        batches = []
+        for c in range(0, per_epoch * B, 32 * B):
+            chunk = sorted(order[c: min(c + 32 * B, per_epoch * B)], key=lambda i: len(run.train_ex[i][0]))
+            batches += [chunk[j: j + B] for j in range(0, len(chunk), B)]
+        rng.shuffle(batches)
+        run.sft_epoch, run.sft_order = epoch, batches
+    return run.sft_order[k]
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up, then cosine decay to 10% of peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+class RunLog:
+    """Rank 0 prints one line per step and appends the same values as JSON to metrics.jsonl."""
+
+    def __init__(self, run_dir: str, main: bool, resume_step: int | None = None):
+        self.main, self.path = main, os.path.join(run_dir, "metrics.jsonl")
+        if main and resume_step is not None and os.path.exists(self.path):
+            # drop records written after the checkpoint we resume from: no step is logged twice
+            keep = [ln for ln in open(self.path) if ln.strip() and json.loads(ln).get("gstep", 0) <= resume_step]
+            with open(self.path, "w") as f:
+                f.writelines(keep)
+        elif main and resume_step is None and os.path.exists(self.path):
+            os.remove(self.path)
+
+    def print(self, *a):
+        if self.main:
+            print(*a, flush=True)
+
+    def metrics(self, rec: dict) -> None:
+        if self.main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+
+def plot_curves(run_dir: str) -> None:
+    """curves.png (SFT loss, RL reward and held-out pass) when matplotlib is installed; silently skipped otherwise."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    recs = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    sft = [r for r in recs if r.get("phase") == "sft"]
+    ax[0].plot([r["step"] for r in sft], [r["loss"] for r in sft])
+    ax[0].set(title="SFT loss", xlabel="step", yscale="log")
+    rl = [r for r in recs if r.get("phase") in ("critic", "rl")]
+    ax[1].plot([r["step"] for r in rl], [r["reward/mean"] for r in rl])
+    ax[1].set(title="RL reward (finished rollouts)", xlabel="step")
+    ev = [r for r in recs if any(k.startswith("eval/") for k in r)]
+    for k in sorted({k for r in ev for k in r if k.startswith("eval/")}):
+        ax[2].plot([r["step"] for r in ev], [r[k] for r in ev], marker="o", label=k[5:])
+    ax[2].set(title="held-out pass@1 during RL", xlabel="step")
+    if ev:
+        ax[2].legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, "curves.png"), dpi=100)
+    plt.close(fig)
+
+
+def fmt_eval(res: dict) -> str:
+    """`math 0.41±0.05 | math_avg4 0.30±0.04 | …`: each held-out rate with its standard error."""
+    return " | ".join(f"{k} {v:.3f}±{res.get(k + '_se', 0.0):.3f}" for k, v in res.items() if not k.endswith("_se"))
+
+
+def fmt_eta(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Atomic: write a temp file, then os.replace (a crash never leaves a half-written checkpoint)."""
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+class TrainOpt:
+    """Optimizer wrapper used by every phase: averages gradients over ranks, skips the update (and counts it) when
+    any gradient is non-finite, clips the global norm, then steps AdamW. Every rank takes the same decision because
+    the check runs after the all-reduce."""
+
+    def __init__(self, opt: torch.optim.Optimizer, params, dist: Dist, clip: float):
+        self.opt, self.params, self.dist, self.clip = opt, [p for p in params if p.requires_grad], dist, clip
+        self.skipped = 0
+        self.last_skipped = False
 
     @property
-    def main(self) -> bool:
-        return self.rank == 0
+    def param_groups(self):  # a property: load_state_dict replaces the inner optimizer's group list
+        return self.opt.param_groups
 
-    def all_reduce_grads(self, params) -> None:
-        """Average gradients over ranks (one flat buffer; None grads count as zeros so every rank sends the same)."""
-        if not self.enabled:
-            return
-        params = [p for p in params if p.requires_grad]
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-        torch.distributed.all_reduce(flat)
-        flat /= self.world
-        off = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[off:off + n].view_as(p).clone()
-            off += n
+    def zero_grad(self, set_to_none: bool = True):
+        self.opt.zero_grad(set_to_none=set_to_none)
 
-    def mean(self, x: float) -> float:
-        if not self.enabled:
-            return x
-        t = torch.tensor([float(x)], dtype=torch.float64, device=self.comm_device)
-        torch.distributed.all_reduce(t)
-        return float(t.item() / self.world)
+    def step(self, closure=None):
+        self.dist.all_reduce_grads(self.params)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        self.last_skipped = not finite
+        if not finite:
+            self.skipped += 1
+            self.opt.zero_grad(set_to_none=True)
+            return None
+        if self.clip > 0 and grads:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        return self.opt.step()
 
-    def broadcast_params(self, module: nn.Module) -> None:
-        if self.enabled:
-            for t in list(module.parameters()) + list(module.buffers()):
-                torch.distributed.broadcast(t.data, 0)
+    def state_dict(self):
+        return {"opt": self.opt.state_dict(), "skipped": self.skipped}
 
-    def barrier(self):
-        if self.enabled:
-            torch.distributed.barrier()
+    def load_state_dict(self, sd):
+        self.opt.load_state_dict(sd["opt"])
+        self.skipped = sd["skipped"]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Tokenizer: byte-level BPE → tiktoken
-# ----------------------------------------------------------------------------------------------------------------------
+class Interrupt:
+    """Ctrl-C (SIGINT) sets a flag; the training loops checkpoint at the next step boundary and exit. A second
+    Ctrl-C aborts at once. `restore()` puts the previous handler back (run_pipeline calls it on exit)."""
+
+    def __init__(self):
+        self.hit = False
+        self._old = None
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not in the main thread
+            pass
+
+    def _handler(self, signum, frame):
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+        print("\n[ctrl-c] saving a checkpoint at the end of this step (press again to abort)", flush=True)
+
+    def restore(self):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+# ======================================================================================================================
+# Appendix B. Tokenizer: byte-level BPE → tiktoken
+# ======================================================================================================================
+
 
 # GPT-4-style pre-tokenizer, except that every digit is its own pre-token (arithmetic stays digit-aligned).
 PAT_STR = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -567,932 +1513,214 @@ class Tok:
         return self.enc.decode(ids)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Tasks: a seeded, verifiable mix (math / prolog / pddl); held-out decontaminated against train
-# ----------------------------------------------------------------------------------------------------------------------
+# ======================================================================================================================
+# Appendix C. Command line: --key=value overrides, presets, validation
+# ======================================================================================================================
 
 
-@dataclass
-class Task:
-    __module__ = "train"  # pickled as train.Task even when train.py runs as a script (see the alias at the top)
-    domain: str  # math | prolog | pddl
-    prompt: str  # text the model conditions on (ends where the answer starts)
-    target: str  # engine-labelled solution used for SFT
-    truth: object  # ground truth handed to the domain's reward function
-    key: str  # problem text used for dedup / decontamination
-
-
-def make_math_task(rng: random.Random) -> Task:
-    """Our own arithmetic with a short scratchpad and a \\boxed{} answer (scored by guru_rewards.score('math')).
-
-    Kinds: running sum of 2–9 digits (response length grows with the list: a long tail by design), a one-digit
-    product, and a two-digit minus a one-digit number."""
-    kind = rng.choices(["sum", "mul", "sub"], weights=[3, 1, 1])[0]
-    if kind == "sum":
-        xs = [rng.randint(1, 9) for _ in range(rng.randint(2, 9))]
-        q = "Add " + " ".join(map(str, xs)) + "."
-        acc, steps = xs[0], []
-        for x in xs[1:]:
-            steps.append(f"{acc}+{x}={acc + x}")
-            acc += x
-        ans = acc
-        work = " ".join(steps)
-    elif kind == "mul":
-        a, b = rng.randint(2, 9), rng.randint(2, 9)
-        q, ans = f"Multiply {a} by {b}.", a * b
-        work = f"{a}*{b}={ans}"
-    else:
-        a, b = rng.randint(10, 99), rng.randint(1, 9)
-        q, ans = f"Subtract {b} from {a}.", a - b
-        work = f"{a}-{b}={ans}"
-    return Task("math", f"math: {q}\n", f"{work} \\boxed{{{ans}}}", str(ans), q)
-
-
-def make_prolog_task(rng: random.Random) -> Task:
-    """A Prolog program + query (family / graph / list / puzzle / arith) whose answer (canonical JSON) was computed
-    by proto_verify's engine; the model answers with the JSON value directly (no scratchpad)."""
-    t = proto_verify.generate_prolog_task(rng, difficulty=1)
-    return Task("prolog", f"prolog: {t.prompt}\n", t.answer, t, t.prompt)
-
-
-def make_pddl_task(rng: random.Random) -> Task:
-    """Blocksworld (2–4 blocks) or gripper (1–3 balls) plan generation, labelled by the BFS planner and checked
-    by the validator. Plans are the longest responses of the mix (the long tail of the length distribution).
-    The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
-    kind = rng.choice(["blocksworld", "gripper"])
-    t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=rng.choice([1, 1, 2, 2, 3]))
-    return Task("pddl", f"pddl: {t.prompt}\n", t.answer, t, t.prompt.split("\n")[0])
-
-
-TASK_MAKERS = {"math": make_math_task, "prolog": make_prolog_task, "pddl": make_pddl_task}
-
-
-def _score_value(s) -> float:
-    """Verifier results come as Score(value, reason) objects or (value, reason) tuples."""
-    if isinstance(s, tuple):
-        return float(s[0])
-    return float(getattr(s, "value", s))
-
-
-def reward(task: Task, response: str) -> float:
-    """Verifier score in [0, 1] for a decoded response; never raises on model output."""
+def _coerce(f: dataclasses.Field, raw: str):
+    typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[f.type]
+    if typ is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on", ""):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--{f.name} expects a bool (true/false), got {raw!r}")
     try:
-        if task.domain == "math":
-            return _score_value(guru_rewards.score("math", response, task.truth))
-        if task.domain == "prolog":
-            return _score_value(proto_verify.prolog_reward(task.truth, response))
-        if task.domain == "pddl":
-            return _score_value(proto_verify.pddl_reward(task.truth, response))
-    except Exception:  # a verifier bug must not kill training; count it as a failure
-        return 0.0
-    return 0.0
+        return typ(raw)
+    except ValueError:
+        raise ValueError(f"--{f.name} expects {typ.__name__}, got {raw!r}") from None
 
 
-def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
-    """Seeded train / held-out task lists. The held-out set is drawn first (its own seed); the training draws are
-    then decontaminated against it with guru_rewards.decontaminate (normalized exact match + n-gram Jaccard at
-    threshold 1.0), so no held-out problem appears in training."""
-    train, held = [], []
-    for dom in cfg.domains.split(","):
-        ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-eval-{dom}"), cfg.n_eval)
-        # 10 % headroom for decontamination (it drops < 2 % here); the kept prefix does not depend on the headroom
-        tr = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-train-{dom}"), cfg.n_train * 11 // 10 + 20)
-        # threshold 1.0: for synthetic instances a changed number/block is a different problem, so only identical
-        # (normalized) problems and identical shingle sets count as contamination
-        keep = guru_rewards.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
-        dropped = len(tr) - len(keep)
-        tr = [tr[i] for i in keep][: cfg.n_train]
-        train += tr
-        held += ev
-        log(f"tasks: {dom:6s} train {len(tr):4d} held-out {len(ev):3d} (decontamination dropped {dropped})")
-    random.Random(f"{cfg.seed}-shuffle").shuffle(train)
-    return train, held
+def config_help() -> str:
+    """--help text generated from the Config fields and their doc comments."""
+    src = open(os.path.abspath(__file__), encoding="utf-8").read()
+    docs = {}
+    for line in src.split("class Config:")[1].split("PRESETS")[0].splitlines():
+        s = line.strip()
+        if ":" in s and "#" in s and not s.startswith("#"):
+            docs[s.split(":")[0].strip()] = s.split("#", 1)[1].strip()
+    lines = ["usage: python train.py [--preset smoke|default|bench] [--algo tppo|ppo] [--resume] [--key=value ...]", ""]
+    for f in fields(Config):
+        lines.append(f"  {'--' + f.name + '=' + str(f.default):<32} {docs.get(f.name, '')}")
+    lines.append("")
+    lines.append("presets: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+    return "\n".join(lines)
 
 
-def rl_domain_list(cfg: Config) -> list[str]:
-    """The RL prompt domains: `domains` ∩ `rl_domains` (all of `domains` when rl_domains is ""). Math is left out by
-    default: this model's SFT policy cannot add, and RL on math only learned digit priors and lowered it (README)."""
-    doms = cfg.domains.split(",")
-    return [d for d in doms if d in cfg.rl_domains.split(",")] if cfg.rl_domains else doms
-
-
-def build_rl_tasks(cfg: Config, held: list[Task], log=print) -> list[Task]:
-    """Fresh RL prompts: `n_rl` new draws per domain from their own seed, decontaminated against the held-out set.
-    RL on the SFT tasks mostly rewards answers SFT memorized (train greedy pass ≈ 3-4x held-out after SFT); fresh
-    prompts make the RL reward measure what held-out evaluation measures. They may repeat an SFT instance by chance
-    (small instance spaces such as one-digit products); they never repeat a held-out one."""
-    out = []
-    for dom in rl_domain_list(cfg):
-        ev = [t.key for t in held if t.domain == dom]
-        rl = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-rl-{dom}"), cfg.n_rl)
-        keep = guru_rewards.decontaminate([t.key for t in rl], ev, threshold=1.0)
-        out += [rl[i] for i in keep]
-        log(f"tasks: {dom:6s} RL prompts {len(keep):4d} (fresh draws; decontamination dropped {len(rl) - len(keep)})")
-    random.Random(f"{cfg.seed}-rl-shuffle").shuffle(out)
-    return out
-
-
-def _draw_unique(maker, rng: random.Random, n: int) -> list[Task]:
-    out, seen = [], set()
-    for _ in range(n * 20):
-        if len(out) >= n:
-            break
-        t = maker(rng)
-        if t.key not in seen:
-            seen.add(t.key)
-            out.append(t)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Model: local-global GPT (3 RAttention : 1 GlobalAttention), pre-norm RMSNorm, gated MLP, μP-LV
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def is_global_layer(i: int) -> bool:
-    """RAttention paper's pattern: every 4th block is global (L L L G L L L G …)."""
-    return i % 4 == 3
-
-
-def _make_attn(cfg: Config, local: bool) -> nn.Module:
-    kw = dict(d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads)
-    if local:
-        return rattention.RAttention(window=cfg.attn_window, **kw)
-    return rattention.GlobalAttention(**kw)
-
-
-class GatedMLP(nn.Module):
-    def __init__(self, d: int, hidden: int):
-        super().__init__()
-        self.gate = nn.Linear(d, hidden, bias=False)
-        self.up = nn.Linear(d, hidden, bias=False)
-        self.down = nn.Linear(hidden, d, bias=False)
-
-    def forward(self, x):
-        return self.down(F.silu(self.gate(x)) * self.up(x))
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: Config, local: bool):
-        super().__init__()
-        self.local = local
-        self.norm1 = nn.RMSNorm(cfg.d_model, eps=1e-6)
-        self.attn = _make_attn(cfg, local)
-        self.norm2 = nn.RMSNorm(cfg.d_model, eps=1e-6)
-        self.mlp = GatedMLP(cfg.d_model, cfg.mlp_mult * cfg.d_model)
-
-    def forward(self, x):  # (B, T, d)
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-    def prefill(self, x, cache, start):  # (B, T, d), left-padded rows: start (B,) = first real position
-        a, _ = self.attn.prefill(self.norm1(x), cache, start)
-        x = x + a
-        return x + self.mlp(self.norm2(x))
-
-    def decode(self, x, cache):  # (B, 1, d)
-        x = x + self.attn.decode(self.norm1(x), cache)
-        return x + self.mlp(self.norm2(x))
-
-
-class GPT(nn.Module):
-    """Token embedding → blocks → RMSNorm → readout. No positional embedding: RoPE lives inside the local layers'
-    sliding-window branch; global layers are NoPE (RAttention paper).
-
-    head="lm": readout `lm_head` (V logits, μP readout multiplier applied to its input).
-    head="value": scalar `value_head` (the critic), same trunk."""
-
-    def __init__(self, cfg: Config, vocab: int, head: str = "lm"):
-        super().__init__()
-        if head not in ("lm", "value"):
-            raise ValueError(f"head must be 'lm' or 'value', got {head!r}")
-        self.cfg, self.vocab, self.head = cfg, vocab, head
-        self.wte = nn.Embedding(vocab, cfg.d_model)
-        self.blocks = nn.ModuleList([Block(cfg, local=not is_global_layer(i)) for i in range(cfg.n_layers)])
-        self.norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
-        if head == "lm":
-            self.lm_head = nn.Linear(cfg.d_model, vocab, bias=False)
-        else:
-            self.value_head = nn.Linear(cfg.d_model, 1, bias=True)
-        self.readout_multiplier = 1.0
-        self.nan_inject = False
-        self.readout_multiplier = mup_vocab.init_parametrization(self, cfg.mup, cfg.d_model, cfg.base_width,
-                                                          readout=self.readout)
-        if head == "value":
-            with torch.no_grad():  # start the critic at V ≡ 0; the warm-up fits it to MC returns
-                self.value_head.weight.zero_()
-
-    @property
-    def readout(self) -> nn.Module:
-        return self.lm_head if self.head == "lm" else self.value_head
-
-    def layer_pattern(self) -> str:
-        return "".join("G" if not b.local else "L" for b in self.blocks)
-
-    def _out(self, x):
-        y = self.readout(self.norm(x) * self.readout_multiplier)
-        return y if self.head == "lm" else y.squeeze(-1)
-
-    def forward(self, idx):
-        """idx (B, T) int → logits (B, T, V) (lm) or values (B, T) (value)."""
-        x = self.wte(idx)
-        for blk in self.blocks:
-            x = blk(x)
-        y = self._out(x)
-        if self.nan_inject and torch.is_grad_enabled():  # testing aid (Config.nan_step): a non-finite loss
-            y = y * float("nan")
-        return y
-
-    def new_cache(self, batch_size: int) -> list:
-        return [blk.attn.new_cache(batch_size) for blk in self.blocks]
-
-    def prefill(self, idx, start, cache) -> torch.Tensor:
-        """Left-padded prompts idx (B, T), start (B,) first real position → output at the last position (B, V)
-        (lm) or (B,) (value); fills `cache` (one entry per block)."""
-        x = self.wte(idx)
-        for blk, c in zip(self.blocks, cache):
-            x = blk.prefill(x, c, start)
-        return self._out(x[:, -1:])[:, 0]
-
-    def decode(self, tok, cache):
-        """tok (B,) int, one new token per row → logits (B, V). Every row advances by one position."""
-        x = self.wte(tok[:, None])
-        for blk, c in zip(self.blocks, cache):
-            x = blk.decode(x, c)
-        return self._out(x)[:, 0]
-
-    def trunk_state(self) -> dict:
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(("lm_head", "value_head"))}
-
-
-def make_optimizer(model: GPT, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    groups = mup_vocab.param_groups(model, lr, cfg.mup, cfg.d_model, cfg.base_width, cfg.weight_decay,
-                             readout=model.readout)
-    for g in groups:
-        g.pop("param_names", None)
-    fused = dict(foreach=True) if next(model.parameters()).device.type != "cpu" else {}
-    return torch.optim.AdamW(groups, betas=(0.9, 0.95), eps=1e-8, **fused)
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    for g in opt.param_groups:
-        g["lr"] = g["lr_scale"] * lr  # μP: rescale every group relatively (mup_vocab contract)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Generation: batched incremental decoding with the layers' caches
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Generation:
-    tokens: torch.Tensor  # (B, T_new) generated ids, right-padded with pad
-    lengths: torch.Tensor  # (B,) number of generated tokens (EOS included when emitted)
-    eos: torch.Tensor  # (B,) bool: row emitted EOS
-    logprobs: torch.Tensor  # (B, T_new) log-prob of each generated token under the sampling distribution, 0 on pad
-    steps: int  # sampling steps run (1 prefill + decodes); slot-steps = B * steps
-
-
-@torch.no_grad()
-def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, pad_id: int,
-             temperature: float = 1.0, generator: torch.Generator | None = None) -> Generation:
-    """Sample continuations for a batch of prompts of different lengths with the layers' decode caches.
-
-    Prompts are left-padded to a common length and prefilled in one parallel pass (`start` = first real position
-    of each row, so RoPE positions and attention ignore the padding); then one decode step per new token for the
-    whole batch. Row b stops at EOS or after max_new_tokens[b] tokens (an int or a per-row list); decoding stops
-    when every row has stopped. temperature 0 = greedy (log-probs then come from the unscaled distribution).
-    """
-    B = len(prompts)
-    if B == 0:
-        raise ValueError("prompts must be a non-empty list of token lists")
-    if any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token (use BOS)")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    dev = next(model.parameters()).device
-    cap = torch.as_tensor(list(max_new_tokens) if isinstance(max_new_tokens, (list, tuple)) else [max_new_tokens] * B,
-                          device=dev)
-    if cap.shape != (B,):
-        raise ValueError(f"max_new_tokens must be an int or a list of {B} ints, got shape {tuple(cap.shape)}")
-    P = torch.tensor([len(p) for p in prompts], device=dev)
-    Pmax, Tnew = int(P.max()), max(int(cap.max()), 0)
-    idx = torch.full((B, Pmax), pad_id, dtype=torch.long, device=dev)
-    for b, p in enumerate(prompts):
-        idx[b, Pmax - len(p):] = torch.tensor(p, device=dev)  # left-padded
-    out = torch.full((B, max(Tnew, 1)), pad_id, dtype=torch.long, device=dev)
-    lps = torch.zeros((B, max(Tnew, 1)), device=dev)
-    n_gen = torch.zeros(B, dtype=torch.long, device=dev)
-    done = cap <= 0
-    eos = torch.zeros(B, dtype=torch.bool, device=dev)
-    rows = torch.arange(B, device=dev)
-    steps = 0
-    if Tnew > 0:
-        cache = model.new_cache(B)
-        logits = model.prefill(idx, Pmax - P, cache).float()  # (B, V): next-token logits of every row
-        for s in range(Tnew):
-            steps += 1
-            if temperature > 0:
-                logp = F.log_softmax(logits / temperature, dim=-1)
-                nxt = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+def parse_args(argv: list[str]) -> Config:
+    """Defaults → preset → explicit `--key=value` overrides (coerced by field type). Unknown keys raise ValueError."""
+    valid = {f.name: f for f in fields(Config)}
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-h", "--help"):
+            print(config_help())
+            raise SystemExit(0)
+        if not a.startswith("--"):
+            raise ValueError(f"unexpected argument {a!r}; use --key=value with key in: {', '.join(valid)}")
+        key, eq, val = a[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in valid:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+        if not eq:  # `--flag` (bool) or `--key value`
+            if valid[key].type in (bool, "bool"):
+                val = "true"
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                i += 1
+                val = argv[i]
             else:
-                logp = F.log_softmax(logits, dim=-1)
-                nxt = logits.argmax(-1)
-            live = ~done
-            out[rows[live], s] = nxt[live]
-            lps[rows[live], s] = logp[rows, nxt][live]
-            n_gen += live.long()
-            hit = live & (nxt == eos_id)
-            eos |= hit
-            done |= hit | (n_gen >= cap)
-            if bool(done.all()):
-                break
-            logits = model.decode(torch.where(done, pad_id, nxt), cache).float()
-    T = int(n_gen.max())
-    return Generation(out[:, :T], n_gen, eos, lps[:, :T], steps)
+                raise ValueError(f"--{key} needs a value (--{key}=...)")
+        pairs.append((key, val))
+        i += 1
+    preset = "default"
+    for k, v in pairs:
+        if k == "preset":
+            preset = v
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    cfg = Config(**PRESETS[preset])
+    cfg.preset = preset
+    for k, v in pairs:
+        if k != "preset":
+            setattr(cfg, k, _coerce(valid[k], v))
+    validate_config(cfg)
+    return cfg
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# SFT and held-out evaluation
-# ----------------------------------------------------------------------------------------------------------------------
+def validate_config(cfg: Config) -> None:
+    if cfg.algo not in ("tppo", "ppo"):
+        raise ValueError(f"algo must be 'tppo' or 'ppo', got {cfg.algo!r}")
+    if cfg.mup not in ("sp", "mup", "lv"):
+        raise ValueError(f"mup must be one of sp, mup, lv, got {cfg.mup!r}")
+    if cfg.n_layers < 1 or cfg.d_model % cfg.n_heads or cfg.n_heads % cfg.n_kv_heads:
+        raise ValueError("need n_layers >= 1, d_model % n_heads == 0 and n_heads % n_kv_heads == 0")
+    for d in cfg.domains.split(","):
+        if d not in ("math", "prolog", "pddl"):
+            raise ValueError(f"domains: unknown domain {d!r}; valid: math, prolog, pddl")
+    if cfg.rl_steps > 0 and not rl_domain_list(cfg):
+        raise ValueError(f"rl_domains={cfg.rl_domains!r} shares no domain with domains={cfg.domains!r}; "
+                         f"set --rl_domains to some of {cfg.domains!r} (or '' for all)")
+    if cfg.rl_prompts not in ("fresh", "sft"):
+        raise ValueError(f"rl_prompts must be 'fresh' or 'sft', got {cfg.rl_prompts!r}")
+    if cfg.tokenizer == "bpe" and cfg.vocab_size < 259:
+        raise ValueError(f"vocab_size must be >= 259 (256 bytes + 3 specials), got {cfg.vocab_size}")
 
 
-def encode_task(tok: Tok, task: Task, max_len: int) -> tuple[list[int], int]:
-    """BOS + prompt + target + EOS (truncated to max_len) and the prompt length (BOS included)."""
-    p = [tok.bos] + tok.encode(task.prompt)
-    ids = (p + tok.encode(task.target) + [tok.eos])[:max_len]
-    return ids, len(p)
+def run_name(cfg: Config) -> str:
+    return cfg.run_name or f"{cfg.preset}-{cfg.algo}-s{cfg.seed}"
 
 
-def pad_batch(seqs: list[list[int]], n_prompt: list[int], pad: int, device) -> tuple[torch.Tensor, ...]:
-    """Right-padded next-token batch: x (B, T), y (B, T), mask (B, T) = 1 where y is a response token or EOS."""
-    T = max(len(s) for s in seqs) - 1
-    x = torch.full((len(seqs), T), pad, dtype=torch.long)
-    y = torch.full((len(seqs), T), pad, dtype=torch.long)
-    m = torch.zeros((len(seqs), T))
-    for b, (s, p) in enumerate(zip(seqs, n_prompt)):
-        x[b, : len(s) - 1] = torch.tensor(s[:-1])
-        y[b, : len(s) - 1] = torch.tensor(s[1:])
-        m[b, p - 1: len(s) - 1] = 1.0
-    return x.to(device), y.to(device), m.to(device)
+# ======================================================================================================================
+# Appendix D. Device, dtype, seeding, distributed
+# ======================================================================================================================
 
 
-def lm_loss(model: GPT, x, y, mask, autocast_dtype=torch.float32) -> torch.Tensor:
-    with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-        logits = model(x)
-    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
-    return (ce * mask.reshape(-1)).sum() / mask.sum().clamp(min=1)
+def pick_device(cfg: Config) -> tuple[torch.device, torch.dtype, str]:
+    """CUDA → MPS → CPU; bf16 autocast on bf16-capable CUDA, else fp32. Returns (device, autocast dtype, reason)."""
+    if cfg.device != "auto":
+        dev = torch.device(cfg.device)
+        why = f"device={cfg.device} requested"
+    elif torch.cuda.is_available():
+        dev, why = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))), "CUDA available"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        dev, why = torch.device("mps"), "no CUDA, MPS available"
+    else:
+        dev, why = torch.device("cpu"), "no CUDA or MPS"
+    if cfg.dtype == "auto":
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            dt, why2 = torch.bfloat16, "bf16 autocast: GPU supports bf16"
+        else:
+            dt, why2 = torch.float32, f"fp32: {dev.type} has no fast bf16 path"
+    else:
+        dt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
+        why2 = f"dtype={cfg.dtype} requested"
+    return dev, dt, f"{why}; {why2}"
 
 
-@torch.no_grad()
-def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist | None" = None,
-             batch: int = 64, samples: dict | None = None) -> dict:
-    """Held-out pass rates per domain and overall (pass = verifier score 1); ranks split the tasks and sum counts.
-
-    `<domain>`: greedy pass@1. `<domain>_avg<k>` (when cfg.eval_samples = k > 0): the mean pass over k samples per
-    task at the rollout temperature, the paper's metric (AIME avg@32). The samples come from a generator seeded
-    by cfg.seed alone, so every evaluation of a run draws the same random numbers (less noise between evals) and
-    evaluation never touches the training RNG streams (exact resume). `samples`, if given, receives one (prompt,
-    greedy response) per domain for display."""
-    model.eval()
-    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
-    mine = sorted(tasks[rank::world], key=lambda t: (t.domain, len(t.prompt)))  # similar lengths share a batch
-    hits: dict = defaultdict(float)
-    counts: dict = defaultdict(float)
-    k = cfg.eval_samples
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed + 7919 * rank)
-    for i in range(0, len(mine), batch):
-        chunk = mine[i: i + batch]
-        prompts = [[tok.bos] + tok.encode(t.prompt) for t in chunk]
-        g = generate(model, prompts, cfg.eval_max_new_tokens, tok.eos, tok.pad, temperature=0.0)
-        for b, t in enumerate(chunk):
-            text = tok.decode(g.tokens[b, : int(g.lengths[b])].tolist())
-            hits[t.domain] += float(reward(t, text) >= 1.0 - 1e-6)
-            counts[t.domain] += 1
-            if samples is not None and t.domain not in samples:
-                samples[t.domain] = (t.prompt, text)
-        for j in range(0, len(chunk) * k, batch):  # k samples per task, `batch` rows per generate call
-            rows = [chunk[r % len(chunk)] for r in range(j, min(j + batch, len(chunk) * k))]
-            g = generate(model, [[tok.bos] + tok.encode(t.prompt) for t in rows], cfg.eval_max_new_tokens, tok.eos,
-                         tok.pad, temperature=cfg.temperature, generator=gen)
-            for b, t in enumerate(rows):
-                text = tok.decode(g.tokens[b, : int(g.lengths[b])].tolist())
-                hits[t.domain + "@"] += float(reward(t, text) >= 1.0 - 1e-6) / k
-    domains = cfg.domains.split(",")
-    keys = domains + ([d + "@" for d in domains] if k > 0 else [])
-    vec = torch.tensor([hits[d] for d in keys] + [counts[d] for d in domains], dtype=torch.float64)
-    if dist is not None and dist.enabled:
-        vec = vec.to(dist.comm_device)
-        torch.distributed.all_reduce(vec)
-        vec = vec.cpu()
-    n, cnt = len(domains), vec[len(keys):]
-    res = {d: float(vec[i] / max(cnt[i], 1)) for i, d in enumerate(domains)}
-    res["overall"] = float(vec[:n].sum() / max(cnt.sum(), 1))
-    if k > 0:
-        for i, d in enumerate(domains):
-            res[f"{d}_avg{k}"] = float(vec[n + i] / max(cnt[i], 1))
-        res[f"overall_avg{k}"] = float(vec[n:2 * n].sum() / max(cnt.sum(), 1))
-    model.train()
-    return res
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Run folder, logging, checkpoints, robustness
-# ----------------------------------------------------------------------------------------------------------------------
+def rng_state() -> dict:
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
 
 
-class RunLog:
-    """Rank 0 prints one line per step and appends the same values as JSON to metrics.jsonl."""
-
-    def __init__(self, run_dir: str, main: bool, resume_step: int | None = None):
-        self.main, self.path = main, os.path.join(run_dir, "metrics.jsonl")
-        if main and resume_step is not None and os.path.exists(self.path):
-            # drop records written after the checkpoint we resume from: no step is logged twice
-            keep = [ln for ln in open(self.path) if ln.strip() and json.loads(ln).get("gstep", 0) <= resume_step]
-            with open(self.path, "w") as f:
-                f.writelines(keep)
-        elif main and resume_step is None and os.path.exists(self.path):
-            os.remove(self.path)
-
-    def print(self, *a):
-        if self.main:
-            print(*a, flush=True)
-
-    def metrics(self, rec: dict) -> None:
-        if self.main:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+def set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def plot_curves(run_dir: str) -> None:
-    """curves.png (SFT loss, RL reward and held-out pass) when matplotlib is installed; silently skipped otherwise."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    recs = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
-    sft = [r for r in recs if r.get("phase") == "sft"]
-    ax[0].plot([r["step"] for r in sft], [r["loss"] for r in sft])
-    ax[0].set(title="SFT loss", xlabel="step", yscale="log")
-    rl = [r for r in recs if r.get("phase") in ("critic", "rl")]
-    ax[1].plot([r["step"] for r in rl], [r["reward/mean"] for r in rl])
-    ax[1].set(title="RL reward (finished rollouts)", xlabel="step")
-    ev = [r for r in recs if any(k.startswith("eval/") for k in r)]
-    for k in sorted({k for r in ev for k in r if k.startswith("eval/")}):
-        ax[2].plot([r["step"] for r in ev], [r[k] for r in ev], marker="o", label=k[5:])
-    ax[2].set(title="held-out pass@1 during RL", xlabel="step")
-    if ev:
-        ax[2].legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, "curves.png"), dpi=100)
-    plt.close(fig)
-
-
-def fmt_eta(seconds: float) -> str:
-    s = int(max(0, seconds))
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """Atomic: write a temp file, then os.replace (a crash never leaves a half-written checkpoint)."""
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-class TrainOpt:
-    """Optimizer wrapper used by every phase: averages gradients over ranks, skips the update (and counts it) when
-    any gradient is non-finite, clips the global norm, then steps AdamW. Every rank takes the same decision because
-    the check runs after the all-reduce."""
-
-    def __init__(self, opt: torch.optim.Optimizer, params, dist: Dist, clip: float):
-        self.opt, self.params, self.dist, self.clip = opt, [p for p in params if p.requires_grad], dist, clip
-        self.skipped = 0
-        self.last_skipped = False
-
-    @property
-    def param_groups(self):  # a property: load_state_dict replaces the inner optimizer's group list
-        return self.opt.param_groups
-
-    def zero_grad(self, set_to_none: bool = True):
-        self.opt.zero_grad(set_to_none=set_to_none)
-
-    def step(self, closure=None):
-        self.dist.all_reduce_grads(self.params)
-        grads = [p.grad for p in self.params if p.grad is not None]
-        finite = all(bool(torch.isfinite(g).all()) for g in grads)
-        self.last_skipped = not finite
-        if not finite:
-            self.skipped += 1
-            self.opt.zero_grad(set_to_none=True)
-            return None
-        if self.clip > 0 and grads:
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
-        return self.opt.step()
-
-    def state_dict(self):
-        return {"opt": self.opt.state_dict(), "skipped": self.skipped}
-
-    def load_state_dict(self, sd):
-        self.opt.load_state_dict(sd["opt"])
-        self.skipped = sd["skipped"]
-
-
-class Interrupt:
-    """Ctrl-C (SIGINT) sets a flag; the training loops checkpoint at the next step boundary and exit. A second
-    Ctrl-C aborts at once. `restore()` puts the previous handler back (Trainer.run calls it on exit)."""
+class Dist:
+    """torch.distributed wrapper: no-op when not launched by torchrun."""
 
     def __init__(self):
-        self.hit = False
-        self._old = None
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not in the main thread
-            pass
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.enabled = self.world > 1
+        self.comm_device = torch.device("cpu")  # where small reduction tensors live (NCCL needs CUDA tensors)
+        if self.enabled and torch.cuda.is_available():
+            self.comm_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.comm_device)
+        if self.enabled and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend=backend)
 
-    def _handler(self, signum, frame):
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-        print("\n[ctrl-c] saving a checkpoint at the end of this step (press again to abort)", flush=True)
+    @classmethod
+    def off(cls) -> "Dist":
+        """A Dist that never communicates (for optimizers whose gradients tppo_step already all-reduced)."""
+        d = cls.__new__(cls)
+        d.world, d.rank, d.enabled, d.comm_device = 1, 0, False, torch.device("cpu")
+        return d
 
-    def restore(self):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_grads(self, params) -> None:
+        """Average gradients over ranks (one flat buffer; None grads count as zeros so every rank sends the same)."""
+        if not self.enabled:
+            return
+        params = [p for p in params if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        off = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[off:off + n].view_as(p).clone()
+            off += n
+
+    def mean(self, x: float) -> float:
+        if not self.enabled:
+            return x
+        t = torch.tensor([float(x)], dtype=torch.float64, device=self.comm_device)
+        torch.distributed.all_reduce(t)
+        return float(t.item() / self.world)
+
+    def broadcast_params(self, module: nn.Module) -> None:
+        if self.enabled:
+            for t in list(module.parameters()) + list(module.buffers()):
+                torch.distributed.broadcast(t.data, 0)
+
+    def barrier(self):
+        if self.enabled:
+            torch.distributed.barrier()
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# The pipeline: tasks → tokenizer → SFT → eval → critic warm-up → T-PPO → eval
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up, then cosine decay to 10% of peak."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    frac = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
-
-
-class Trainer:
-    def __init__(self, cfg: Config, dist: Dist | None = None):
-        self.cfg, self.dist = cfg, dist or Dist()
-        self.run_dir = os.path.join(cfg.out_dir, run_name(cfg))
-        self.ckpt_path = os.path.join(self.run_dir, "ckpt.pt")
-        os.makedirs(self.run_dir, exist_ok=True)
-        self.device, self.amp_dtype, why = pick_device(cfg)
-        if cfg.threads > 0 or self.device.type == "cpu":
-            # auto on CPU: the cores divided among the ranks, at most 4 (a tiny model gains little beyond). On a
-            # quiet 2-core machine 2 threads made SFT 1.6x faster than 1; more threads than free cores (other jobs,
-            # or torchrun ranks) made steps ~5x slower, so pass --threads=1 when the machine is shared.
-            auto = max(1, min(4, (os.cpu_count() or 1) // self.dist.world))
-            torch.set_num_threads(cfg.threads if cfg.threads > 0 else auto)
-            why += f"; {torch.get_num_threads()} intra-op thread(s)"
-        resume_state = None
-        if cfg.resume:
-            path = self._rank_ckpt(self.dist.rank)
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-            resume_state = torch.load(path, map_location="cpu", weights_only=False)
-        self.log = RunLog(self.run_dir, self.dist.main, resume_state["gstep"] if resume_state else None)
-        self.log.print(f"train.py | python {platform.python_version()} | torch {torch.__version__} | "
-                       f"numpy {np.__version__} | world {self.dist.world}")
-        self.log.print(f"device: {self.device} ({why})")
-        self.log.print("config: " + json.dumps(dataclasses.asdict(cfg)))
-        if self.dist.main:
-            with open(os.path.join(self.run_dir, "config.json"), "w") as f:
-                json.dump(dataclasses.asdict(cfg), f, indent=1)
-        seed_everything(cfg.seed)
-        # Rank 0 builds the task sets once and pickles them into the run folder; other ranks and --resume load that
-        # file, so every process sees the same tasks even if a generator is not reproducible across processes.
-        tasks_path = os.path.join(self.run_dir, "tasks.pkl")
-        if self.dist.main and not (cfg.resume and os.path.exists(tasks_path)):
-            src = os.path.join(cfg.init_from, "tasks.pkl") if cfg.init_from else ""
-            if src and os.path.exists(src):  # RL from another run's SFT policy: same SFT / held-out tasks
-                with open(src, "rb") as f:
-                    self.train_tasks, self.eval_tasks = pickle.load(f)[:2]
-            else:
-                self.train_tasks, self.eval_tasks = build_tasks(cfg, log=self.log.print)
-            if cfg.rl_prompts == "fresh" and cfg.rl_steps > 0:
-                self.rl_tasks = build_rl_tasks(cfg, self.eval_tasks, log=self.log.print)
-            else:
-                self.rl_tasks = [t for t in self.train_tasks if t.domain in rl_domain_list(cfg)]
-            tmp = tasks_path + ".tmp"
-            with open(tmp, "wb") as f:
-                pickle.dump((self.train_tasks, self.eval_tasks, self.rl_tasks), f)
-            os.replace(tmp, tasks_path)
-        self.dist.barrier()
-        if not hasattr(self, "train_tasks"):
-            with open(tasks_path, "rb") as f:
-                self.train_tasks, self.eval_tasks, self.rl_tasks = pickle.load(f)
-            self.log.print(f"tasks: loaded {len(self.train_tasks)} train / {len(self.eval_tasks)} held-out / "
-                           f"{len(self.rl_tasks)} RL from {tasks_path}")
-        if self.dist.main:
-            corpus = "\n".join(t.prompt + t.target for t in self.train_tasks)
-            enc = build_tokenizer(cfg, corpus, self.run_dir, log=self.log.print)
-        self.dist.barrier()
-        if not self.dist.main:
-            enc = named_encoding(cfg.tokenizer) if cfg.tokenizer != "bpe" else \
-                make_encoding(load_ranks(os.path.join(self.run_dir, "tokenizer.tiktoken")))
-        self.tok = Tok(enc)
-        self.train_ex = [encode_task(self.tok, t, cfg.max_seq_len) for t in self.train_tasks]
-        self.by_domain = [[i for i, t in enumerate(self.train_tasks) if t.domain == d] for d in cfg.domains.split(",")]
-        lens = sorted(len(e[0]) - e[1] for e in self.train_ex)
-        self.log.print(f"response tokens: p50 {lens[len(lens) // 2]} p90 {lens[int(len(lens) * 0.9)]} "
-                       f"max {lens[-1]} (p90/p50 {lens[int(len(lens) * 0.9)] / max(1, lens[len(lens) // 2]):.1f})")
-        torch.manual_seed(cfg.seed)  # same init on every rank (also broadcast below)
-        self.policy = GPT(cfg, self.tok.n_vocab).to(self.device)
-        self.dist.broadcast_params(self.policy)
-        n_params = sum(p.numel() for p in self.policy.parameters())
-        self.log.print(f"model: {n_params / 1e6:.2f}M params, layers {self.policy.layer_pattern()}, "
-                       f"width {cfg.d_model}, vocab {self.tok.n_vocab}, μP regime {cfg.mup}")
-        self.popt = TrainOpt(make_optimizer(self.policy, cfg, cfg.lr), self.policy.parameters(), self.dist,
-                             cfg.grad_clip)
-        self.critic = self.copt = self.pool = None
-        self.phase, self.step, self.gstep = "sft", 0, 0
-        self.summary: dict = {"run": run_name(cfg), "algo": cfg.algo, "preset": cfg.preset, "seed": cfg.seed}
-        self.rl_state: dict = {}
-        self.interrupt = Interrupt()
-        seed_everything(cfg.seed + 1000 * self.dist.rank)  # data order / sampling differ per rank
-        if resume_state is not None:
-            self._load(resume_state)
-            self.log.print(f"resumed from {self.ckpt_path}: phase {self.phase}, step {self.step}, gstep {self.gstep}")
-        elif cfg.init_from:
-            self._init_from(cfg.init_from)
-
-    def _init_from(self, run_dir: str) -> None:
-        """Start RL from another run's SFT policy (same tasks and tokenizer required), skipping SFT."""
-        st = torch.load(os.path.join(run_dir, "ckpt.pt"), map_location="cpu", weights_only=False)
-        if "after_sft" not in st["summary"] or not os.path.exists(os.path.join(run_dir, "policy_sft.pt")):
-            raise ValueError(f"init_from={run_dir!r}: no finished SFT phase (ckpt.pt + policy_sft.pt) there")
-        st["policy"] = torch.load(os.path.join(run_dir, "policy_sft.pt"), map_location="cpu")["policy"]
-        theirs = load_ranks(os.path.join(run_dir, "tokenizer.tiktoken"))
-        if theirs != dict(self.tok.enc._mergeable_ranks):
-            raise ValueError(f"init_from={run_dir!r}: its tokenizer differs from this run's")
-        self.policy.load_state_dict(st["policy"])
-        self.summary["after_sft"] = st["summary"]["after_sft"]
-        self.summary["init_from"] = run_dir
-        self.phase = "critic" if self.cfg.rl_steps > 0 else "done"
-        self.log.print(f"init_from {run_dir}: SFT policy loaded, after-SFT eval {st['summary']['after_sft']}")
-
-    # -- checkpoints ---------------------------------------------------------------------------------------------------
-    def _state(self) -> dict:
-        st = {"phase": self.phase, "step": self.step, "gstep": self.gstep, "summary": self.summary,
-              "policy": self.policy.state_dict(), "popt": self.popt.state_dict(), "rl_state": self.rl_state,
-              "config": dataclasses.asdict(self.cfg)}
-        if self.critic is not None:
-            st["critic"], st["copt"] = self.critic.state_dict(), self.copt.state_dict()
-        if self.pool is not None:
-            st["pool"] = self.pool
-        st["rng"] = rng_state()
-        return st
-
-    def _load(self, st: dict) -> None:
-        self.phase, self.step, self.gstep, self.summary = st["phase"], st["step"], st["gstep"], st["summary"]
-        self.policy.load_state_dict(st["policy"])
-        if "critic" in st:  # RL phase: build critic + RL optimizers first, then load their states
-            self._make_critic()
-            self.critic.load_state_dict(st["critic"])
-            self.copt.load_state_dict(st["copt"])
-        self.popt.load_state_dict(st["popt"])
-        self.rl_state = st.get("rl_state", {})
-        self.pool = st.get("pool")
-        set_rng_state(st["rng"])
-
-    def checkpoint(self) -> None:
-        """Rank 0 writes ckpt.pt; other ranks write ckpt.rank<r>.pt (their own pool, prompt cursor and RNG)."""
-        save_checkpoint(self._rank_ckpt(self.dist.rank), self._state())
-        self.dist.barrier()
-
-    def _rank_ckpt(self, rank: int) -> str:
-        return self.ckpt_path if rank == 0 else os.path.join(self.run_dir, f"ckpt.rank{rank}.pt")
-
-    def _maybe_stop(self) -> bool:
-        """Checkpoint and stop on Ctrl-C or when the --stop_after testing aid is reached."""
-        stop = self.interrupt.hit or (self.cfg.stop_after >= 0 and self.gstep >= self.cfg.stop_after)
-        if self.dist.enabled:
-            t = torch.tensor([float(stop)], device=self.dist.comm_device)
-            torch.distributed.all_reduce(t)
-            stop = bool(t.item() > 0)
-        if stop:
-            self.checkpoint()
-            self.log.print(f"stopped at gstep {self.gstep}; checkpoint {self.ckpt_path} (continue with --resume)")
-        return stop
-
-    # -- SFT -----------------------------------------------------------------------------------------------------------
-    def sft(self) -> bool:
-        cfg, t0, toks = self.cfg, time.time(), 0
-        first = self.step
-        while self.step < cfg.sft_steps:
-            lr = lr_at(self.step, cfg.sft_steps, cfg.warmup, cfg.lr)
-            set_lr(self.popt, lr)
-            # one domain per batch, cycling: balances the mix and pads short math rows only to math lengths
-            pool = self.by_domain[self.step % len(self.by_domain)]
-            idx = [pool[i] for i in torch.randint(len(pool), (cfg.sft_batch,)).tolist()]
-            x, y, m = pad_batch([self.train_ex[i][0] for i in idx], [self.train_ex[i][1] for i in idx],
-                                self.tok.pad, self.device)
-            loss = lm_loss(self.policy, x, y, m, self.amp_dtype)
-            self.popt.zero_grad()
-            if torch.isfinite(loss):
-                loss.backward()
-            else:  # non-finite loss: skip the update, keep going (logged below)
-                for p in self.policy.parameters():
-                    p.grad = torch.full_like(p, float("nan"))
-            self.popt.step()
-            self.step += 1
-            self.gstep += 1
-            toks += int(m.sum())
-            lval = self.dist.mean(float(loss.detach()))
-            if self.step % cfg.log_every == 0 or self.step == cfg.sft_steps or self.step == first + 1:
-                dt = time.time() - t0
-                tps = toks * self.dist.world / max(dt, 1e-9)
-                eta = dt / (self.step - first) * (cfg.sft_steps - self.step)
-                self.log.print(f"sft  {self.step:4d}/{cfg.sft_steps} | loss {lval:.4f} | lr {lr:.2e} | "
-                               f"tok/s {tps:7.0f} | {dt:5.1f} s | eta {fmt_eta(eta)}"
-                               + (" | SKIPPED non-finite" if self.popt.last_skipped else ""))
-            self.log.metrics({"phase": "sft", "step": self.step, "gstep": self.gstep, "loss": lval, "lr": lr,
-                              "skipped": self.popt.last_skipped, "time": time.time() - t0})
-            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
-                self.checkpoint()
-            if self._maybe_stop():
-                return False
-        return True
-
-    # -- main ----------------------------------------------------------------------------------------------------------
-    def run(self) -> dict:
-        try:
-            return self._run()
-        finally:
-            self.interrupt.restore()
-
-    def _run(self) -> dict:
-        cfg, t_start = self.cfg, time.time()
-        if self.phase == "sft":
-            if not self.sft():
-                return self.summary
-            self.phase, self.step = "sft_eval", 0
-            if self.dist.main:  # the SFT policy on its own: RL runs can start from it (init_from, bench)
-                save_checkpoint(os.path.join(self.run_dir, "policy_sft.pt"), {"policy": self.policy.state_dict()})
-            self.checkpoint()
-        if self.phase == "sft_eval":
-            t0 = time.time()
-            samples: dict = {}
-            res = evaluate(self.policy, self.tok, self.eval_tasks, cfg, self.dist, samples=samples)
-            self.summary["after_sft"] = res
-            for dom, (p, r) in samples.items():
-                self.log.print(f"  sample [{dom}] {p.splitlines()[0][:70]!r}… → {r[:70]!r}")
-            self.log.print(f"eval after SFT ({time.time() - t0:.1f} s): " +
-                           " | ".join(f"{k} {v:.2f}" for k, v in res.items()))
-            self.log.metrics({"phase": "eval", "gstep": self.gstep, "after": "sft", **res})
-            self.phase = "critic" if cfg.rl_steps > 0 else "done"
-            self.checkpoint()
-        if self.phase in ("critic", "rl"):
-            if not self.rl():
-                return self.summary
-        self.summary["wall_s"] = self.summary.get("wall_s", 0.0) + time.time() - t_start
-        if self.dist.main:
-            plot_curves(self.run_dir)
-        self.summary["skipped_updates"] = self.popt.skipped + (self.copt.skipped if self.copt else 0)
-        if self.dist.main:
-            with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-                json.dump(self.summary, f, indent=1)
-        self.phase = "done"
-        self.checkpoint()
-        self.log.print(f"summary: {json.dumps(self.summary)}")
-        return self.summary
-
-    # -- critic warm-up + T-PPO -------------------------------------------------------------------------------------
-    def _make_critic(self) -> None:
-        """Critic = SFT policy trunk + scalar head (V ≡ 0 at start); fresh AdamW for both models' RL phase.
-        Built under a forked RNG so that creating it never shifts the run's random stream (exact resume)."""
-        cfg = self.cfg
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + 17)
-            self.critic = GPT(cfg, self.tok.n_vocab, head="value").to(self.device)
-        missing, unexpected = self.critic.load_state_dict(self.policy.trunk_state(), strict=False)
-        assert not unexpected and all(k.startswith("value_head") for k in missing), (missing, unexpected)
-        # tppo_step sums gradients over ranks itself (all_reduce hook) and clips; TrainOpt only guards NaN/inf
-        self.copt = TrainOpt(make_optimizer(self.critic, cfg, cfg.critic_lr), self.critic.parameters(),
-                             Dist.off(), clip=0.0)
-        self.popt = TrainOpt(make_optimizer(self.policy, cfg, cfg.rl_lr), self.policy.parameters(), Dist.off(),
-                             clip=0.0)
-
-    def _tppo_config(self):
-        cfg = self.cfg
-        W = cfg.window if cfg.algo == "tppo" else cfg.max_response  # PPO = T-PPO with W >= L_max
-        return tppo.TPPOConfig(window=W, max_response=cfg.max_response, slots=cfg.slots, group_size=cfg.group_size,
-                               critic_warmup=cfg.critic_warmup, minibatch_size=max(1, cfg.slots // cfg.minibatches),
-                               nll_weight=cfg.nll_weight, whiten=cfg.whiten, group_filter=cfg.group_filter,
-                               lam_floor=cfg.lam_floor, ignore_last=min(8, max(W // 4, 1)),
-                               max_grad_norm=cfg.grad_clip, seed=cfg.seed)
-
-    def _next_prompt(self):
-        """Fresh prompt stream of this rank: training tasks in a per-rank shuffled order, cycling."""
-        st = self.rl_state
-        if not st.get("order") or st["cursor"] >= len(st["order"]):
-            order = list(range(len(self.rl_tasks)))
-            random.Random(f"{self.cfg.seed}-rl-{self.dist.rank}-{st.get('epoch', 0)}").shuffle(order)
-            st.update(order=order, cursor=0, epoch=st.get("epoch", 0) + 1)
-        i = st["order"][st["cursor"]]
-        st["cursor"] += 1
-        return [self.tok.bos] + self.tok.encode(self.rl_tasks[i].prompt), i
-
-    def _generate_fn(self, contexts, limits):
-        g = generate(self.policy, contexts, limits, self.tok.eos, self.tok.pad, temperature=self.cfg.temperature)
-        self._gen_slot_steps += len(contexts) * g.steps
-        self._gen_tokens += int(g.lengths.sum())
-        L = g.lengths.tolist()
-        return [g.tokens[b, : L[b]].tolist() for b in range(len(contexts))], g.eos.tolist()
-
-    def _reward_fn(self, r) -> float:
-        """Called by tppo_step for finished rollouts only."""
-        self.rl_state.setdefault("finished_lens", []).append(len(r.response))
-        text = self.tok.decode([t for t in r.response if t != self.tok.eos])
-        return reward(self.rl_tasks[r.meta], text)
-
-    def rl(self) -> bool:
-        """Critic warm-up (tppo steps < critic_warmup update only the critic, on Monte-Carlo returns of the frozen
-        SFT policy's finished rollouts), then T-PPO/PPO steps, eval every eval_every steps, final eval."""
-        cfg, tcfg = self.cfg, self._tppo_config()
-        if self.critic is None:
-            self._make_critic()
-        pool = tppo.RolloutPool.from_config(tcfg)
-        if self.pool is not None:
-            pool.load_state_dict(self.pool)
-        total = cfg.critic_warmup + cfg.rl_steps
-        all_reduce = None
-        if self.dist.enabled:
-            def all_reduce(t):
-                torch.distributed.all_reduce(t)
-                return t
-        t0, first = time.time(), self.step
-        hist = self.rl_state.setdefault("hist", [])
-        while self.step < total:
-            self.phase = "critic" if self.step < cfg.critic_warmup else "rl"
-            self._gen_slot_steps, self._gen_tokens = 0, 0
-            self.policy.nan_inject = self.step == cfg.nan_step  # testing aid: NaN loss → update must be skipped
-            skipped_before = self.popt.skipped + self.copt.skipped
-            # linear warm-up of both RL optimizers (the critic from its first step, the policy from its first update)
-            k_pol = self.step - cfg.critic_warmup
-            lr_c = cfg.critic_lr * min(1.0, (self.step + 1) / max(cfg.rl_warmup, 1))
-            lr_p = cfg.rl_lr * min(1.0, (max(k_pol, 0) + 1) / max(cfg.rl_warmup, 1))
-            set_lr(self.copt, lr_c)
-            set_lr(self.popt, lr_p)
-            ts = time.time()
-            m = tppo.tppo_step(pool, tcfg, policy=self.policy, critic=self.critic, policy_opt=self.popt,
-                               critic_opt=self.copt, generate_fn=self._generate_fn, reward_fn=self._reward_fn,
-                               next_prompt=self._next_prompt, step=self.step, pad_id=self.tok.pad,
-                               device=self.device, all_reduce=all_reduce)
-            self.policy.nan_inject = False
-            # training clock of the RL phase (generation + updates; held-out evals excluded)
-            self.rl_state["train_time"] = self.rl_state.get("train_time", 0.0) + time.time() - ts
-            self.step += 1
-            self.gstep += 1
-            skipped = self.popt.skipped + self.copt.skipped - skipped_before
-            # measured decode utilization: generated tokens / (rows × sampling steps actually run)
-            util = self.dist.mean(self._gen_tokens / max(self._gen_slot_steps, 1))
-            m.update({"phase": self.phase, "gstep": self.gstep, "skipped_updates": skipped, "lr/policy": lr_p,
-                      "lr/critic": lr_c,
-                      "gen/util_measured": util, "time/step_wall_s": time.time() - ts})
-            if cfg.eval_every and self.phase == "rl" and (self.step - cfg.critic_warmup) % cfg.eval_every == 0 \
-                    and self.step < total:
-                res = evaluate(self.policy, self.tok, self.eval_tasks, cfg, self.dist)
-                m.update({f"eval/{k}": v for k, v in res.items()})
-                hist.append({"step": self.step - cfg.critic_warmup, "time": self.rl_state["train_time"], **res})
-            self.log.metrics({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in m.items()})
-            dt = time.time() - t0
-            eta = dt / (self.step - first) * (total - self.step)
-            self.log.print(
-                f"{'critic' if self.phase == 'critic' else cfg.algo:6s} {self.step:3d}/{total} | "
-                f"reward {m['reward/mean']:.2f} | pass {m['reward/pass']:.2f} | "
-                + (f"policy {m['policy/loss']:+.3f} | " if "policy/loss" in m else "policy   --   | ")
-                + f"value {m['value/loss']:.3f} | clipfrac {m.get('policy/clipfrac', 0.0):.2f} | "
-                f"util {m['gen/util_measured']:.2f} | "
-                f"tok/s {m['gen/tokens_per_s']:6.0f} | {m['time/step_s']:4.1f} s | eta {fmt_eta(eta)}"
-                + (f" | SKIPPED {skipped} non-finite update(s)" if skipped else "")
-                + ("".join(f" | held-out {k[5:]} {v:.2f}" for k, v in m.items() if k.startswith("eval/"))))
-            self.pool = pool.state_dict()
-            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
-                self.checkpoint()
-            if self._maybe_stop():
-                return False
-        res = evaluate(self.policy, self.tok, self.eval_tasks, cfg, self.dist)
-        self.summary["after_rl"] = res
-        t_train = self.rl_state.get("train_time", 0.0)
-        hist.append({"step": cfg.rl_steps, "time": t_train, **res})
-        self.summary["rl"] = {"algo": cfg.algo, "window": tcfg.window, "max_response": tcfg.max_response,
-                              "steps": cfg.rl_steps, "critic_warmup": cfg.critic_warmup,
-                              "time_s": t_train, "eval_history": hist}
-        lens = sorted(self.rl_state.get("finished_lens", [0]))
-        self.summary["rl"].update(resp_len_p50=lens[len(lens) // 2], resp_len_p90=lens[int(0.9 * (len(lens) - 1))],
-                                  finished=len(lens))
-        self.log.print(f"eval after RL: " + " | ".join(f"{k} {v:.2f}" for k, v in res.items()))
-        self.log.metrics({"phase": "eval", "gstep": self.gstep, "after": "rl", **res})
-        return True
+# ======================================================================================================================
+# Appendix E. T-PPO vs PPO bench (--preset bench)
+# ======================================================================================================================
 
 
 def run_bench(cfg: Config) -> dict:
@@ -1509,11 +1737,11 @@ def run_bench(cfg: Config) -> dict:
             sft = dataclasses.replace(cfg, seed=seed, rl_steps=0, run_name=f"bench-sft-s{seed}", resume=False)
             sft_dir = os.path.join(cfg.out_dir, sft.run_name)
             if not os.path.exists(os.path.join(sft_dir, "summary.json")):
-                Trainer(sft).run()
+                train(sft)
         for algo in ("tppo", "ppo"):
             rc = dataclasses.replace(cfg, seed=seed, algo=algo, run_name=f"bench-{algo}-s{seed}", init_from=sft_dir,
                                      resume=False)
-            Trainer(rc).run()
+            train(rc)
             rows.append(bench_row(os.path.join(cfg.out_dir, rc.run_name), cfg.bench_gain))
     table = bench_table(rows, cfg.bench_gain)
     print(table)
@@ -1572,30 +1800,6 @@ def bench_table(rows: list[dict], gain: float) -> str:
                  f"wall-clock ratio if T-PPO generated for free and updated as fast as PPO: 1 / (1 - PPO gen share) = "
                  f"{1 / max(1 - mean('ppo', 'gen_share'), 1e-9):.2f}x")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    try:
-        cfg = parse_args(sys.argv[1:] if argv is None else argv)
-    except ValueError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        raise SystemExit(2)
-    if cfg.resume:  # continue with the run's own config; explicit overrides on the command line still apply
-        path = os.path.join(cfg.out_dir, run_name(cfg), "config.json")
-        if os.path.exists(path):
-            saved = json.load(open(path))
-            given = {a[2:].split("=")[0].replace("-", "_") for a in (sys.argv[1:] if argv is None else argv)
-                     if a.startswith("--")}
-            for k, v in saved.items():
-                if k not in given and k != "resume":
-                    setattr(cfg, k, v)
-    if cfg.preset == "bench" and not cfg.resume:
-        return run_bench(cfg)
-    trainer = Trainer(cfg)
-    summary = trainer.run()
-    if trainer.dist.enabled:
-        torch.distributed.destroy_process_group()
-    return summary
 
 
 if __name__ == "__main__":
