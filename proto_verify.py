@@ -95,8 +95,9 @@ PDDL deviations from the paper / from VAL:
     `[duration]` suffixes ignored, several `(...)` groups on one line allowed; linear time in the plan's length.
     In `pddl_reward` the plan is the block of lines from the first to the last line that starts with an action
     name of the domain: prose before and after it is skipped, prose inside it is an unknown action.
-  * Quantifiers and forall-effects are evaluated by enumeration; an evaluation budget stops adversarial domains,
-    reported as `unsupported`.
+  * Quantifiers and forall-effects are evaluated by enumeration; an evaluation budget (200 000 per validation,
+    each binding costing the size of the formula it evaluates) stops adversarial domains, reported as
+    `unsupported`. Every PDDLError names its line and column.
   * The paper's PDDL task formats are not public; our tasks are plan generation from a compact natural prompt.
 
 Run:  python proto_verify.py            (demo, a few seconds: Prolog answers, tasks, PDDL verdicts)
@@ -5352,7 +5353,7 @@ _PDDL_SUPPORTED = frozenset({":strips", ":typing", ":negative-preconditions", ":
                              ":equality", ":existential-preconditions", ":universal-preconditions",
                              ":quantified-preconditions", ":conditional-effects", ":adl", ":action-costs"})
 _PDDL_MAX_DEPTH = 64  # s-expression nesting; keeps every recursive walk far from Python's recursion limit
-_PDDL_MAX_WORK = 200_000  # quantifier bindings enumerated per validation / per expanded state in find_plan
+_PDDL_MAX_WORK = 200_000  # quantifier work (bindings x formula size) per validation / per expanded state
 
 
 # ==== B2. Appendix, PDDL: reader (text -> nested lists of lower-cased symbols that remember their position) ===========
@@ -5398,9 +5399,13 @@ def _pddl_read(text, what):
             (stack[-1] if stack else top).append(sym)
     if stack:
         raise PDDLError(f"{what}: missing ')' for this '('", stack[0].line, stack[0].col)
+    if not top:
+        raise PDDLError(f"{what}: no '(define ...)' in the text", *pos(len(text)))
     if len(top) != 1 or not isinstance(top[0], list):
-        node = top[1] if len(top) > 1 else None
-        raise PDDLError(f"{what}: expected exactly one '(define ...)'", *_pddl_pos(node))
+        node = next((x for x in top if not isinstance(x, list)), top[-1])   # the stray symbol or second list
+        raise PDDLError(f"{what}: expected exactly one '(define ...)', found {str(node)[:20]!r}" if
+                        not isinstance(node, list) else f"{what}: expected exactly one '(define ...)'",
+                        *_pddl_pos(node))
     return top[0]
 
 
@@ -5718,8 +5723,8 @@ def parse_domain(text):
         _pddl_check_types([(p, t) for t in tys], types, f"predicate {p}")
     for sec in raw_actions:
         act = _pddl_action(sec, predicates, constants, types)
-        if act.name in actions:
-            raise _pddl_err(act.name, f"action {act.name!r} declared twice")
+        if act.name in actions:           # point at the second declaration's name
+            raise _pddl_err(sec[1], f"action {act.name!r} declared twice")
         actions[act.name] = act
     return PDDLDomain(str(name), reqs, types, constants, predicates, actions, ancestors)
 
@@ -5846,15 +5851,17 @@ class _PddlWorld:
                 self.by_type[t].append(o)
         self.work = 0
 
-    def bindings(self, params, b):
-        """All extensions of binding b to the typed variables `params` (enumeration, counted against the budget)."""
+    def bindings(self, params, b, weight=1):
+        """All extensions of binding b to the typed variables `params` (enumeration, counted against the budget:
+        `weight` per binding, the size of the formula or effect evaluated for each, so a 400-way `or` under a
+        `forall` costs 400 per object, not 1)."""
         domains = [self.by_type.get(t, ()) for _, t in params]
         names = [v for v, _ in params]
         for combo in itertools.product(*domains):
-            self.work += 1
+            self.work += weight
             if self.work > _PDDL_MAX_WORK:
                 raise PDDLUnsupported("quantifier enumeration", f"more than {_PDDL_MAX_WORK} "
-                                                                "quantifier bindings")
+                                                                "steps of quantifier evaluation")
             nb = dict(b)
             nb.update(zip(names, combo))
             yield nb
@@ -6036,8 +6043,18 @@ def _pddl_holds(f, state, b, world):
     if op == "imply":
         return not _pddl_holds(f[1], state, b, world) or _pddl_holds(f[2], state, b, world)
     if op == "exists":
-        return any(_pddl_holds(f[2], state, nb, world) for nb in world.bindings(f[1], b))
-    return all(_pddl_holds(f[2], state, nb, world) for nb in world.bindings(f[1], b))  # forall
+        return any(_pddl_holds(f[2], state, nb, world) for nb in world.bindings(f[1], b, _pddl_size(f[2])))
+    return all(_pddl_holds(f[2], state, nb, world) for nb in world.bindings(f[1], b, _pddl_size(f[2])))  # forall
+
+
+def _pddl_size(x):
+    """Nodes of a formula or effect: the work one evaluation of it may do."""
+    n, stack = 0, [x]
+    while stack:
+        y = stack.pop()
+        n += 1
+        stack.extend(z for z in y if type(z) is tuple or type(z) is list)
+    return n
 
 
 def _pddl_show(f, b):
@@ -6078,7 +6095,7 @@ def _pddl_collect(effs, state, b, world, adds, dels):
             if _pddl_holds(e[1], state, b, world):
                 cost += _pddl_collect(e[2], state, b, world, adds, dels)
         elif k == "forall":
-            for nb in world.bindings(e[1], b):
+            for nb in world.bindings(e[1], b, _pddl_size(e[2])):
                 cost += _pddl_collect(e[2], state, nb, world, adds, dels)
         else:  # cost
             cost += e[1]

@@ -577,6 +577,43 @@ def test_quantifier_bomb_stops_at_the_evaluation_budget():
     assert v.reason == "unsupported" and time.perf_counter() - t0 < 10.0
 
 
+
+def test_quantifier_budget_counts_the_work_of_each_binding_not_the_bindings(monkeypatch):
+    """A forall over 1 000 objects whose body is a 400-way `or`, checked at each of 202 steps, stops at the budget
+    after O(_PDDL_MAX_WORK) formula evaluations (counted: each call of _pddl_holds), not 80 million."""
+    ors = " ".join(f"(q{k} ?a)" for k in range(399)) + " (not (p ?a))"
+    preds = " ".join(f"(q{k} ?x)" for k in range(399))
+    dom = f"""(define (domain orbomb) (:requirements :adl) (:predicates (p ?x) {preds} (done))
+      (:action go :parameters () :precondition (forall (?a) (or {ors})) :effect (done)))"""
+    objs = " ".join(f"o{i}" for i in range(1000))
+    prob = f"(define (problem b) (:domain orbomb) (:objects {objs}) (:init) (:goal (done)))"
+    calls, real = [0], pv._pddl_holds
+
+    def counted(*a):
+        calls[0] += 1
+        assert calls[0] <= 4 * pv._PDDL_MAX_WORK, "quantifier evaluation was not stopped by the budget"
+        return real(*a)
+    monkeypatch.setattr(pv, "_pddl_holds", counted)
+    v = pv.validate_plan(dom, prob, "(go)\n" * 202)
+    assert v.reason == "unsupported" and "quantifier" in v.message
+    assert calls[0] <= 2 * pv._PDDL_MAX_WORK
+    small = prob.replace(objs, "o1 o2 o3")                   # the same domain on 3 objects: fine for 50 steps
+    assert pv.validate_plan(dom, small, "(go)\n" * 50).valid
+
+
+def test_pddl_parse_errors_carry_a_position():
+    for text in ["\x00", "", "  \n ", "(define (domain d)) x", "(define (domain d)) (define (domain e))"]:
+        with pytest.raises(pv.PDDLError) as ei:
+            pv.parse_domain(text)
+        assert ei.value.line is not None and ei.value.col is not None, (text, str(ei.value))
+    twice = ("(define (domain d) (:predicates (p))\n (:action a :parameters () :precondition (p) :effect (p))\n"
+             "  (:action a :parameters () :precondition (p) :effect (not (p))))")
+    with pytest.raises(pv.PDDLError, match="declared twice") as ei:
+        pv.parse_domain(twice)
+    assert (ei.value.line, ei.value.col) == (3, 12)                     # the second declaration's name
+    assert "line 1, column 1" in pv.validate_plan("\x00", SUSSMAN, "").message
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # optional differential tests against pyperplan and pyval (dev-only oracles, never dependencies)
 # ---------------------------------------------------------------------------------------------------------------
