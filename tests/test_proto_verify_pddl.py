@@ -4,7 +4,6 @@ Oracles: the Sussman anomaly and the VAL/pyval behaviours the card records; diff
 happen only when it is installed (it is never a dependency).
 """
 import random
-import time
 
 import pytest
 
@@ -26,6 +25,20 @@ SUSSMAN_PLAN = """(unstack c a)
 (pick-up a)
 (stack a b)
 """
+
+
+def _count_formula_evaluations(monkeypatch):
+    """Count calls of the formula evaluator (work counted, not timed); past a generous cap the count aborts the
+    run, so a budget that does not hold fails the test instead of hanging it."""
+    calls, real = [0], pv._pddl_holds
+
+    def counted(*a):
+        calls[0] += 1
+        if calls[0] > 50 * pv._PDDL_MAX_WORK:
+            raise AssertionError("formula evaluation was not stopped by a budget")
+        return real(*a)
+    monkeypatch.setattr(pv, "_pddl_holds", counted)
+    return calls
 
 
 def steps(text):
@@ -199,7 +212,7 @@ def test_atom_keys_are_tuples_so_p_o_aob_differs_from_p_oa_ob():
     assert pv.find_plan(dom, prob) == [("go", "o", "aob")]
 
 
-def test_ten_thousand_step_plan_validates_in_under_a_second():
+def test_ten_thousand_step_plan_validates_with_work_linear_in_its_length(monkeypatch):
     blocks = [f"b{i}" for i in range(50)]
     init = " ".join(f"(ontable {x}) (clear {x})" for x in blocks)
     prob = (f"(define (problem bw50) (:domain blocksworld) (:objects {' '.join(blocks)}) "
@@ -208,10 +221,9 @@ def test_ten_thousand_step_plan_validates_in_under_a_second():
             for i in range(4999) for k in (0, 1)] + [("pick-up", "b1"), ("stack", "b1", "b0")]
     assert len(plan) == 10_000
     text = pv.format_plan(plan, parens=True)
-    t0 = time.perf_counter()
+    calls = _count_formula_evaluations(monkeypatch)
     v = pv.validate_plan(BW, prob, text)
-    elapsed = time.perf_counter() - t0
-    assert v.valid and elapsed < 1.0, (v, elapsed)
+    assert v.valid and calls[0] <= 10 * len(plan), (v, calls)     # a few literals per precondition
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -412,11 +424,10 @@ def test_reward_is_one_for_the_reference_and_zero_with_a_reason_otherwise():
     "(move r1 r2)" * 200_000, "move r1 r2\n" * 20_000, "x" * 3_000_000, "(" * 100_000 + ")" * 100_000,
     "\n" * 500_000, "; only a comment", "[1.0]", "0:", "step 1:", "(move\tr1,r2)", "move r1 r2 [2",
 ], ids=lambda r: repr(r)[:24])
-def test_reward_never_raises_and_is_fast_on_garbage(response):
+def test_reward_never_raises_on_garbage(response):
+    # (its work is linear in the response: test_plan_parsing_does_linear_work_on_150k_character_adversarial_plans)
     tk = pv.generate_pddl_task(2, "gripper", 2)
-    t0 = time.perf_counter()
     score, reason = pv.pddl_reward(tk, response)
-    assert time.perf_counter() - t0 < 2.0
     assert score in (0.0, 1.0) and (reason in pv.VERDICT_REASONS or reason == "too_long"), reason
 
 
@@ -525,18 +536,18 @@ def test_fuzz_regression_keyword_used_as_an_argument():
     assert v.reason == "parse_error" and "handempty" in v.message
 
 
-def test_fuzz_only_documented_outcomes_and_no_hang():
+def test_fuzz_only_documented_outcomes_and_no_hang(monkeypatch):
     rng = random.Random(0)
     bases = [(BW, SUSSMAN, SUSSMAN_PLAN), (GRIPPER, GRIPPER4, GRIPPER4_PLAN), (MINI, MINI_PROB, "(flip a)"),
              (ADL, ADL_PROB, "(light r2)\n(light r3)\n(finish)")]
-    t_start = time.perf_counter()
+    calls = _count_formula_evaluations(monkeypatch)
     for trial in range(600):
         dom, prob, plan = rng.choice(bases)
         which, mutate = rng.randrange(3), rng.choice([_mutate, _mutate_chars])
         dom = mutate(dom, rng) if which == 0 else dom
         prob = mutate(prob, rng) if which == 1 else prob
         plan = mutate(plan, rng) if which == 2 else plan
-        t0 = time.perf_counter()
+        calls[0] = 0
         v = pv.validate_plan(dom, prob, plan)
         assert isinstance(v, pv.Verdict) and v.reason in pv.VERDICT_REASONS
         assert v.valid == (v.reason == "ok")
@@ -551,13 +562,12 @@ def test_fuzz_only_documented_outcomes_and_no_hang():
             pass
         except ValueError as e:
             assert "max_ground" in str(e)
-        assert time.perf_counter() - t0 < 2.0, (dom, prob, plan)
+        assert calls[0] <= 4 * pv._PDDL_MAX_WORK + 10 * 2000, (dom, prob, plan)   # budgets bound the work
     # random byte soup as well
     for _ in range(100):
         junk = "".join(rng.choice(_VOCAB + [" "]) for _ in range(rng.randint(0, 60)))
         v = pv.validate_plan(junk, junk, junk)
         assert v.reason in ("parse_error", "unsupported")
-    assert time.perf_counter() - t_start < 15.0
 
 
 def test_deep_nesting_is_a_parse_error_not_a_recursion_error():
@@ -567,14 +577,14 @@ def test_deep_nesting_is_a_parse_error_not_a_recursion_error():
     assert v.reason == "parse_error" and "nesting" in v.message
 
 
-def test_quantifier_bomb_stops_at_the_evaluation_budget():
+def test_quantifier_bomb_stops_at_the_evaluation_budget(monkeypatch):
     objs = " ".join(f"o{i}" for i in range(60))
     dom = """(define (domain bomb) (:requirements :adl) (:predicates (p ?x) (done))
       (:action go :parameters () :precondition (forall (?a ?b ?c ?d) (not (p ?a))) :effect (done)))"""
     prob = f"(define (problem b) (:domain bomb) (:objects {objs}) (:init) (:goal (done)))"
-    t0 = time.perf_counter()
+    calls = _count_formula_evaluations(monkeypatch)
     v = pv.validate_plan(dom, prob, "(go)")
-    assert v.reason == "unsupported" and time.perf_counter() - t0 < 10.0
+    assert v.reason == "unsupported" and calls[0] <= 2 * pv._PDDL_MAX_WORK
 
 
 
@@ -587,13 +597,7 @@ def test_quantifier_budget_counts_the_work_of_each_binding_not_the_bindings(monk
       (:action go :parameters () :precondition (forall (?a) (or {ors})) :effect (done)))"""
     objs = " ".join(f"o{i}" for i in range(1000))
     prob = f"(define (problem b) (:domain orbomb) (:objects {objs}) (:init) (:goal (done)))"
-    calls, real = [0], pv._pddl_holds
-
-    def counted(*a):
-        calls[0] += 1
-        assert calls[0] <= 4 * pv._PDDL_MAX_WORK, "quantifier evaluation was not stopped by the budget"
-        return real(*a)
-    monkeypatch.setattr(pv, "_pddl_holds", counted)
+    calls = _count_formula_evaluations(monkeypatch)
     v = pv.validate_plan(dom, prob, "(go)\n" * 202)
     assert v.reason == "unsupported" and "quantifier" in v.message
     assert calls[0] <= 2 * pv._PDDL_MAX_WORK
