@@ -273,7 +273,8 @@ def curate(run: "Run") -> None:
     for j in range(0, len(rows), cfg.eval_batch):
         chunk = rows[j: j + cfg.eval_batch]
         g = generate(run.policy, [[run.tok.bos] + run.tok.encode(run.rl_tasks[i].prompt) for i in chunk],
-                     cfg.max_response, run.tok.eos, run.tok.pad, temperature=cfg.temperature, generator=gen)
+                     [decode_budget(run.tok, run.rl_tasks[i], cfg) for i in chunk], run.tok.eos, run.tok.pad,
+                     temperature=cfg.temperature, generator=gen)
         for b, i in enumerate(chunk):
             n = int(g.lengths[b])
             lengths.append(n)
@@ -487,8 +488,8 @@ def make_math_task(rng: random.Random) -> Task:
         response: 47-9=38 38-9=29 29-9=20 20-9=11<12 \\boxed{20}
     """
     b = rng.randint(2, 9)
-    t = 0 if rng.random() < 0.5 else rng.randint(1, 60)
-    n = _tail(rng, 3, 48)                                    # subtractions that stay >= t
+    t = 0 if rng.random() < 0.5 else rng.randint(1, 40)
+    n = min(_tail(rng, 3, 48), (99 - t - (b - 1)) // b)      # subtractions that stay >= t; numbers stay below 100
     a = t + n * b + rng.randint(0, b - 1)
     steps, x = [], a
     while x - b >= t:
@@ -512,14 +513,14 @@ def make_prolog_task(rng: random.Random) -> Task:
         response: rev([d,q],[k]) rev([q],[d,k]) rev([],[q,d,k])  Answer: [q,d,k]
     """
     if rng.random() < 0.5:
-        xs = [rng.randint(1, 9) for _ in range(_tail(rng, 3, 16))]
+        xs = [rng.randint(1, 9) for _ in range(_tail(rng, 3, 10))]
         prog, query, var = PROLOG_SUM, f"sum([{','.join(map(str, xs))}], 0, S)", "S"
         acc, trace = 0, []
         for i, x in enumerate(xs):
             acc += x
             trace.append(f"sum([{','.join(map(str, xs[i + 1:]))}],{acc})")
     else:
-        xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 3, 14))]
+        xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 3, 10))]
         prog, query, var = PROLOG_REV, f"rev([{','.join(xs)}], [], R)", "R"
         trace = [f"rev([{','.join(xs[i + 1:])}],[{','.join(reversed(xs[:i + 1]))}])" for i in range(len(xs))]
     sols = proto_verify.solve(prog, query)                   # the engine labels the task
@@ -573,7 +574,7 @@ def _pddl_trace(kind: str, prompt: str, plan) -> list:
 
 
 def make_pddl_task(rng: random.Random) -> Task:
-    """Blocksworld (2–6 blocks) or gripper (1–4 balls) plan generation, labelled by proto_verify's BFS planner and
+    """Blocksworld (2–4 blocks) or gripper (1–3 balls) plan generation, labelled by proto_verify's BFS planner and
     checked by its validator (`pddl_reward`). Each action line carries the state after it as a `;` comment (which
     the plan parser ignores), so the plan is a chain whose preconditions can be read off the line before.
 
@@ -581,8 +582,7 @@ def make_pddl_task(rng: random.Random) -> Task:
         response: unstack b a ; a | c | hand b \\n put-down b ; a | c | b | hand empty \\n ...
     The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
     kind = rng.choice(["blocksworld", "gripper"])
-    diff = rng.choices([1, 2, 3, 4, 5], weights=[4, 4, 3, 2, 1])[0] if kind == "blocksworld" else \
-        rng.choices([1, 2, 3, 4], weights=[4, 4, 3, 2])[0]
+    diff = rng.choices([1, 2, 3], weights=[3, 3, 2])[0]  # blocksworld 2-4 blocks, gripper 1-3 balls
     t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=diff)
     states = _pddl_trace(kind, t.prompt, t.plan)
     target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(t.plan, states))
@@ -904,6 +904,14 @@ def lm_loss(model: GPT, x, y, mask, autocast_dtype=torch.float32) -> torch.Tenso
     return (ce * mask.reshape(-1)).sum() / mask.sum().clamp(min=1)
 
 
+def decode_budget(tok: Tok, task: Task, cfg: Config) -> int:
+    """Tokens a held-out / curation sample may generate: twice the reference solution plus 32, at most
+    eval_max_new_tokens. A correct chain is as long as the reference (a valid pddl plan may be longer: 2x covers
+    it), so the cap only cuts off rows that already went wrong; without it one looping row keeps its whole batch
+    decoding to the global cap."""
+    return min(cfg.eval_max_new_tokens, 2 * len(tok.encode(task.target)) + 32)
+
+
 @torch.no_grad()
 def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist | None" = None,
              samples: dict | None = None) -> dict:
@@ -928,8 +936,8 @@ def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist |
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed + 7919 * rank)
 
     def run(rows, temperature, generator=None):
-        g = generate(model, [[tok.bos] + tok.encode(t.prompt) for t in rows], cfg.eval_max_new_tokens, tok.eos,
-                     tok.pad, temperature=temperature, generator=generator)
+        g = generate(model, [[tok.bos] + tok.encode(t.prompt) for t in rows], [decode_budget(tok, t, cfg) for t in rows],
+                     tok.eos, tok.pad, temperature=temperature, generator=generator)
         texts = [tok.decode(g.tokens[b, : int(g.lengths[b])].tolist()) for b in range(len(rows))]
         return [float(reward(t, s) >= 1.0 - 1e-6) for t, s in zip(rows, texts)], texts
 

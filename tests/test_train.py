@@ -371,3 +371,48 @@ def test_two_process_data_parallel_ends_with_identical_weights(tmp_path):
     for k in a["critic"]:
         assert torch.equal(a["critic"][k], b["critic"][k]), k
     assert a["pool"] != b["pool"]  # each rank ran its own rollout pool (own prompts and samples)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Curation (Guru's difficulty filter) and the temperature-correct ratio, in the pipeline
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_curation_drops_prompts_the_sft_policy_always_or_never_solves(tmp_path, monkeypatch):
+    """curate() samples k responses per candidate and keeps exactly the prompts with 0 < passes < k, per domain.
+    The verifier is replaced by a scripted one: a third of the candidates always pass, a third never, a third pass
+    on every other sample."""
+    args = TINY + [f"--out_dir={tmp_path}", "--run_name=cur", "--sft_steps=1", "--rl_steps=1", "--n_rl=12",
+                   "--n_curate=9", "--curate_samples=4"]
+    run = train.setup(parse_args(args))
+    ids = {id(t): i for i, t in enumerate(run.rl_tasks)}
+    calls = {}
+
+    def scripted(task, response):
+        i = ids.get(id(task))
+        calls[i] = calls.get(i, 0) + 1
+        return [1.0, 0.0, float(calls[i] % 2)][i % 3]
+
+    monkeypatch.setattr(train, "reward", scripted)
+    train.curate(run)
+    cands = [i for d in ("math", "prolog", "pddl")
+             for i in [j for j, t in enumerate(run.rl_tasks) if t.domain == d][:9]]
+    assert all(calls[i] == 4 for i in cands)  # k samples each
+    assert sorted(run.rl_state["prompts"]) == sorted(i for i in cands if i % 3 == 2)
+    for d in ("math", "prolog", "pddl"):
+        c = run.summary["curation"][d]
+        mine = [i for i in cands if run.rl_tasks[i].domain == d]
+        assert c["candidates"] == len(mine) and c["kept"] == sum(i % 3 == 2 for i in mine)
+        assert c["always_solved"] == sum(i % 3 == 0 for i in mine) and c["never_solved"] == sum(i % 3 == 1 for i in mine)
+    # RL then draws only curated prompts
+    drawn = {train.next_rl_prompt(run)[1] for _ in range(3 * len(run.rl_state["prompts"]))}
+    assert drawn == set(run.rl_state["prompts"])
+
+
+def test_rl_ratio_is_one_on_the_first_minibatch_at_a_non_unit_temperature(tmp_path):
+    """Rollouts are sampled from softmax(z / τ); π_old (the sampler's log-probs) and π_θ use the same τ, so before
+    the first optimizer step ρ = 1 up to float error — at τ = 0.6 as at τ = 1."""
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=2", "--critic_warmup=0", "--rl_steps=1", "--temperature=0.6",
+                   "--run_name=temp"]
+    train.train(parse_args(args))
+    rl = [r for r in _metrics(tmp_path / "temp") if r.get("phase") == "rl"]
+    assert rl and rl[0]["policy/first_ratio_dev"] < 1e-4
