@@ -2049,7 +2049,7 @@ def compare_terms(a, b) -> int:
         if ra != rb:
             return -1 if ra < rb else 1
         if ra == 1:
-            x, y = _mixed(a, b)
+            x, y = (a, b) if type(a) is type(b) else _mixed(a, b)
             if x != y:
                 return -1 if x < y else 1
             ta, tb = type(a), type(b)
@@ -3305,7 +3305,7 @@ class Prolog:
             ball = ball.args[0]
         if not is_acyclic(ball):
             return "cyclic_term"
-        _WORK[1] = 1 << 62               # the query is over: its error text is bounded by max_chars, not metered
+        limit, _WORK[1] = _WORK[1], 1 << 62      # the error text is bounded by max_chars, not by the budget
         try:
             return term_to_text(ball, max_chars=10_000)
         except _Budget:                  # type_error(atom, <a 2^60-node term>): name the error, elide the culprit
@@ -3318,6 +3318,8 @@ class Prolog:
                 except _Budget:
                     args.append("...")
             return f"{atom_text(ball.fn.name, True)}({','.join(args)})"
+        finally:
+            _WORK[1] = limit
 
     def _solve_goal(self, goal, max_solutions):
         """Generator over solutions of `goal` (bindings are live while the generator is suspended)."""
