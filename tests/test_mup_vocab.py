@@ -218,7 +218,8 @@ def test_absent_rows_then_move_only_by_decaying_momentum():
             sign = -model.wte.weight.grad[25].sign()
         opt.step()
         step = (model.wte.weight[25].detach() - row).double()
-        expect = lr_emb * (b1 / math.sqrt(b2)) ** (t - 1) * (1 - b1) / (1 - b1 ** t) * math.sqrt(1 - b2 ** t) / math.sqrt(1 - b2)
+        expect = (lr_emb * (b1 / math.sqrt(b2)) ** (t - 1) * (1 - b1) / (1 - b1 ** t)
+                  * math.sqrt(1 - b2 ** t) / math.sqrt(1 - b2))
         assert torch.allclose(step, expect * sign.double(), rtol=1e-4, atol=1e-9)
 
 
