@@ -71,7 +71,8 @@ n^(1/2) when m >> n and like n^1 (muP) when m <= n? The toy is the paper's setti
     1/n) from a pilot at n = 16 (CENTERS); whenever the seed-mean argmin is on the window edge the window moves one
     octave that way (<= 2 times), so an optimum up to 3 octaves (per axis) from the muP point ends inside, whatever
     alpha is. 2 seeds (init and token order; same teacher). All (seed, LR) runs of one width train at once as
-    stacked tensors, one bmm per step (lv_sweep), and share each seed's init and tokens. Score = population KL (all m tokens) averaged over the last 4 steps.
+    stacked tensors, one bmm per step (lv_sweep), and share each seed's init and tokens. Score = population KL
+    (all m tokens) averaged over the last 4 steps.
   * Fit: log(score) ~ quadratic in (log2 lr_emb, log2 lr_out) on the 3 x 3 block around the argmin; "interior" =
     argmin off the window edge, convex fit, stationary point inside the block (else the argmin, flagged).
     alpha with a 90 % percentile bootstrap over seeds (seeds resampled per width); contrast = alpha_LV - alpha_muP.
