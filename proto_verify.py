@@ -38,7 +38,8 @@ Prolog engine (card §4.4, SWI-Prolog 9.0.4 is the reference behaviour, §4.2):
   * budgets: every predicate call (builtins included) costs one inference; builtins that do O(n) work charge
     for it, and so does the work inside one call on big terms: unify / compare / occurs checks (16 steps = 1
     inference) and every node built, compiled or written (2 nodes = 1 inference: copy_term, assertz, findall,
-    throw, nb_setval, format ~w, term_string, the answers) and length/2's enumeration. So `solve` with
+    throw, nb_setval, format ~w, term_string, the answers, each call of a clause of more than 256 nodes) and
+    length/2's enumeration. So `solve` with
     max_inferences = N does O(N) work whatever the term sizes, a DAG-shared term of 2^60 nodes included (tested
     by counting executed Python lines, not by timing). Exhausting the budget raises
     PrologError('resource_error(inferences)') which user catch/3 cannot swallow; the continuation depth is capped
@@ -2650,6 +2651,17 @@ class Clause:
             self.code = _atomic_fact_code(head)      # fact tables: no code generation needed
         else:
             self.code = _codegen(head, body) or _generic_code(head, body, nvars)
+            nodes = sum(_tmpl_stats(x)[0] for x in head) + sum(_tmpl_stats(g)[0] for g in body)
+            if nodes > _BIG_CLAUSE_NODES:            # each call may build all its nodes: meter them (budgets)
+                self.code = functools.partial(_metered_code, self.code, nodes * _NODE_STEPS)
+
+
+_BIG_CLAUSE_NODES = 256                          # smaller clauses cost one inference per call, as in SWI
+
+
+def _metered_code(code, steps, args, trail):
+    _meter(steps)
+    return code(args, trail)
 
 
 _ATOMIC_TYPES = (Atom, Nil, int, float, PString)

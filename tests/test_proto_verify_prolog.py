@@ -445,6 +445,15 @@ def test_every_builtin_meets_the_budget_on_a_2_pow_60_node_term_in_work_linear_i
     assert lines <= 1000 * n, lines
 
 
+@pytest.mark.parametrize("query", ["length(V, 1000), assertz(p(V)), between(1, inf, _), p(X), fail",
+                                   "length(V, 1000), assertz((q :- X = f(V))), between(1, inf, _), q, fail"])
+def test_calling_a_clause_that_builds_a_big_term_is_metered_per_call(query):
+    # each call of p/1 builds a 1000-element list of fresh variables: one inference, but 1000 nodes of work
+    n = 4000
+    term, lines = _python_lines(lambda: _error_of("", query, n), limit=3000 * n)
+    assert term == "resource_error(inferences)" and lines <= 1000 * n, (term, lines)
+
+
 @pytest.mark.parametrize("query", ["length(L, N), fail", "dbl(60, a, T), copy_term(T, C)",
                                    "dbl(60, a, T), assertz(p(T))", "dbl(60, a, T), term_string(T, S)",
                                    "dbl(60, a, T), dbl(60, a, T2), unify_with_occurs_check(T, T2)"])
