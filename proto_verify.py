@@ -37,9 +37,9 @@ Prolog engine (card §4.4, SWI-Prolog 9.0.4 is the reference behaviour, §4.2):
     iterative (a 100 000-element list is fine) and cyclic-safe (answers with cyclic terms raise PrologError).
   * budgets: every predicate call (builtins included) costs one inference; builtins that do O(n) work charge
     for it, and so does the work inside one call on big terms: unify / compare / occurs checks (16 steps = 1
-    inference) and every node built, compiled or written (2 nodes = 1 inference: copy_term, assertz, findall,
-    throw, nb_setval, format ~w, term_string, the answers, each call of a clause of more than 256 nodes) and
-    length/2's enumeration. So `solve` with
+    inference, metered every 64 steps) and every node built, compiled or written (2 nodes = 1 inference:
+    copy_term, assertz, findall, throw, nb_setval, format ~w, term_string, the answers, each call of a clause
+    of more than 256 nodes), list builtins (list_to_set in n log n) and length/2's enumeration. So `solve` with
     max_inferences = N does O(N) work whatever the term sizes, a DAG-shared term of 2^60 nodes included (tested
     by counting executed Python lines, not by timing). Exhausting the budget raises
     PrologError('resource_error(inferences)') which user catch/3 cannot swallow; the continuation depth is capped
@@ -168,8 +168,8 @@ def term_to_json(t, var_numbers=None):
     while work:
         x = work.pop()
         nodes += 1
-        if not nodes & 1023:
-            _meter(1024 * _NODE_STEPS)         # answers of query_values are metered like copies
+        if not nodes & 63:
+            _meter(64 * _NODE_STEPS)         # answers of query_values are metered like copies
         if type(x) is tuple:                   # ("list", n) or ("cmp", name, n) markers
             n = x[-1]
             vals = out[len(out) - n:] if n else []
@@ -1654,8 +1654,8 @@ class _Writer:
             if size > self.max_chars:
                 raise _Budget("resource_error(term_too_large)")
             tokens += 1
-            if not tokens & 255:
-                _meter(256 * _NODE_STEPS)        # writing is metered like copying (format ~w, print, answers)
+            if not tokens & 63:
+                _meter(64 * _NODE_STEPS)        # writing is metered like copying (format ~w, print, answers)
         return "".join(out)
 
     def push_struct(self, t, maxp, stack, ctx="arg"):
@@ -1804,8 +1804,8 @@ def unify(a, b, trail) -> bool:
                 if type(b) is not Struct or a.fn is not b.fn:
                     return False
                 steps += 1
-                if not steps & 1023:
-                    _meter(1024)
+                if not steps & 63:
+                    _meter(64)
                 if steps > _CYCLE_CHECK_AFTER:
                     # rational trees: a pair already being unified is assumed equal (coinduction, as SWI)
                     if seen is None:
@@ -1840,8 +1840,8 @@ def occurs_in(v, t) -> bool:
     steps = 0
     while stack:
         steps += 1
-        if not steps & 1023:
-            _meter(1024)
+        if not steps & 63:
+            _meter(64)
         x = deref(stack.pop())
         if x is v:
             return True
@@ -1862,8 +1862,8 @@ def unify_occurs_check(a, b, trail) -> bool:
         if a is b:
             continue
         steps += 1
-        if not steps & 1023:
-            _meter(4096)                  # two big (e.g. DAG-shared) terms: a step here costs ~4 unify steps
+        if not steps & 63:
+            _meter(256)                  # two big (e.g. DAG-shared) terms: a step here costs ~4 unify steps
         if type(a) is Var:
             if occurs_in(a, b):
                 return False
@@ -1910,6 +1910,8 @@ def is_acyclic(t) -> bool:
                 if st is None:
                     idxs[-1] = i
                     state[ia] = 1
+                    if not len(state) & 63:
+                        _meter(64 * _NODE_STEPS)     # cyclic_term/1 on a long list: metered per node
                     nodes.append(a)
                     idxs.append(0)
                     break
@@ -1950,8 +1952,8 @@ def _rebuild(t, on_var, charge=None):
         tx = type(x)
         if tx is Struct:
             nodes += 1
-            if not nodes & 1023:
-                _meter(1024 * _NODE_STEPS)
+            if not nodes & 63:
+                _meter(64 * _NODE_STEPS)
             if nodes == _CYCLE_CHECK_AFTER and not is_acyclic(t):
                 raise type_error("acyclic_term", _CYCLIC)
             work.append(x.fn)
@@ -1985,8 +1987,8 @@ def term_vars(t) -> list:
     steps = 0
     while stack:
         steps += 1
-        if not steps & 1023:
-            _meter(1024)
+        if not steps & 63:
+            _meter(64)
         x = deref(stack.pop())
         if type(x) is Var:
             if x not in seen:
@@ -2006,8 +2008,8 @@ def is_ground(t) -> bool:
     steps = 0
     while stack:
         steps += 1
-        if not steps & 1023:
-            _meter(1024)
+        if not steps & 63:
+            _meter(64)
         x = deref(stack.pop())
         if type(x) is Var:
             return False
@@ -2075,8 +2077,8 @@ def compare_terms(a, b) -> int:
                 return -1 if fa.arity < fb.arity else 1
             return -1 if fa.name < fb.name else 1
         steps += 1
-        if not steps & 1023:
-            _meter(1024)
+        if not steps & 63:
+            _meter(64)
         if steps > _CYCLE_CHECK_AFTER:
             if seen is None:
                 seen = set()
@@ -2093,9 +2095,11 @@ def variant(a, b) -> bool:
     m1, m2 = {}, {}
     stack = [(a, b)]
     seen = set()
+    steps = 0
     while stack:
         x, y = stack.pop()
-        if not len(seen) & 1023:
+        steps += 1
+        if not steps & 63:
             _meter(64)
         x, y = deref(x), deref(y)
         if type(x) is Var and type(y) is Var:
@@ -2534,8 +2538,8 @@ def _template(t, varmap):
         x = deref(x)
         if type(x) is Struct:
             nodes += 1
-            if not nodes & 1023:
-                _meter(1024 * _NODE_STEPS)       # assertz of a huge (e.g. DAG-shared) term meets the budget
+            if not nodes & 63:
+                _meter(64 * _NODE_STEPS)       # assertz of a huge (e.g. DAG-shared) term meets the budget
             if nodes == _CYCLE_CHECK_AFTER and not is_acyclic(t):
                 raise type_error("acyclic_term", _CYCLIC)
             work.append(x.fn)
@@ -3911,7 +3915,11 @@ _typecheck("float", lambda t: type(t) is float)
 _typecheck("atomic", lambda t: type(t) is not Var and type(t) is not Struct)
 _typecheck("compound", lambda t: type(t) is Struct)
 _typecheck("callable", lambda t: type(t) is Struct or type(t) is Atom)
-_typecheck("is_list", lambda t: list_to_py(t) is not None)
+@det("is_list", 1)
+def _b_is_list(eng, a):
+    items = list_to_py(a[0])
+    eng.extra += len(items) >> 4 if items is not None else 0
+    return items is not None
 _typecheck("string", lambda t: type(t) is PString)
 _typecheck("ground", is_ground)
 _typecheck("is_dict", lambda t: False)
@@ -4032,10 +4040,11 @@ def _b_univ(eng, a):
     t = deref(a[0])
     if type(t) is Struct:
         name = mkatom(t.fn.name)
+        eng.extra += len(t.args) >> 4
         return unify(a[1], list_from_py([name] + list(t.args)), eng.trail)
     if type(t) is not Var:
         return unify(a[1], list_from_py([t]), eng.trail)
-    items = _py_list(a[1])
+    items = _py_list(a[1], eng)
     if not items:
         raise domain_error("non_empty_list", NIL)
     h = deref(items[0])
@@ -4057,7 +4066,9 @@ def _b_copy_term(eng, a):
 
 @det("term_variables", 2)
 def _b_term_variables(eng, a):
-    return unify(a[1], list_from_py(term_vars(a[0])), eng.trail)
+    vs = term_vars(a[0])
+    eng.extra += len(vs) >> 3
+    return unify(a[1], list_from_py(vs), eng.trail)
 
 
 @det("setarg", 3)
@@ -4181,7 +4192,9 @@ def _b_string_chars(eng, a):
     t = deref(a[0])
     if type(t) is not Var:
         return unify(a[1], _char_list(text_of(t)), eng.trail)
-    return unify(t, PString(text_of(a[1], "list")), eng.trail)
+    s = text_of(a[1], "list")
+    eng.extra += len(s) >> 3
+    return unify(t, PString(s), eng.trail)
 
 
 @det("string_codes", 2)
@@ -4189,7 +4202,9 @@ def _b_string_codes(eng, a):
     t = deref(a[0])
     if type(t) is not Var:
         return unify(a[1], _code_list(text_of(t)), eng.trail)
-    return unify(t, PString(text_of(a[1], "list")), eng.trail)
+    s = text_of(a[1], "list")
+    eng.extra += len(s) >> 3
+    return unify(t, PString(s), eng.trail)
 
 
 @det("string_to_atom", 2)
@@ -4203,7 +4218,9 @@ def _b_string_to_atom(eng, a):
 @det("numbervars", 3)
 def _b_numbervars(eng, a):
     n = _int(a[1])
-    for v in term_vars(a[0]):
+    vs = term_vars(a[0])
+    eng.extra += len(vs) >> 2
+    for v in vs:
         unify(v, mkstruct("$VAR", n), eng.trail)
         n += 1
     return unify(a[2], n, eng.trail)
@@ -4673,13 +4690,13 @@ def _b_numlist(eng, a):
 
 @det("list_to_set", 2)
 def _b_list_to_set(eng, a):
+    # first occurrences of ==-distinct elements, in list order: sort the positions by element (n log n, as SWI;
+    # the pairwise scan was quadratic inside one inference)
     xs = _py_list(a[0], eng)
-    out = []
-    for x in xs:
-        if all(compare_terms(x, y) != 0 for y in out):
-            out.append(x)
-        eng.extra += len(out) >> 4
-    return unify(a[1], list_from_py(out), eng.trail)
+    eng.extra += len(xs) * max(1, len(xs).bit_length()) >> 4
+    order = sorted(range(len(xs)), key=lambda i: _Key(xs[i]))      # stable: equal elements keep list order
+    keep = [i for k, i in enumerate(order) if k == 0 or compare_terms(xs[order[k - 1]], xs[i]) != 0]
+    return unify(a[1], list_from_py([xs[i] for i in sorted(keep)]), eng.trail)
 
 
 @det("flatten", 2)
@@ -4895,7 +4912,7 @@ def _b_dynamic(eng, a):
 
 @det("nb_setval", 2)
 def _b_nb_setval(eng, a):
-    eng.globals[_callable_name(a[0])] = copy_term(a[1])
+    eng.globals[_callable_name(a[0])] = copy_term(a[1], eng.charge)
     return True
 
 

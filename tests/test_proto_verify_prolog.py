@@ -445,6 +445,25 @@ def test_every_builtin_meets_the_budget_on_a_2_pow_60_node_term_in_work_linear_i
     assert lines <= 1000 * n, lines
 
 
+LIST_GOALS = ["list_to_set(L, S)", "is_list(L)", "term_variables(V, Vs)", "numbervars(V, 0, E)",
+              "string_codes(S, L)", "nb_setval(k, L)", "T =.. [f|L]", "V =@= L", "acyclic_term(L)", "cyclic_term(L)"]
+
+
+@pytest.mark.parametrize("goal", LIST_GOALS)
+def test_builtins_on_a_1000_element_list_are_charged_for_their_work(goal):
+    # each call is one inference but O(1000) work (list_to_set was O(1000^2)); repeated in a loop, the budget must
+    # still bound the total: at most ~400 executed Python lines per inference of budget
+    n = 4000
+    query = f"numlist(1, 1000, L), length(V, 1000), between(1, inf, _), {goal}, fail"
+    term, lines = _python_lines(lambda: _error_of("", query, n), limit=3000 * n)
+    assert term == "resource_error(inferences)" and lines <= 400 * n, (term, lines)
+
+
+def test_list_to_set_keeps_first_occurrences_in_order():
+    assert solve("", "list_to_set([a, b, a, c, b, X, Y, X, 1, 1.0, f(Z), f(Z), f(W)], S)")[0]["S"] == \
+        "[a,b,c,_A,_B,1,1.0,f(_C),f(_D)]"
+
+
 @pytest.mark.parametrize("query", ["length(V, 1000), assertz(p(V)), between(1, inf, _), p(X), fail",
                                    "length(V, 1000), assertz((q :- X = f(V))), between(1, inf, _), q, fail"])
 def test_calling_a_clause_that_builds_a_big_term_is_metered_per_call(query):
