@@ -1241,6 +1241,7 @@ class _Tok:
 def tokenize(text):
     """Split Prolog text into tokens. kinds: atom, qatom, var, int, float, str, bq, punct, end, eof."""
     toks, pos, n, layout = [], 0, len(text), True
+    _meter(n)                             # reading text inside a query (atom_to_term, atom_number) is metered
     match = _TOKEN_RE.match
     while pos < n:
         m = match(text, pos)
@@ -3755,6 +3756,7 @@ def text_of(t, what="text"):
             if what == "list":
                 _py_list(t)               # a partial list [a|_] is an instantiation error (SWI)
             raise type_error(what, t)
+        _meter(2 * len(items))            # a code / char list is walked once per call
         chars = []
         for x in items:
             x = deref(x)
@@ -4440,6 +4442,7 @@ def _b_atomic_list_concat3(eng, a):
                 not any(type(deref(x)) is Var for x in list_to_py(lst)):
             raise
         parts = atomic_text(whole, "atom").split(sep)     # split mode
+        eng.extra += len(parts) >> 2
         return unify(lst, list_from_py([mkatom(p) for p in parts]), eng.trail)
 
 
@@ -4448,6 +4451,7 @@ def _b_split_string(eng, a):
     if type(deref(a[0])) in (int, float):
         raise type_error("text", deref(a[0]))          # SWI: split_string(123, ...) is a type error
     s, seps, pad = text_of(a[0]), text_of(a[1]), text_of(a[2])
+    eng.extra += len(s) >> 2
     parts = []
     if seps:
         cur = []

@@ -446,15 +446,18 @@ def test_every_builtin_meets_the_budget_on_a_2_pow_60_node_term_in_work_linear_i
 
 
 LIST_GOALS = ["list_to_set(L, S)", "is_list(L)", "term_variables(V, Vs)", "numbervars(V, 0, E)",
-              "string_codes(S, L)", "nb_setval(k, L)", "T =.. [f|L]", "V =@= L", "acyclic_term(L)", "cyclic_term(L)"]
+              "string_codes(S, L)", "nb_setval(k, L)", "T =.. [f|L]", "V =@= L", "acyclic_term(L)", "cyclic_term(L)",
+              "atom_to_term(A, T, B)", "atom_number(A, N)", "split_string(A, \",\", \"\", P)",
+              "atomic_list_concat(P, ',', A)", "format(atom(X), '~s', [L])"]
 
 
 @pytest.mark.parametrize("goal", LIST_GOALS)
 def test_builtins_on_a_1000_element_list_are_charged_for_their_work(goal):
     # each call is one inference but O(1000) work (list_to_set was O(1000^2)); repeated in a loop, the budget must
-    # still bound the total: at most ~400 executed Python lines per inference of budget
+    # still bound the total: at most ~400 executed Python lines per inference of budget. A is the text '[1,...,1000]'.
     n = 4000
-    query = f"numlist(1, 1000, L), length(V, 1000), between(1, inf, _), {goal}, fail"
+    query = ("numlist(1, 1000, L), length(V, 1000), atomic_list_concat(L, ',', A0), "
+             f"atomic_list_concat(['[', A0, ']'], A), between(1, inf, _), {goal}, fail")
     term, lines = _python_lines(lambda: _error_of("", query, n), limit=3000 * n)
     assert term == "resource_error(inferences)" and lines <= 400 * n, (term, lines)
 
