@@ -1652,6 +1652,8 @@ class _Writer:
             out.append(s)
             last = s[-1]
             size += len(s)
+            if len(s) > 64:
+                _meter(len(s))                   # a long (quoted) atom or string is written char by char
             if size > self.max_chars:
                 raise _Budget("resource_error(term_too_large)")
             tokens += 1
@@ -3825,10 +3827,12 @@ def parse_number(s, strict=False):
 
 
 def _char_list(s):
+    _meter(len(s))                        # text -> list: metered by its length
     return list_from_py([mkatom(c) for c in s])
 
 
 def _code_list(s):
+    _meter(len(s))
     return list_from_py([ord(c) for c in s])
 
 

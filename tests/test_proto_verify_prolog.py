@@ -448,7 +448,8 @@ def test_every_builtin_meets_the_budget_on_a_2_pow_60_node_term_in_work_linear_i
 LIST_GOALS = ["list_to_set(L, S)", "is_list(L)", "term_variables(V, Vs)", "numbervars(V, 0, E)",
               "string_codes(S, L)", "nb_setval(k, L)", "T =.. [f|L]", "V =@= L", "acyclic_term(L)", "cyclic_term(L)",
               "atom_to_term(A, T, B)", "atom_number(A, N)", "split_string(A, \",\", \"\", P)",
-              "atomic_list_concat(P, ',', A)", "format(atom(X), '~s', [L])"]
+              "atomic_list_concat(P, ',', A)", "format(atom(X), '~s', [L])", "string_codes(A, X)",
+              "string_chars(A, X)", "catch(dynamic(A), _, true)", "with_output_to(string(S), writeq(A))"]
 
 
 @pytest.mark.parametrize("goal", LIST_GOALS)
