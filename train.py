@@ -120,6 +120,7 @@ class Config:
     domains: str = "math,prolog,pddl"  # comma-separated task domains
     n_train: int = 4000  # SFT tasks per domain (600 tasks/domain were memorized, not learned)
     n_eval: int = 100  # held-out tasks per domain (decontaminated against train and RL prompts)
+    eval_set: str = "test"  # test | val: held-out draw to evaluate on (val: a separate seeded draw, for tuning)
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
     n_rl: int = 1000  # fresh RL prompt draws per domain (decontaminated against held-out); curation picks from them
     rl_domains: str = ""  # domains RL trains on, within `domains` ("" = all); eval covers every domain
@@ -137,7 +138,7 @@ class Config:
     mup: str = "lv"  # μP regime for init and per-group LRs: sp | mup | lv
     base_width: int = 64  # μP base width (w = d_model / base_width)
     # SFT
-    sft_steps: int = 600  # SFT optimizer steps
+    sft_steps: int = 800  # SFT optimizer steps
     sft_batch: int = 24  # sequences per SFT step
     lr: float = 5e-3  # base LR η at base_width (per-group LRs derived by mup_vocab)
     weight_decay: float = 0.0  # SFT AdamW weight decay on matrices
@@ -149,17 +150,17 @@ class Config:
     eval_samples: int = 4  # k: also report avg@k and pass@k of k samples/task at `temperature` (0 = greedy only)
     eval_batch: int = 128  # rows per generate call in evaluation and curation
     # curation (Guru): difficulty filter on the SFT policy's samples before RL
-    n_curate: int = 100  # candidate RL prompts per domain, each sampled curate_samples times by the SFT policy
+    n_curate: int = 64  # candidate RL prompts per domain, each sampled curate_samples times by the SFT policy
     curate_samples: int = 4  # k of the difficulty filter: keep prompts with 0 < passes < k
     # RL (T-PPO / PPO)
     algo: str = "tppo"  # tppo | ppo (ppo = T-PPO code with window ≥ max_response)
-    rl_steps: int = 150  # T-PPO steps after the critic warm-up (0 = SFT only)
+    rl_steps: int = 60  # T-PPO steps after the critic warm-up (0 = SFT only)
     window: int = 48  # T-PPO window W: new tokens per rollout per step
-    max_response: int = 512  # L_max: a response lives at most ceil(L_max / W) windows
+    max_response: int = 400  # L_max: a response lives at most ceil(L_max / W) windows
     slots: int = 32  # rollouts per generation batch (constant)
     group_size: int = 4  # samples per prompt
     temperature: float = 1.0  # sampling temperature of rollouts
-    rl_lr: float = 2e-4  # policy base LR in RL
+    rl_lr: float = 5e-5  # policy base LR in RL (2e-4 lowered val avg@4 on the long chains; see RESULTS.md)
     group_filter: bool = True  # DAPO has-gradient filter: no policy loss on finished groups that all scored alike
     rl_warmup: int = 10  # linear LR warm-up steps of the RL optimizers (fresh Adam's first steps are sign-like)
     minibatches: int = 2  # policy/critic optimizer steps per RL step (slots split into this many mini-batches)
@@ -500,7 +501,7 @@ def make_math_task(rng: random.Random) -> Task:
     """
     b = rng.randint(2, 5)
     t = 0 if rng.random() < 0.5 else rng.randint(1, 40)
-    n = min(_tail(rng, 3, 48), (99 - t - (b - 1)) // b)      # subtractions that stay >= t; numbers stay below 100
+    n = min(_tail(rng, 3, 48), (199 - t - (b - 1)) // b)     # subtractions that stay >= t; numbers stay below 200
     a = t + n * b + rng.randint(0, b - 1)
     steps, x = [], a
     while x - b >= t:
@@ -524,14 +525,14 @@ def make_prolog_task(rng: random.Random) -> Task:
         response: rev([d,q],[k]) rev([q],[d,k]) rev([],[q,d,k])  Answer: [q,d,k]
     """
     if rng.random() < 0.5:
-        xs = [rng.randint(1, 9) for _ in range(_tail(rng, 2, 8))]
+        xs = [rng.randint(1, 9) for _ in range(_tail(rng, 2, 10))]
         prog, query, var = PROLOG_SUM, f"sum([{','.join(map(str, xs))}], 0, S)", "S"
         acc, trace = 0, []
         for i, x in enumerate(xs):
             acc += x
             trace.append(f"sum([{','.join(map(str, xs[i + 1:]))}],{acc})")
     else:
-        xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 2, 8))]
+        xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 2, 10))]
         prog, query, var = PROLOG_REV, f"rev([{','.join(xs)}], [], R)", "R"
         trace = [f"rev([{','.join(xs[i + 1:])}],[{','.join(reversed(xs[:i + 1]))}])" for i in range(len(xs))]
     sols = proto_verify.solve(prog, query)                   # the engine labels the task
@@ -585,7 +586,7 @@ def _pddl_trace(kind: str, prompt: str, plan) -> list:
 
 
 def make_pddl_task(rng: random.Random) -> Task:
-    """Blocksworld (2–4 blocks) or gripper (1–3 balls) plan generation, labelled by proto_verify's BFS planner and
+    """Blocksworld (2–3 blocks) or gripper (1–2 balls) plan generation, labelled by proto_verify's BFS planner and
     checked by its validator (`pddl_reward`). Each action line carries the state after it as a `;` comment (which
     the plan parser ignores), so the plan is a chain whose preconditions can be read off the line before.
 
@@ -593,7 +594,7 @@ def make_pddl_task(rng: random.Random) -> Task:
         response: unstack b a ; a | c | hand b \\n put-down b ; a | c | b | hand empty \\n ...
     The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
     kind = rng.choice(["blocksworld", "gripper"])
-    diff = rng.choices([1, 2, 3], weights=[4, 3, 1])[0]  # blocksworld 2-4 blocks, gripper 1-3 balls
+    diff = rng.choice([1, 1, 2])  # blocksworld 2-3 blocks, gripper 1-2 balls
     t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=diff)
     states = _pddl_trace(kind, t.prompt, t.plan)
     target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(t.plan, states))
@@ -630,7 +631,8 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
     threshold 1.0), so no held-out problem appears in training."""
     train, held = [], []
     for dom in cfg.domains.split(","):
-        ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-eval-{dom}"), cfg.n_eval)
+        split = "eval" if cfg.eval_set == "test" else "val"  # val: never the test draw, for tuning without peeking
+        ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-{split}-{dom}"), cfg.n_eval)
         # 10 % headroom for decontamination (it drops < 2 % here); the kept prefix does not depend on the headroom
         tr = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-train-{dom}"), cfg.n_train * 11 // 10 + 20)
         # threshold 1.0: for synthetic instances a changed number/block is a different problem, so only identical
@@ -1040,6 +1042,11 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
         if src and os.path.exists(src):  # RL from another run's SFT policy: same SFT / held-out tasks
             with open(src, "rb") as f:
                 run.train_tasks, run.eval_tasks = pickle.load(f)[:2]
+            if cfg.eval_set == "val":  # tuning from another run's SFT policy: held-out = a val draw unseen in SFT
+                seen = {t.key for t in run.train_tasks}
+                run.eval_tasks = [t for d in cfg.domains.split(",") for t in [
+                    t for t in _draw_unique(TASK_MAKERS[d], random.Random(f"{cfg.seed}-val-{d}"), 2 * cfg.n_eval)
+                    if t.key not in seen][: cfg.n_eval]]
         else:
             run.train_tasks, run.eval_tasks = build_tasks(cfg, log=run.log.print)
         if cfg.rl_prompts == "fresh" and cfg.rl_steps > 0:
@@ -1100,10 +1107,9 @@ def init_from(run: Run, run_dir: str) -> None:
     if theirs != dict(run.tok.enc._mergeable_ranks):
         raise ValueError(f"init_from={run_dir!r}: its tokenizer differs from this run's")
     run.policy.load_state_dict(st["policy"])
-    run.summary["after_sft"] = st["summary"]["after_sft"]
     run.summary["init_from"] = run_dir
-    run.phase = "curate" if run.cfg.rl_steps > 0 else "done"
-    run.log.print(f"init_from {run_dir}: SFT policy loaded, after-SFT eval {fmt_eval(st['summary']['after_sft'])}")
+    run.phase = "sft_eval"  # evaluate the loaded policy on this run's held-out set (the same draw: same numbers)
+    run.log.print(f"init_from {run_dir}: SFT policy loaded")
 
 
 def make_critic(run: Run) -> None:
@@ -1622,6 +1628,8 @@ def validate_config(cfg: Config) -> None:
     if cfg.rl_steps > 0 and not rl_domain_list(cfg):
         raise ValueError(f"rl_domains={cfg.rl_domains!r} shares no domain with domains={cfg.domains!r}; "
                          f"set --rl_domains to some of {cfg.domains!r} (or '' for all)")
+    if cfg.eval_set not in ("test", "val"):
+        raise ValueError(f"eval_set must be 'test' or 'val', got {cfg.eval_set!r}")
     if cfg.rl_prompts not in ("fresh", "sft"):
         raise ValueError(f"rl_prompts must be 'fresh' or 'sft', got {cfg.rl_prompts!r}")
     if cfg.tokenizer == "bpe" and cfg.vocab_size < 259:
