@@ -41,8 +41,11 @@ Deviations from the papers (composition-level; each concept file lists its own):
     offline regression pass.
   - Held-out decontamination uses guru_rewards.decontaminate at Jaccard threshold 1.0 (exact instances): for
     synthetic problems a changed number or block is a different problem.
-  - CPU runs use the free cores (cores / ranks, at most 4) for intra-op threads; pass --threads=1 on a shared box
-    (oversubscribed threads made steps ~5x slower). The smoke preset uses 1 (its model is too small to gain).
+  - CPU threads: run as a script, train.py sets OMP_WAIT_POLICY=PASSIVE (unless set) before torch starts OpenMP, so
+    idle intra-op threads sleep instead of spin-waiting; auto (--threads=0) then uses the usable cores / ranks, at most
+    4. With spinning threads one competing busy process slowed SFT ~12x on the 2-core box (~290 vs ~3,500 tok/s);
+    passive, each extra busy process cost 1.4-2.2x. Imported after torch without PASSIVE in the
+    environment, auto uses 1 thread. The smoke preset uses 1 (its model is too small to gain).
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
@@ -71,6 +74,9 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, fields
+
+if __name__ == "__main__":  # before torch loads OpenMP, which reads this once: idle threads sleep, never spin
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # (see the threads note in the docstring)
 
 import numpy as np
 import torch
@@ -104,7 +110,7 @@ class Config:
     seed: int = 0  # one seed for tasks, init, data order and sampling (rank r samples with seed + 1000 r)
     device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA → MPS → CPU)
     dtype: str = "auto"  # auto | float32 | bfloat16 (auto: bf16 autocast on bf16-capable CUDA, else fp32)
-    threads: int = 0  # torch intra-op threads (0 = auto: on CPU, the cores / ranks, at most 4)
+    threads: int = 0  # intra-op threads (0 = auto: CPU cores / ranks ≤ 4 with OMP_WAIT_POLICY=PASSIVE, else 1)
     resume: bool = False  # continue out/<run>/ from its latest checkpoint (exact: RNG, optimizer, pool)
     # tasks
     domains: str = "math,prolog,pddl"  # comma-separated task domains
@@ -991,12 +997,14 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
     os.makedirs(run.dir, exist_ok=True)
     run.device, run.amp_dtype, why = pick_device(cfg)
     if cfg.threads > 0 or run.device.type == "cpu":
-        # auto on CPU: the cores divided among the ranks, at most 4 (a tiny model gains little beyond). On a quiet
-        # 2-core machine 2 threads made SFT 1.6x faster than 1; more threads than free cores (other jobs, or torchrun
-        # ranks) made steps ~5x slower, so pass --threads=1 when the machine is shared.
-        auto = max(1, min(4, (os.cpu_count() or 1) // run.dist.world))
+        # auto on CPU: the usable cores divided among the ranks, at most 4 (a tiny model gains little beyond), if
+        # OpenMP's idle threads sleep (OMP_WAIT_POLICY=PASSIVE, set before torch starts when run as a script). With
+        # the default spin-wait, one competing busy process slowed 2 threads ~12x on a 2-core box; then use 1.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        policy = os.environ.get("OMP_WAIT_POLICY", "")
+        auto = max(1, min(4, cores // run.dist.world)) if policy.upper() == "PASSIVE" else 1
         torch.set_num_threads(cfg.threads if cfg.threads > 0 else auto)
-        why += f"; {torch.get_num_threads()} intra-op thread(s)"
+        why += f"; {torch.get_num_threads()} intra-op thread(s), OMP_WAIT_POLICY={policy or '<unset: spin>'}"
     resume_state = None
     if cfg.resume:
         path = rank_ckpt(run, run.dist.rank)

@@ -526,6 +526,44 @@ def test_unusable_init_from_run_exits_2_naming_the_file(tmp_path, capsys, victim
     assert victim in err, err
 
 
+@pytest.mark.parametrize("policy", ["PASSIVE", None])
+def test_auto_threads_use_the_cores_only_when_openmp_threads_sleep(tmp_path, monkeypatch, policy):
+    """Spin-waiting OpenMP threads slowed SFT ~12x beside one busy process (2-core box): auto uses every usable core
+    (at most 4) only under OMP_WAIT_POLICY=PASSIVE, which train.py sets before torch when run as a script."""
+    if policy:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    else:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    run = train.setup(parse_args(TINY + [f"--out_dir={tmp_path}", "--threads=0"]))
+    cores = len(os.sched_getaffinity(0))
+    assert torch.get_num_threads() == (max(1, min(4, cores)) if policy else 1)
+    run.interrupt.restore()
+
+
+def test_script_sets_passive_openmp_wait_policy_before_torch_loads():
+    """OpenMP reads OMP_WAIT_POLICY once, when torch loads it: an import hook records the value at `import torch`."""
+    code = """if True:
+        import os, runpy, sys
+        SET
+        class Spy:  # sees the first `import torch` (train.py's) and the environment at that moment
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    print("at import torch:", os.environ.get("OMP_WAIT_POLICY"))
+                    sys.meta_path.remove(self)
+        sys.meta_path.insert(0, Spy())
+        sys.argv = ["train.py", "--help"]
+        try:
+            runpy.run_path("train.py", run_name="__main__")
+        except SystemExit:
+            pass
+    """
+    for setting, want in (("os.environ.pop('OMP_WAIT_POLICY', None)", "PASSIVE"),
+                          ("os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'", "ACTIVE")):  # the user's own setting wins
+        r = subprocess.run([sys.executable, "-c", code.replace("SET", setting)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+        assert f"at import torch: {want}" in r.stdout, r.stdout[-500:] + r.stderr[-500:]
+
+
 def test_torn_last_metrics_line_is_dropped_and_resume_continues(run_copy, capsys):
     """A crash while appending metrics.jsonl leaves a half-written last line; resuming the good checkpoint drops it
     and finishes the run with one record per step."""
