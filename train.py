@@ -1067,7 +1067,7 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
     if resume_state is not None:
         try:
             load_state(run, resume_state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # e.g. weights of another model shape
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:  # e.g. other shapes
             raise RunFileError(f"{rank_ckpt(run, run.dist.rank)}: does not fit this run ({_why(e)})") from None
         run.log.print(f"resumed from {rank_ckpt(run, run.dist.rank)}: phase {run.phase}, step {run.step}, "
                       f"gstep {run.gstep}")
@@ -1770,6 +1770,7 @@ def validate_config(cfg: Config) -> None:
             bad(name, f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
     for name, (lo, hi) in FLOAT_RANGE.items():
         v = getattr(cfg, name)
+        v = v if isinstance(v, float) or abs(v) < 2**1000 else math.inf  # a huge JSON int: float(v) would raise
         if not math.isfinite(v) or v < lo or (hi is not None and v > hi) or (name in POSITIVE and v <= 0):
             bad(name, f"finite and {'> 0' if name in POSITIVE else f'>= {lo}'}"
                 + (f" and <= {hi}" if hi is not None else ""))
@@ -1782,7 +1783,7 @@ def validate_config(cfg: Config) -> None:
     if not cfg.out_dir:
         bad("out_dir", "a non-empty path")
     # device: known and available
-    if cfg.device.startswith("cuda") and cfg.device != "auto":
+    if cfg.device.startswith("cuda"):
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         idx = cfg.device[5:] if cfg.device.startswith("cuda:") else "0"
         if not idx.isdigit() or int(idx) >= n:

@@ -509,6 +509,7 @@ def test_unusable_tasks_pickle_exits_2_naming_the_file(run_copy, capsys, how):
     ("[1, 2]", "not an object"),
     ('{"warmup": -1}', "warmup must be >= 0"),       # a key not given on the command line
     ('{"lr": "fast"}', "lr must be a float"),
+    ('{"lr": 1' + "0" * 400 + "}", "lr must be finite"),   # a JSON int too large for a float
     ('{"d_modle": 64}', "unknown config key(s) d_modle"),
 ])
 def test_unusable_config_json_exits_2_naming_the_file(run_copy, capsys, text, why, no_training):
