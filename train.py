@@ -53,7 +53,11 @@ Deviations from the papers (composition-level; each concept file lists its own):
     correct chain is as long as the reference, so the cap only cuts rows that already went wrong.
   - Critic warm-up = the first `critic_warmup` tppo steps with the policy frozen (the reference recipe's).
   - Held-out decontamination uses guru_rewards.decontaminate at Jaccard threshold 1.0 (exact instances).
-  - CPU runs use the free cores (cores / ranks, at most 4) for intra-op threads; pass --threads=1 on a shared box.
+  - CPU threads: run as a script, train.py sets OMP_WAIT_POLICY=PASSIVE (unless set) before torch starts OpenMP, so
+    idle intra-op threads sleep instead of spin-waiting; auto (--threads=0) then uses the usable cores / ranks, at most
+    4. With spinning threads one competing busy process slowed SFT ~12x on the 2-core box (~290 vs ~3,500 tok/s);
+    passive, each extra busy process cost 1.4-2.2x. Imported after torch without PASSIVE in the
+    environment, auto uses 1 thread. The smoke preset uses 1 (its model is too small to gain).
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
@@ -70,6 +74,7 @@ import base64
 import dataclasses
 import hashlib
 import heapq
+import io
 import json
 import math
 import os
@@ -81,6 +86,9 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, fields
+
+if __name__ == "__main__":  # before torch loads OpenMP, which reads this once: idle threads sleep, never spin
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # (see the threads note in the docstring)
 
 import numpy as np
 import torch
@@ -114,7 +122,7 @@ class Config:
     seed: int = 0  # one seed for tasks, init, data order and sampling (rank r samples with seed + 1000 r)
     device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA → MPS → CPU)
     dtype: str = "auto"  # auto | float32 | bfloat16 (auto: bf16 autocast on bf16-capable CUDA, else fp32)
-    threads: int = 0  # torch intra-op threads (0 = auto: on CPU, the cores / ranks, at most 4)
+    threads: int = 0  # intra-op threads (0 = auto: CPU cores / ranks ≤ 4 with OMP_WAIT_POLICY=PASSIVE, else 1)
     resume: bool = False  # continue out/<run>/ from its latest checkpoint (exact: RNG, optimizer, pool)
     # tasks
     domains: str = "math,prolog,pddl"  # comma-separated task domains
@@ -450,21 +458,19 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = parse_args(argv)
-    except ValueError as e:
+        if cfg.resume:  # continue with the run's own config; explicit overrides on the command line still apply
+            resume_config(cfg, argv)
+    except ValueError as e:  # a bad --key=value, or an unusable config.json (RunFileError)
         print(f"train.py: error: {e}", file=sys.stderr)
         raise SystemExit(2)
-    if cfg.resume:  # continue with the run's own config; explicit overrides on the command line still apply
-        path = os.path.join(cfg.out_dir, run_name(cfg), "config.json")
-        if os.path.exists(path):
-            saved = json.load(open(path))
-            given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
-            for k, v in saved.items():
-                if k not in given and k != "resume":
-                    setattr(cfg, k, v)
-    if cfg.preset == "bench" and not cfg.resume:
-        return run_bench(cfg)
-    dist = Dist()
-    summary = train(cfg, dist)
+    try:
+        if cfg.preset == "bench" and not cfg.resume:
+            return run_bench(cfg)
+        dist = Dist()
+        summary = train(cfg, dist)
+    except RunFileError as e:  # a run-folder file that cannot be used: which file and why, in one line
+        print(f"train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
     if dist.enabled:
         torch.distributed.destroy_process_group()
     return summary
@@ -1013,18 +1019,20 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
     os.makedirs(run.dir, exist_ok=True)
     run.device, run.amp_dtype, why = pick_device(cfg)
     if cfg.threads > 0 or run.device.type == "cpu":
-        # auto on CPU: the cores divided among the ranks, at most 4 (a tiny model gains little beyond). On a quiet
-        # 2-core machine 2 threads made SFT 1.6x faster than 1; more threads than free cores (other jobs, or torchrun
-        # ranks) made steps ~5x slower, so pass --threads=1 when the machine is shared.
-        auto = max(1, min(4, (os.cpu_count() or 1) // run.dist.world))
+        # auto on CPU: the usable cores divided among the ranks, at most 4 (a tiny model gains little beyond), if
+        # OpenMP's idle threads sleep (OMP_WAIT_POLICY=PASSIVE, set before torch starts when run as a script). With
+        # the default spin-wait, one competing busy process slowed 2 threads ~12x on a 2-core box; then use 1.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        policy = os.environ.get("OMP_WAIT_POLICY", "")
+        auto = max(1, min(4, cores // run.dist.world)) if policy.upper() == "PASSIVE" else 1
         torch.set_num_threads(cfg.threads if cfg.threads > 0 else auto)
-        why += f"; {torch.get_num_threads()} intra-op thread(s)"
+        why += f"; {torch.get_num_threads()} intra-op thread(s), OMP_WAIT_POLICY={policy or '<unset: spin>'}"
     resume_state = None
     if cfg.resume:
         path = rank_ckpt(run, run.dist.rank)
         if not os.path.exists(path):
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        resume_state = torch.load(path, map_location="cpu", weights_only=False)
+            raise RunFileError(f"{path}: no checkpoint to --resume from (start without --resume)")
+        resume_state = load_checkpoint(path, RESUME_KEYS)
     run.log = RunLog(run.dir, run.dist.main, resume_state["gstep"] if resume_state else None)
     run.log.print(f"train.py | python {platform.python_version()} | torch {torch.__version__} | "
                   f"numpy {np.__version__} | world {run.dist.world}")
@@ -1040,8 +1048,7 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
     if run.dist.main and not (cfg.resume and os.path.exists(tasks_path)):
         src = os.path.join(cfg.init_from, "tasks.pkl") if cfg.init_from else ""
         if src and os.path.exists(src):  # RL from another run's SFT policy: same SFT / held-out tasks
-            with open(src, "rb") as f:
-                run.train_tasks, run.eval_tasks = pickle.load(f)[:2]
+            run.train_tasks, run.eval_tasks = load_tasks(src)[:2]
             if cfg.eval_set == "val":  # tuning from another run's SFT policy: held-out = a val draw unseen in SFT
                 seen = {t.key for t in run.train_tasks}
                 run.eval_tasks = [t for d in cfg.domains.split(",") for t in [
@@ -1053,14 +1060,10 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
             run.rl_tasks = build_rl_tasks(cfg, run.eval_tasks, log=run.log.print)
         else:
             run.rl_tasks = [t for t in run.train_tasks if t.domain in rl_domain_list(cfg)]
-        tmp = tasks_path + ".tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump((run.train_tasks, run.eval_tasks, run.rl_tasks), f)
-        os.replace(tmp, tasks_path)
+        write_checked(tasks_path, pickle.dumps((run.train_tasks, run.eval_tasks, run.rl_tasks)))
     run.dist.barrier()
     if not hasattr(run, "train_tasks"):
-        with open(tasks_path, "rb") as f:
-            run.train_tasks, run.eval_tasks, run.rl_tasks = pickle.load(f)
+        run.train_tasks, run.eval_tasks, run.rl_tasks = load_tasks(tasks_path)[:3]
         run.log.print(f"tasks: loaded {len(run.train_tasks)} train / {len(run.eval_tasks)} held-out / "
                       f"{len(run.rl_tasks)} RL from {tasks_path}")
     if run.dist.main:
@@ -1089,7 +1092,10 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
     run.interrupt = Interrupt()
     seed_everything(cfg.seed + 1000 * run.dist.rank)  # sampling differs per rank
     if resume_state is not None:
-        load_state(run, resume_state)
+        try:
+            load_state(run, resume_state)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:  # e.g. other shapes
+            raise RunFileError(f"{rank_ckpt(run, run.dist.rank)}: does not fit this run ({_why(e)})") from None
         run.log.print(f"resumed from {rank_ckpt(run, run.dist.rank)}: phase {run.phase}, step {run.step}, "
                       f"gstep {run.gstep}")
     elif cfg.init_from:
@@ -1099,14 +1105,22 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
 
 def init_from(run: Run, run_dir: str) -> None:
     """Start RL from another run's SFT policy (same tasks and tokenizer required), skipping SFT."""
-    st = torch.load(os.path.join(run_dir, "ckpt.pt"), map_location="cpu", weights_only=False)
-    if "after_sft" not in st["summary"] or not os.path.exists(os.path.join(run_dir, "policy_sft.pt")):
-        raise ValueError(f"init_from={run_dir!r}: no finished SFT phase (ckpt.pt + policy_sft.pt) there")
-    st["policy"] = torch.load(os.path.join(run_dir, "policy_sft.pt"), map_location="cpu")["policy"]
-    theirs = load_ranks(os.path.join(run_dir, "tokenizer.tiktoken"))
+    st = load_checkpoint(os.path.join(run_dir, "ckpt.pt"), ("summary",))
+    if not isinstance(st["summary"], dict) or "after_sft" not in st["summary"] \
+            or not os.path.exists(os.path.join(run_dir, "policy_sft.pt")):
+        raise RunFileError(f"init_from={run_dir!r}: no finished SFT phase (ckpt.pt + policy_sft.pt) there")
+    st["policy"] = load_checkpoint(os.path.join(run_dir, "policy_sft.pt"), ("policy",))["policy"]
+    path = os.path.join(run_dir, "tokenizer.tiktoken")
+    try:
+        theirs = load_ranks(path)
+    except (OSError, ValueError) as e:  # binascii.Error is a ValueError
+        raise RunFileError(f"{path}: not a tiktoken rank file ({_why(e)})") from None
     if theirs != dict(run.tok.enc._mergeable_ranks):
-        raise ValueError(f"init_from={run_dir!r}: its tokenizer differs from this run's")
-    run.policy.load_state_dict(st["policy"])
+        raise RunFileError(f"{path}: init_from's tokenizer differs from this run's (same tasks needed)")
+    try:
+        run.policy.load_state_dict(st["policy"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise RunFileError(f"{os.path.join(run_dir, 'policy_sft.pt')}: does not fit this model ({_why(e)})") from None
     run.summary["init_from"] = run_dir
     run.phase = "sft_eval"  # evaluate the loaded policy on this run's held-out set (the same draw: same numbers)
     run.log.print(f"init_from {run_dir}: SFT policy loaded")
@@ -1224,9 +1238,27 @@ class RunLog:
         self.main, self.path = main, os.path.join(run_dir, "metrics.jsonl")
         if main and resume_step is not None and os.path.exists(self.path):
             # drop records written after the checkpoint we resume from: no step is logged twice
-            keep = [ln for ln in open(self.path) if ln.strip() and json.loads(ln).get("gstep", 0) <= resume_step]
-            with open(self.path, "w") as f:
+            with open(self.path, "rb") as f:
+                lines = f.read().split(b"\n")
+            keep = []
+            for i, ln in enumerate(lines):
+                if not ln.strip():
+                    continue
+                try:
+                    rec = json.loads(ln)
+                    if not isinstance(rec, dict) or not isinstance(rec.get("gstep", 0), (int, float)):
+                        raise ValueError("not a JSON object with a numeric gstep")
+                except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                    if i == len(lines) - 1:  # no "\n" after it: a write cut off by a crash; truncate it
+                        self.print(f"{self.path}: dropped a torn last line ({len(ln)} bytes, {_why(e)})")
+                        continue
+                    raise RunFileError(f"{self.path}: line {i + 1} is not a JSON record ({_why(e)})") from None
+                if rec.get("gstep", 0) <= resume_step:
+                    keep.append(ln.decode() + "\n")
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
                 f.writelines(keep)
+            os.replace(tmp, self.path)
         elif main and resume_step is None and os.path.exists(self.path):
             os.remove(self.path)
 
@@ -1278,10 +1310,121 @@ def fmt_eta(seconds: float) -> str:
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    """Atomic: write a temp file, then os.replace (a crash never leaves a half-written checkpoint)."""
+    """torch.save bytes + a sha256 trailer (write_checked: atomic, verified by load_checkpoint)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_checked(path, buf.getvalue())
+
+
+class RunFileError(ValueError):
+    """A run-folder file that cannot be used (missing, empty, cut off, corrupted, wrong content): the message names
+    the file and the reason in one line; main prints it and exits 2."""
+
+
+# A checked file is its payload followed by this trailer and the payload's sha256 (hex) and "\n". Trailing bytes
+# are ignored by torch.load (zip: the directory is found from the end) and by pickle.load (stops at STOP), so
+# checked files stay readable by plain torch.load / pickle.load.
+CHECK_TAG = b"\ntrain.py sha256 "
+CHECK_LEN = len(CHECK_TAG) + 64 + 1
+
+
+def write_checked(path: str, data: bytes) -> None:
+    """Atomic: write payload + sha256 trailer to a temp file, then os.replace (a crash never leaves a half-written
+    file under `path`)."""
     tmp = path + ".tmp"
-    torch.save(state, tmp)
+    with open(tmp, "wb") as f:
+        f.write(data + CHECK_TAG + hashlib.sha256(data).hexdigest().encode() + b"\n")
     os.replace(tmp, path)
+
+
+def read_checked(path: str) -> bytes:
+    """The payload of a file written by write_checked, after verifying its sha256; RunFileError otherwise."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise RunFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not raw:
+        raise RunFileError(f"{path}: empty file (0 bytes)")
+    data, tag, digest = raw[:-CHECK_LEN], raw[-CHECK_LEN:-65], raw[-65:-1]
+    if len(raw) < CHECK_LEN or tag != CHECK_TAG or raw[-1:] != b"\n":
+        raise RunFileError(f"{path}: no sha256 trailer (cut off, or not written by train.py), {len(raw)} bytes")
+    if hashlib.sha256(data).hexdigest().encode() != digest:
+        raise RunFileError(f"{path}: sha256 mismatch (corrupted: the content changed after it was written)")
+    return data
+
+
+def _why(e: BaseException) -> str:
+    """One line for an exception: its type and the first line of its message."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0][:200]}" if msg else type(e).__name__
+
+
+def load_checkpoint(path: str, keys: tuple = ()) -> dict:
+    """A checkpoint written by save_checkpoint (sha256 verified), with `keys` present; RunFileError otherwise."""
+    data = read_checked(path)
+    try:
+        st = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 — any unpickling failure means the same thing: unusable file
+        raise RunFileError(f"{path}: not a torch checkpoint ({_why(e)})") from None
+    if not isinstance(st, dict):
+        raise RunFileError(f"{path}: holds a {type(st).__name__}, not a checkpoint dict")
+    missing = [k for k in keys if k not in st]
+    if missing:
+        raise RunFileError(f"{path}: missing key(s) {', '.join(missing)}")
+    if "phase" in keys and st["phase"] not in ("sft", "sft_eval", "curate", "critic", "rl", "done"):
+        raise RunFileError(f"{path}: unknown phase {st['phase']!r}")
+    return st
+
+
+def resume_config(cfg: Config, argv: list[str]) -> None:
+    """--resume: the run folder's config.json values, except the keys given on the command line; re-validated."""
+    path = os.path.join(cfg.out_dir, run_name(cfg), "config.json")
+    if not os.path.exists(path):
+        return
+    saved = load_run_config(path)
+    given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    for k, v in saved.items():
+        if k not in given and k != "resume":
+            setattr(cfg, k, v)
+    try:
+        validate_config(cfg)
+    except ValueError as e:
+        raise RunFileError(f"{path}: {e}") from None
+
+
+RESUME_KEYS = ("phase", "step", "gstep", "summary", "policy", "popt", "rng")
+
+
+def load_tasks(path: str) -> tuple:
+    """tasks.pkl (sha256 verified): (train, held-out, RL) lists of Task; RunFileError otherwise."""
+    data = read_checked(path)
+    try:
+        tasks = pickle.loads(data)
+    except Exception as e:  # noqa: BLE001
+        raise RunFileError(f"{path}: not a task pickle ({_why(e)})") from None
+    if not (isinstance(tasks, tuple) and len(tasks) >= 3 and all(isinstance(ts, list) for ts in tasks)
+            and all(isinstance(t, Task) for ts in tasks for t in ts)):
+        raise RunFileError(f"{path}: not a (train, held-out, RL) tuple of Task lists")
+    return tasks
+
+
+def load_run_config(path: str) -> dict:
+    """config.json of a run folder: a JSON object whose keys are Config fields; RunFileError otherwise. Values are
+    checked by validate_config once applied (main)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except json.JSONDecodeError as e:
+        raise RunFileError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunFileError(f"{path}: cannot read ({_why(e)})") from None
+    if not isinstance(saved, dict):
+        raise RunFileError(f"{path}: holds a JSON {type(saved).__name__}, not an object of config fields")
+    unknown = sorted(set(saved) - {f.name for f in fields(Config)})
+    if unknown:
+        raise RunFileError(f"{path}: unknown config key(s) {', '.join(unknown)}")
+    return saved
 
 
 class TrainOpt:
@@ -1615,25 +1758,111 @@ def parse_args(argv: list[str]) -> Config:
     return cfg
 
 
+# Ranges of the numeric fields: (lowest, highest) allowed, None = unbounded. Floats must also be finite; lr-like
+# fields must be > 0 (POSITIVE). Conditional lower bounds (fields used only by some phases) are in validate_config.
+INT_RANGE = dict(seed=(0, 2**62), threads=(0, 256), n_train=(1, None), n_eval=(1, None), n_rl=(0, None),
+                 vocab_size=(259, None), n_layers=(1, None), d_model=(1, None), n_heads=(1, None),
+                 n_kv_heads=(1, None), attn_window=(1, None), mlp_mult=(1, None), max_seq_len=(2, None),
+                 base_width=(1, None), sft_steps=(0, None), sft_batch=(1, None), warmup=(0, None),
+                 eval_every=(0, None), eval_max_new_tokens=(1, None), eval_samples=(0, None), eval_batch=(1, None),
+                 n_curate=(0, None), curate_samples=(0, None), rl_steps=(0, None), window=(1, None),
+                 max_response=(1, None), slots=(1, None), group_size=(1, None), rl_warmup=(0, None),
+                 minibatches=(1, None), critic_warmup=(0, None), log_every=(1, None), ckpt_every=(0, None),
+                 stop_after=(-1, None), bench_seeds=(1, None))
+FLOAT_RANGE = dict(lr=(0.0, None), weight_decay=(0.0, None), grad_clip=(0.0, None), temperature=(0.0, None),
+                   rl_lr=(0.0, None), critic_lr=(0.0, None), rl_weight_decay=(0.0, None), nll_weight=(0.0, None),
+                   lam_floor=(0.0, 1.0), bench_gain=(-1.0, 1.0))
+POSITIVE = ("lr", "temperature", "rl_lr", "critic_lr")
+CHOICES = dict(preset=tuple(PRESETS), device=("auto", "cpu", "cuda", "mps"), dtype=("auto", "float32", "bfloat16"),
+               rl_prompts=("fresh", "sft"), eval_set=("test", "val"), mup=("sp", "mup", "lv"), algo=("tppo", "ppo"))
+
+
 def validate_config(cfg: Config) -> None:
-    if cfg.algo not in ("tppo", "ppo"):
-        raise ValueError(f"algo must be 'tppo' or 'ppo', got {cfg.algo!r}")
-    if cfg.mup not in ("sp", "mup", "lv"):
-        raise ValueError(f"mup must be one of sp, mup, lv, got {cfg.mup!r}")
-    if cfg.n_layers < 1 or cfg.d_model % cfg.n_heads or cfg.n_heads % cfg.n_kv_heads:
-        raise ValueError("need n_layers >= 1, d_model % n_heads == 0 and n_heads % n_kv_heads == 0")
-    for d in cfg.domains.split(","):
-        if d not in ("math", "prolog", "pddl"):
-            raise ValueError(f"domains: unknown domain {d!r}; valid: math, prolog, pddl")
+    """Every field's type, range or choices, and the constraints between fields. Raises ValueError with one line
+    that names the field (main: exit 2)."""
+    def bad(name: str, want: str):
+        raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
+
+    for f in fields(Config):  # types first (config.json values arrive here without --key=value coercion)
+        v, typ = getattr(cfg, f.name), f.type if isinstance(f.type, str) else f.type.__name__
+        ok = {"bool": isinstance(v, bool), "str": isinstance(v, str),
+              "int": isinstance(v, int) and not isinstance(v, bool),
+              "float": isinstance(v, (int, float)) and not isinstance(v, bool)}[typ]
+        if not ok or (typ == "str" and "\0" in v):
+            bad(f.name, f"a{'n' if typ == 'int' else ''} {typ}")
+    for name, (lo, hi) in INT_RANGE.items():
+        v = getattr(cfg, name)
+        if v < lo or (hi is not None and v > hi):
+            bad(name, f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
+    for name, (lo, hi) in FLOAT_RANGE.items():
+        v = getattr(cfg, name)
+        v = v if isinstance(v, float) or abs(v) < 2**1000 else math.inf  # a huge JSON int: float(v) would raise
+        if not math.isfinite(v) or v < lo or (hi is not None and v > hi) or (name in POSITIVE and v <= 0):
+            bad(name, f"finite and {'> 0' if name in POSITIVE else f'>= {lo}'}"
+                + (f" and <= {hi}" if hi is not None else ""))
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices and not (name == "device" and cfg.device.startswith("cuda:")):
+            bad(name, "one of " + ", ".join(choices))
+    # run folder: one folder name under out_dir
+    if cfg.run_name in (".", "..") or "/" in cfg.run_name or os.sep in cfg.run_name:
+        bad("run_name", "a folder name (no path separator, not . or ..)")
+    if not cfg.out_dir:
+        bad("out_dir", "a non-empty path")
+    # device: known and available
+    if cfg.device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        idx = cfg.device[5:] if cfg.device.startswith("cuda:") else "0"
+        if not idx.isdigit() or int(idx) >= n:
+            bad("device", f"an available CUDA device ({n} here)")
+    if cfg.device == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                    and torch.backends.mps.is_available()):
+        bad("device", "an available device (MPS is not available here)")
+    # tasks
+    doms = cfg.domains.split(",")
+    if not all(d in TASK_MAKERS for d in doms) or len(set(doms)) != len(doms):
+        bad("domains", f"distinct comma-separated names from {', '.join(TASK_MAKERS)}")
+    if cfg.rl_domains and not all(d in TASK_MAKERS for d in cfg.rl_domains.split(",")):
+        bad("rl_domains", f"'' (all) or comma-separated names from {', '.join(TASK_MAKERS)}")
     if cfg.rl_steps > 0 and not rl_domain_list(cfg):
         raise ValueError(f"rl_domains={cfg.rl_domains!r} shares no domain with domains={cfg.domains!r}; "
                          f"set --rl_domains to some of {cfg.domains!r} (or '' for all)")
-    if cfg.eval_set not in ("test", "val"):
-        raise ValueError(f"eval_set must be 'test' or 'val', got {cfg.eval_set!r}")
-    if cfg.rl_prompts not in ("fresh", "sft"):
-        raise ValueError(f"rl_prompts must be 'fresh' or 'sft', got {cfg.rl_prompts!r}")
-    if cfg.tokenizer == "bpe" and cfg.vocab_size < 259:
-        raise ValueError(f"vocab_size must be >= 259 (256 bytes + 3 specials), got {cfg.vocab_size}")
+    if cfg.tokenizer != "bpe":
+        import tiktoken
+        if cfg.tokenizer not in tiktoken.list_encoding_names():
+            bad("tokenizer", "'bpe' or a tiktoken encoding: " + ", ".join(tiktoken.list_encoding_names()))
+    # model
+    if cfg.d_model % cfg.n_heads or (cfg.d_model // cfg.n_heads) % 2:
+        raise ValueError(f"d_model must be a multiple of n_heads with an even head size (RoPE), got "
+                         f"d_model={cfg.d_model}, n_heads={cfg.n_heads}")
+    if cfg.n_heads % cfg.n_kv_heads:
+        raise ValueError(f"n_kv_heads must divide n_heads, got n_kv_heads={cfg.n_kv_heads}, n_heads={cfg.n_heads}")
+    # RL: only constrained when RL runs
+    if cfg.rl_steps > 0:
+        if cfg.rl_prompts == "fresh" and cfg.n_rl < 1:
+            bad("n_rl", ">= 1 when rl_steps > 0 and rl_prompts=fresh")
+        if cfg.n_curate < 1:
+            bad("n_curate", ">= 1 when rl_steps > 0")
+        if cfg.curate_samples < 2:
+            bad("curate_samples", ">= 2 when rl_steps > 0 (the filter keeps 0 < passes < k: k = 1 keeps nothing)")
+        if cfg.algo == "tppo" and cfg.window > cfg.max_response:
+            raise ValueError(f"window must be <= max_response, got window={cfg.window}, "
+                             f"max_response={cfg.max_response}")
+        if cfg.max_seq_len <= cfg.max_response:
+            raise ValueError(f"max_seq_len must be > max_response (SFT trains on prompt + response sequences of at "
+                             f"most max_seq_len tokens), got max_seq_len={cfg.max_seq_len}, "
+                             f"max_response={cfg.max_response}")
+        if cfg.minibatches > cfg.slots:
+            raise ValueError(f"minibatches must be <= slots, got minibatches={cfg.minibatches}, slots={cfg.slots}")
+        if cfg.group_filter and cfg.group_size < 2:
+            bad("group_size", ">= 2 with group_filter (a group of one always scores alike: no policy loss)")
+    # init_from / bench
+    if cfg.init_from and not os.path.isdir(cfg.init_from):
+        bad("init_from", "'' or an existing run folder")
+    if cfg.bench_init:
+        try:
+            cfg.bench_init.format(seed=0)
+        except (KeyError, IndexError, ValueError, AttributeError) as e:
+            bad("bench_init", f"'' or a folder pattern with {{seed}} only ({_why(e)})")
 
 
 def run_name(cfg: Config) -> str:

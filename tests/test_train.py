@@ -2,7 +2,10 @@
 robustness (resume mid-RL, NaN skip) and 2-process data-parallel training. All shapes are tiny (CPU, shared)."""
 import json
 import os
+import pickle
 import random
+import re
+import shutil
 import subprocess
 import sys
 
@@ -71,6 +74,69 @@ def test_help_is_generated_from_every_field(capsys):
     for f in train.fields(Config):
         assert f"--{f.name}=" in out
     assert "BPE vocab" in out  # the field's doc comment
+
+
+# One or more invalid values for every Config field (with the default preset as context for cross-field checks).
+INVALID = {
+    "run_name": ["../x", "a/b"], "out_dir": [""], "preset": ["huge"], "seed": ["-1", "1.5"],
+    "device": ["tpu", "cuda:x"], "dtype": ["int8"], "threads": ["-1", "1000"], "resume": ["maybe"],
+    "domains": ["chess", "", "math,math"], "n_train": ["-5", "0"], "n_eval": ["0"], "rl_prompts": ["test"],
+    "n_rl": ["-1", "0"], "rl_domains": ["chess"], "tokenizer": ["nope"], "vocab_size": ["100"], "n_layers": ["0"],
+    "d_model": ["0", "36", "30"], "n_heads": ["0", "3"], "n_kv_heads": ["0", "3"], "attn_window": ["0"],
+    "mlp_mult": ["0"], "max_seq_len": ["1", "512"], "mup": ["xx"], "base_width": ["0"], "sft_steps": ["-1"],
+    "sft_batch": ["0"], "lr": ["nan", "0", "-1", "inf"], "weight_decay": ["-0.1", "nan"], "warmup": ["-1"],
+    "grad_clip": ["-1", "inf"], "eval_every": ["-1"], "eval_max_new_tokens": ["0"], "eval_samples": ["-1"],
+    "eval_batch": ["0"], "n_curate": ["0"], "curate_samples": ["1"], "algo": ["grpo"], "rl_steps": ["-1"],
+    "window": ["0", "513"], "max_response": ["0", "640"], "slots": ["0", "1"], "group_size": ["0", "1"],
+    "temperature": ["0", "nan", "-1"], "rl_lr": ["0", "nan"], "group_filter": ["maybe"], "rl_warmup": ["-1"],
+    "minibatches": ["0", "33"], "critic_lr": ["-1", "inf"], "rl_weight_decay": ["-1"], "critic_warmup": ["-1"],
+    "nll_weight": ["-1", "nan"], "lam_floor": ["1.5", "-0.1"], "whiten": ["maybe"], "log_every": ["0"],
+    "ckpt_every": ["-1"], "stop_after": ["-2"], "init_from": ["/nonexistent/run"], "bench_seeds": ["0"],
+    "bench_gain": ["nan", "2"], "bench_init": ["out/{x}"],
+}
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """main() must stop at validation: an accepted invalid value would start a run, so fail loudly instead."""
+    def accepted(*a, **kw):
+        raise AssertionError("invalid config accepted: training started")
+    monkeypatch.setattr(train, "train", accepted)
+    monkeypatch.setattr(train, "run_bench", accepted)
+
+
+def _exit2_line(capsys, argv) -> str:
+    """Run train.main(argv) in-process; assert exit status 2 and one stderr line; return that line."""
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2, err
+    assert err.startswith("train.py: error: ") and "\n" not in err, err
+    return err
+
+
+def test_invalid_value_table_covers_every_config_field():
+    """A new Config field without an entry (i.e. without a check and a test of it) fails here."""
+    assert set(INVALID) == {f.name for f in train.fields(Config)}
+
+
+@pytest.mark.parametrize("field,value", [(k, v) for k, vs in INVALID.items() for v in vs])
+def test_every_invalid_config_value_exits_2_naming_the_field(field, value, capsys, no_training):
+    err = _exit2_line(capsys, [f"--{field}={value}"])
+    assert re.search(rf"(?<!\w){field}(?!\w)", err), err
+
+
+def test_boundary_values_of_config_fields_are_accepted():
+    """The checks are not stricter than the code: edge values that the pipeline handles still parse."""
+    for argv in (["--threads=0", "--stop_after=-1", "--grad_clip=0", "--eval_samples=0", "--lam_floor=0",
+                  "--warmup=0", "--ckpt_every=0", "--eval_every=0", "--weight_decay=0", "--nll_weight=0"],
+                 ["--lam_floor=1", "--window=512", "--max_seq_len=513", "--minibatches=32", "--seed=0",
+                  "--bench_gain=-1", "--vocab_size=259", "--d_model=8", "--n_heads=4", "--n_kv_heads=4"],
+                 ["--rl_steps=0", "--n_curate=0", "--curate_samples=0", "--n_rl=0", "--max_seq_len=2"],
+                 ["--algo=ppo", "--window=100000"], ["--group_filter=false", "--group_size=1"],
+                 ["--rl_prompts=sft", "--n_rl=0"], ["--tokenizer=cl100k_base"], ["--device=cpu", "--dtype=float32"],
+                 ["--bench_init=out/default-tppo-s{seed}", "--run_name=my-run.2"]):
+        parse_args(argv)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -331,6 +397,192 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     assert ck["phase"] == "sft" and ck["step"] == 1
     s = train.train(parse_args(args + ["--resume"]))
     assert "after_sft" in s and len([r for r in _metrics(tmp_path / "int") if r.get("phase") == "sft"]) == 3
+
+
+# Corrupted run folders: every unusable file gives one line naming it and exit status 2
+
+RESUME = TINY + ["--sft_steps=3", "--rl_steps=0", "--eval_max_new_tokens=1", "--run_name=r"]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A tiny run stopped after SFT step 2 (ckpt.pt, tasks.pkl, config.json, metrics.jsonl), built once."""
+    root = tmp_path_factory.mktemp("stopped")
+    train.train(parse_args(RESUME + [f"--out_dir={root}", "--stop_after=2"]))
+    return root
+
+
+@pytest.fixture
+def run_copy(stopped_run, tmp_path):
+    """A fresh copy of the stopped run's out_dir: (out_dir, run folder)."""
+    shutil.copytree(stopped_run, tmp_path / "out")
+    return tmp_path / "out", tmp_path / "out" / "r"
+
+
+def _resume_fails(capsys, out, name) -> str:
+    err = _exit2_line(capsys, RESUME + [f"--out_dir={out}", "--resume"])
+    assert name in err, err
+    return err
+
+
+def _flip(path, n, seed=0):
+    data = bytearray(open(path, "rb").read())
+    for i in random.Random(seed).sample(range(len(data)), n):
+        data[i] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def test_checkpoint_with_256_flipped_bytes_is_refused(run_copy, capsys):
+    out, run = run_copy
+    assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 2  # still a plain torch.load-able file
+    _flip(run / "ckpt.pt", 256)
+    assert "sha256" in _resume_fails(capsys, out, "ckpt.pt")
+
+
+@pytest.mark.parametrize("n_flips", [1, 2])
+def test_checkpoint_with_a_flipped_byte_anywhere_is_refused(run_copy, capsys, n_flips):
+    out, run = run_copy
+    _flip(run / "ckpt.pt", n_flips, seed=n_flips)
+    _resume_fails(capsys, out, "ckpt.pt")
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"", "empty file"),
+    ("random", "no sha256 trailer"),
+    ("plain", "no sha256 trailer"),   # torch.save({...}) without train.py's checksum
+    ("half", "no sha256 trailer"),    # cut off
+    ("empty_dict", "missing key(s) phase"),
+    ("not_dict", "not a checkpoint dict"),
+    ("bad_phase", "unknown phase"),
+    ("wrong_model", "does not fit this run"),
+])
+def test_unusable_checkpoint_exits_2_naming_the_file(run_copy, capsys, content, why):
+    out, run = run_copy
+    path = str(run / "ckpt.pt")
+    st = torch.load(path, weights_only=False)
+    if content == "plain":
+        torch.save(st, path)
+    elif content == "half":
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])
+    elif content == "empty_dict":
+        train.save_checkpoint(path, {})
+    elif content == "not_dict":
+        train.save_checkpoint(path, [1, 2])
+    elif content == "bad_phase":
+        train.save_checkpoint(path, {**st, "phase": "pretrain"})
+    elif content == "wrong_model":
+        train.save_checkpoint(path, {**st, "policy": {"wte.weight": torch.zeros(3, 5)}})
+    elif content == "random":
+        open(path, "wb").write(random.Random(0).randbytes(4096))
+    else:
+        open(path, "wb").write(content)
+    assert why in _resume_fails(capsys, out, "ckpt.pt")
+
+
+def test_missing_checkpoint_on_resume_exits_2(run_copy, capsys):
+    out, run = run_copy
+    os.remove(run / "ckpt.pt")
+    assert "no checkpoint" in _resume_fails(capsys, out, "ckpt.pt")
+
+
+@pytest.mark.parametrize("how", ["empty", "half", "flipped", "wrong_content"])
+def test_unusable_tasks_pickle_exits_2_naming_the_file(run_copy, capsys, how):
+    out, run = run_copy
+    path = run / "tasks.pkl"
+    data = open(path, "rb").read()
+    assert len(pickle.load(open(path, "rb"))) == 3  # checked files stay plain pickle.load-able
+    if how == "empty":
+        open(path, "wb").close()
+    elif how == "half":
+        open(path, "wb").write(data[: len(data) // 2])
+    elif how == "flipped":
+        _flip(path, 1)
+    else:
+        train.write_checked(str(path), pickle.dumps({"train": []}))
+    _resume_fails(capsys, out, "tasks.pkl")
+
+
+@pytest.mark.parametrize("text,why", [
+    ('{"seed": 0, "n_tr', "not valid JSON (line 1"),   # cut off
+    ("", "not valid JSON"),
+    ("[1, 2]", "not an object"),
+    ('{"warmup": -1}', "warmup must be >= 0"),       # a key not given on the command line
+    ('{"lr": "fast"}', "lr must be a float"),
+    ('{"lr": 1' + "0" * 400 + "}", "lr must be finite"),   # a JSON int too large for a float
+    ('{"d_modle": 64}', "unknown config key(s) d_modle"),
+])
+def test_unusable_config_json_exits_2_naming_the_file(run_copy, capsys, text, why, no_training):
+    out, run = run_copy
+    open(run / "config.json", "w").write(text)
+    assert why in _resume_fails(capsys, out, "config.json")
+
+
+@pytest.mark.parametrize("victim", ["policy_sft.pt", "ckpt.pt", "tasks.pkl", "tokenizer.tiktoken"])
+def test_unusable_init_from_run_exits_2_naming_the_file(tmp_path, capsys, victim):
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=1", "--eval_max_new_tokens=1"]
+    train.train(parse_args(args + ["--rl_steps=0", "--run_name=sft"]))
+    _flip(tmp_path / "sft" / victim, 1)
+    err = _exit2_line(capsys, args + ["--rl_steps=1", "--run_name=rl", f"--init_from={tmp_path / 'sft'}"])
+    assert victim in err, err
+
+
+@pytest.mark.parametrize("policy", ["PASSIVE", None])
+def test_auto_threads_use_the_cores_only_when_openmp_threads_sleep(tmp_path, monkeypatch, policy):
+    """Spin-waiting OpenMP threads slowed SFT ~12x beside one busy process (2-core box): auto uses every usable core
+    (at most 4) only under OMP_WAIT_POLICY=PASSIVE, which train.py sets before torch when run as a script."""
+    if policy:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    else:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    run = train.setup(parse_args(TINY + [f"--out_dir={tmp_path}", "--threads=0"]))
+    cores = len(os.sched_getaffinity(0))
+    assert torch.get_num_threads() == (max(1, min(4, cores)) if policy else 1)
+    run.interrupt.restore()
+
+
+def test_script_sets_passive_openmp_wait_policy_before_torch_loads():
+    """OpenMP reads OMP_WAIT_POLICY once, when torch loads it: an import hook records the value at `import torch`."""
+    code = """if True:
+        import os, runpy, sys
+        SET
+        class Spy:  # sees the first `import torch` (train.py's) and the environment at that moment
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    print("at import torch:", os.environ.get("OMP_WAIT_POLICY"))
+                    sys.meta_path.remove(self)
+        sys.meta_path.insert(0, Spy())
+        sys.argv = ["train.py", "--help"]
+        try:
+            runpy.run_path("train.py", run_name="__main__")
+        except SystemExit:
+            pass
+    """
+    for setting, want in (("os.environ.pop('OMP_WAIT_POLICY', None)", "PASSIVE"),
+                          ("os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'", "ACTIVE")):  # the user's own setting wins
+        r = subprocess.run([sys.executable, "-c", code.replace("SET", setting)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+        assert f"at import torch: {want}" in r.stdout, r.stdout[-500:] + r.stderr[-500:]
+
+
+def test_torn_last_metrics_line_is_dropped_and_resume_continues(run_copy, capsys):
+    """A crash while appending metrics.jsonl leaves a half-written last line; resuming the good checkpoint drops it
+    and finishes the run with one record per step."""
+    out, run = run_copy
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"phase": "sft", "step": 3, "gstep": 3, "lo')
+    s = train.main(RESUME + [f"--out_dir={out}", "--resume", "--stop_after=-1"])
+    assert "after_sft" in s
+    assert "dropped a torn last line" in capsys.readouterr().out
+    assert [r["step"] for r in _metrics(run) if r.get("phase") == "sft"] == [1, 2, 3]
+
+
+def test_corrupt_metrics_line_before_the_last_exits_2(run_copy, capsys):
+    out, run = run_copy
+    lines = open(run / "metrics.jsonl").readlines()
+    lines[0] = lines[0][:10] + "\n"
+    open(run / "metrics.jsonl", "w").writelines(lines)
+    assert "line 1" in _resume_fails(capsys, out, "metrics.jsonl")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
