@@ -592,7 +592,7 @@ def _pddl_trace(kind: str, prompt: str, plan) -> list:
 
 
 def make_pddl_task(rng: random.Random) -> Task:
-    """Blocksworld (2–3 blocks) or gripper (1–2 balls) plan generation, labelled by proto_verify's BFS planner and
+    """Blocksworld (2–4 blocks) or gripper (1–3 balls) plan generation, labelled by proto_verify's BFS planner and
     checked by its validator (`pddl_reward`). Each action line carries the state after it as a `;` comment (which
     the plan parser ignores), so the plan is a chain whose preconditions can be read off the line before.
 
@@ -600,7 +600,8 @@ def make_pddl_task(rng: random.Random) -> Task:
         response: unstack b a ; a | c | hand b \\n put-down b ; a | c | b | hand empty \\n ...
     The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
     kind = rng.choice(["blocksworld", "gripper"])
-    diff = rng.choice([1, 1, 2])  # blocksworld 2-3 blocks, gripper 1-2 balls
+    diff = rng.choices([1, 2, 3], weights=[4, 3, 1])[0]  # blocksworld 2-4 blocks, gripper 1-3 balls (smaller
+    # instances alone leave only ~300 distinct tasks: the SFT set would hold ~200 of them)
     t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=diff)
     states = _pddl_trace(kind, t.prompt, t.plan)
     target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(t.plan, states))
