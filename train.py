@@ -55,9 +55,9 @@ Deviations from the papers (composition-level; each concept file lists its own):
   - Held-out decontamination uses guru_rewards.decontaminate at Jaccard threshold 1.0 (exact instances).
   - CPU threads: run as a script, train.py sets OMP_WAIT_POLICY=PASSIVE (unless set) before torch starts OpenMP, so
     idle intra-op threads sleep instead of spin-waiting; auto (--threads=0) then uses the usable cores / ranks, at most
-    4. With spinning threads one competing busy process slowed SFT ~12x on the 2-core box (~290 vs ~3,500 tok/s);
-    passive, each extra busy process cost 1.4-2.2x. Imported after torch without PASSIVE in the
-    environment, auto uses 1 thread. The smoke preset uses 1 (its model is too small to gain).
+    4. On the 2-core box beside one other training process, spinning threads ran SFT at 270-700 tok/s, passive ones
+    at 3,700-3,800; passive, one busy loop beside the run cost 1.7-2.1x (4,200-4,900 → 2,400-2,500 tok/s). Imported
+    after torch without PASSIVE in the environment, auto uses 1 thread. The smoke preset uses 1 (too small to gain).
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
@@ -1022,7 +1022,7 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
     if cfg.threads > 0 or run.device.type == "cpu":
         # auto on CPU: the usable cores divided among the ranks, at most 4 (a tiny model gains little beyond), if
         # OpenMP's idle threads sleep (OMP_WAIT_POLICY=PASSIVE, set before torch starts when run as a script). With
-        # the default spin-wait, one competing busy process slowed 2 threads ~12x on a 2-core box; then use 1.
+        # the default spin-wait, one competing process slowed 2 threads 5-14x on a 2-core box; then use 1.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         policy = os.environ.get("OMP_WAIT_POLICY", "")
         auto = max(1, min(4, cores // run.dist.world)) if policy.upper() == "PASSIVE" else 1

@@ -529,8 +529,8 @@ def test_unusable_init_from_run_exits_2_naming_the_file(tmp_path, capsys, victim
 
 @pytest.mark.parametrize("policy", ["PASSIVE", None])
 def test_auto_threads_use_the_cores_only_when_openmp_threads_sleep(tmp_path, monkeypatch, policy):
-    """Spin-waiting OpenMP threads slowed SFT ~12x beside one busy process (2-core box): auto uses every usable core
-    (at most 4) only under OMP_WAIT_POLICY=PASSIVE, which train.py sets before torch when run as a script."""
+    """Spin-waiting OpenMP threads slowed SFT 5-14x beside another training process (2-core box): auto uses every
+    usable core (at most 4) only under OMP_WAIT_POLICY=PASSIVE, which train.py sets before torch as a script."""
     if policy:
         monkeypatch.setenv("OMP_WAIT_POLICY", policy)
     else:
