@@ -175,9 +175,9 @@ class Config:
     critic_lr: float = 1e-3  # critic base LR
     rl_weight_decay: float = 0.1  # RL AdamW weight decay on matrices (reference recipe: 0.1, betas 0.9/0.999)
     critic_warmup: int = 10  # critic-only steps on MC returns of SFT rollouts before RL
-    nll_weight: float = 1.0  # positive-example LM loss weight (VAPO μ = 0.1; 1.0 here, see README)
+    nll_weight: float = 1.0  # positive-example LM loss weight (VAPO μ = 0.1; 1.0 here, see RESULTS.md)
     lam_floor: float = 1.0  # policy λ = max(lam_floor, 1 − 1/(0.05 L)) (VAPO); 1.0 = MC advantages R − V_t
-    whiten: bool = False  # whiten advantages over the batch (the ref does; off here, see README)
+    whiten: bool = False  # whiten advantages over the batch (the ref does; off here, see RESULTS.md)
     # logging / checkpoints
     log_every: int = 10  # steps between log lines (SFT)
     ckpt_every: int = 100  # steps between checkpoints (0 = only at phase ends)
@@ -655,8 +655,8 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
 
 
 def rl_domain_list(cfg: Config) -> list[str]:
-    """The RL prompt domains: `domains` ∩ `rl_domains` (all of `domains` when rl_domains is ""). Math is left out by
-    default: this model's SFT policy cannot add, and RL on math only learned digit priors and lowered it (README)."""
+    """The RL prompt domains: `domains` ∩ `rl_domains` (all of `domains` when rl_domains is "", the default: Guru's
+    curation, not a dropped domain, decides which prompts RL sees)."""
     doms = cfg.domains.split(",")
     return [d for d in doms if d in cfg.rl_domains.split(",")] if cfg.rl_domains else doms
 
