@@ -535,13 +535,15 @@ def _structure(s: str):
     return None
 
 
-def _multiset_equal(xs: list[str], ys: list[str]) -> bool:
+def _multiset_equal(xs: list[str], ys: list[str], equal=None) -> bool:
+    """Order-free match of two lists under `equal` (default: math element equality), each y used once."""
+    equal = equal or _element_equal
     if len(xs) != len(ys):
         return False
     left = list(ys)
     for x in xs:
         for j, y in enumerate(left):
-            if _element_equal(x, y):
+            if equal(x, y):
                 del left[j]
                 break
         else:
@@ -1609,17 +1611,7 @@ def score_tabular(response: str, ground_truth) -> Score:
         return Score(0.0, "too_long")
     xs = [x.strip() for x in ans.split("|")]
     ys = [y.strip() for y in gt.split("|")]
-    if len(xs) != len(ys):
-        return Score(0.0, "wrong")
-    left = list(ys)
-    for x in xs:
-        for j, y in enumerate(left):
-            if _table_single_equal(x, y):
-                del left[j]
-                break
-        else:
-            return Score(0.0, "wrong")
-    return Score(1.0, "correct")
+    return Score(1.0, "correct") if _multiset_equal(xs, ys, _table_single_equal) else Score(0.0, "wrong")
 
 
 # The router's table (section 1). Adding a domain = one function `f(response, ground_truth) -> Score` here.

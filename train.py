@@ -287,18 +287,15 @@ def curate(run: "Run") -> None:
     doms = rl_domain_list(cfg)
     cands = [i for d in doms for i in [j for j, t in enumerate(run.rl_tasks) if t.domain == d][: cfg.n_curate]]
     gen = torch.Generator(device=run.device).manual_seed(cfg.seed + 104729)  # same draws on every rank
-    rates, lengths = {}, []
+    lengths = []
     rows = sorted((i for i in cands for _ in range(k)), key=lambda i: len(run.rl_tasks[i].target))  # see evaluate
     per = defaultdict(list)
     for j in range(0, len(rows), cfg.eval_batch):
         chunk = rows[j: j + cfg.eval_batch]
-        g = generate(run.policy, [[run.tok.bos] + run.tok.encode(run.rl_tasks[i].prompt) for i in chunk],
-                     [decode_budget(run.tok, run.rl_tasks[i], cfg) for i in chunk], run.tok.eos, run.tok.pad,
-                     temperature=cfg.temperature, generator=gen)
-        for b, i in enumerate(chunk):
-            n = int(g.lengths[b])
+        scored = sample_and_score(run.policy, run.tok, [run.rl_tasks[i] for i in chunk], cfg, cfg.temperature, gen)
+        for i, (r, _, n) in zip(chunk, scored):
             lengths.append(n)
-            per[i].append(reward(run.rl_tasks[i], run.tok.decode(g.tokens[b, :n].tolist())))
+            per[i].append(r)
     stats = {}
     kept = []
     for d in doms:
@@ -932,6 +929,20 @@ def decode_budget(tok: Tok, task: Task, cfg: Config) -> int:
     return min(cfg.eval_max_new_tokens, 2 * len(tok.encode(task.target)) + 32)
 
 
+def sample_and_score(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, temperature: float,
+                     generator: torch.Generator | None = None) -> list[tuple[float, str, int]]:
+    """One batched generate call for `tasks` (each within its decode_budget): (verifier reward, decoded response,
+    generated tokens) per row. Shared by held-out evaluation and curation."""
+    g = generate(model, [[tok.bos] + tok.encode(t.prompt) for t in tasks], [decode_budget(tok, t, cfg) for t in tasks],
+                 tok.eos, tok.pad, temperature=temperature, generator=generator)
+    out = []
+    for b, t in enumerate(tasks):
+        n = int(g.lengths[b])
+        text = tok.decode(g.tokens[b, :n].tolist())
+        out.append((reward(t, text), text, n))
+    return out
+
+
 @torch.no_grad()
 def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist | None" = None,
              samples: dict | None = None) -> dict:
@@ -956,10 +967,8 @@ def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist |
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed + 7919 * rank)
 
     def run(rows, temperature, generator=None):
-        g = generate(model, [[tok.bos] + tok.encode(t.prompt) for t in rows], [decode_budget(tok, t, cfg) for t in rows],
-                     tok.eos, tok.pad, temperature=temperature, generator=generator)
-        texts = [tok.decode(g.tokens[b, : int(g.lengths[b])].tolist()) for b in range(len(rows))]
-        return [float(reward(t, s) >= 1.0 - 1e-6) for t, s in zip(rows, texts)], texts
+        scored = sample_and_score(model, tok, rows, cfg, temperature, generator)
+        return [float(r >= 1.0 - 1e-6) for r, _, _ in scored], [text for _, text, _ in scored]
 
     for i in range(0, len(mine), batch):
         chunk = mine[i: i + batch]
