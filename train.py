@@ -21,14 +21,18 @@ command line, devices, the T-PPO vs PPO bench) sits in appendices (`grep -n '^# 
 The tasks (section 3): every response is a step-by-step chain whose length grows with the instance, instance sizes
 have a capped Pareto tail (most short, a few long), and every answer is checked by a project verifier:
 
-  math    prompt   math: Start at 47, subtract 9 while the result stays at least 12.
-          response 47-9=38 38-9=29 29-9=20 20-9=11<12 \\boxed{20}                          (guru_rewards.score)
-  prolog  prompt   prolog: sum([], S, S).  sum([X|Xs], A, S) :- B is A + X, sum(Xs, B, S).  ?- sum([3,8,1], 0, S).
-          response sum([8,1],3) sum([1],11) sum([],12)  Answer: 12                          (proto_verify.prolog_reward)
-          (and rev/3, list reversal with an accumulator, traced the same way)
-  pddl    prompt   pddl: Blocksworld. Towers, bottom first: a b | c. Hand empty. Goal: a on c. …
+  math    prompt   math: Start at 23, subtract 5 while the result stays at least 0.
+          response 23-5=18 18-5=13 13-5=8 8-5=3 3-5=-2<0 \\boxed{3}                        (guru_rewards.score)
+  prolog  prompt   prolog: rev([], R, R).  rev([X|Xs], A, R) :- rev(Xs, [X|A], R).  ?- rev([k,d,q], [], R).
+          response rev([d,q],[k]) rev([q],[d,k]) rev([],[q,d,k])  Answer: [q,d,k]         (proto_verify.prolog_reward)
+          (and len/3, the length of a list by counting with an accumulator, traced the same way)
+  pddl    prompt   pddl: Blocksworld. Towers, bottom first: a b | c. Hand empty. Goal: a on c.
           response unstack b a ; a | c | hand b  /  put-down b ; a | c | b | hand empty  / …   (proto_verify.pddl_reward)
           (the state after each action is a `;` comment, which the plan parser ignores; gripper likewise)
+
+The SFT demonstrations come from a deliberately noisy teacher (`teacher_noise`, see `slip`): a fraction of them has
+one wrong step, and the chain goes on from it to a wrong answer. The SFT policy learns to slip about as often when
+it samples; RL, rewarded by the verifiers, is what teaches it not to.
 
 Pipeline of `python train.py` (default preset, ≤ 10 min on a 2-core CPU):
 
@@ -81,6 +85,7 @@ import os
 import pickle
 import platform
 import random
+import re
 import signal
 import sys
 import time
@@ -131,6 +136,7 @@ class Config:
     eval_set: str = "test"  # test | val: held-out draw to evaluate on (val: a separate seeded draw, for tuning)
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
     n_rl: int = 1000  # fresh RL prompt draws per domain (decontaminated against held-out); curation picks from them
+    teacher_noise: float = 0.0  # fraction of SFT demonstrations with one slipped step (a noisy teacher; see slip())
     rl_domains: str = ""  # domains RL trains on, within `domains` ("" = all); eval covers every domain
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
@@ -321,6 +327,28 @@ def curate(run: "Run") -> None:
     random.Random(f"{cfg.seed}-curated").shuffle(kept)
     run.rl_state["prompts"] = kept  # indices into run.rl_tasks; checkpointed
     run.summary["curation"] = stats
+    run.summary["sft_targets"] = sft_targets(stats["resp_len"], run.summary.get("after_sft", {}), cfg)
+    run.log.print("targets (issue 14, SFT policy): " + " | ".join(
+        f"{name} {'ok' if ok else 'MISSED'}" for name, ok in run.summary["sft_targets"].items()))
+
+
+def sft_targets(resp_len: dict, after_sft: dict, cfg: Config) -> dict:
+    """The SFT policy's profile that RL should start from (long chains, a long tail, middling greedy pass and
+    headroom): response tokens p50 >= 60, p90/p50 >= 3, max/p50 >= 6 on its own sampled rollouts; held-out greedy
+    pass in [0.2, 0.6] and pass@k >= 1.5 x avg@k (sampled pass@1) per domain. name → met?"""
+    p50 = max(resp_len["p50"], 1)
+    out = {f"p50 {resp_len['p50']} >= 60": resp_len["p50"] >= 60,
+           f"p90/p50 {resp_len['p90'] / p50:.1f} >= 3": resp_len["p90"] >= 3 * p50,
+           f"max/p50 {resp_len['max'] / p50:.1f} >= 6": resp_len["max"] >= 6 * p50}
+    k = cfg.eval_samples
+    for d in cfg.domains.split(","):
+        if d in after_sft:
+            g = after_sft[d]
+            out[f"{d} greedy {g:.2f} in [0.2, 0.6]"] = 0.2 <= g <= 0.6
+        if k > 0 and f"{d}_pass{k}" in after_sft:
+            a, pk = after_sft[f"{d}_avg{k}"], after_sft[f"{d}_pass{k}"]
+            out[f"{d} pass@{k}/avg@{k} {pk / max(a, 1e-9):.1f} >= 1.5"] = pk >= 1.5 * a
+    return out
 
 
 def rl(run: "Run") -> bool:
@@ -495,47 +523,53 @@ def _tail(rng: random.Random, lo: int, hi: int) -> int:
 
 
 def make_math_task(rng: random.Random) -> Task:
-    """Countdown: "start at a, subtract b while the result stays at least t" (t = 0 half the time), answered as the
-    chain of subtractions, the step that would cross the threshold, and a \\boxed{} answer, scored by
-    guru_rewards.score('math'). Each step is local arithmetic; the stop rule needs t, stated once in the prompt.
+    """Countdown: "start at a, subtract b while the result stays at least 0", answered as the chain of
+    subtractions, the step that would go below 0, and a \\boxed{} answer, scored by guru_rewards.score('math').
+    Each step is local arithmetic (numbers below 200, b in 2..5).
 
-        prompt:   math: Start at 47, subtract 9 while the result stays at least 12.
-        response: 47-9=38 38-9=29 29-9=20 20-9=11<12 \\boxed{20}
+        prompt:   math: Start at 23, subtract 5 while the result stays at least 0.
+        response: 23-5=18 18-5=13 13-5=8 8-5=3 3-5=-2<0 \\boxed{3}
     """
     b = rng.randint(2, 5)
-    t = 0 if rng.random() < 0.5 else rng.randint(1, 40)
+    t = 0  # a threshold t > 0 (compare every value with t) was never learned by the SFT policy: 0 % greedy
     n = min(_tail(rng, 3, 48), (199 - t - (b - 1)) // b)     # subtractions that stay >= t; numbers stay below 200
     a = t + n * b + rng.randint(0, b - 1)
-    steps, x = [], a
-    while x - b >= t:
-        steps.append(f"{x}-{b}={x - b}")
-        x -= b
-    steps.append(f"{x}-{b}={x - b}<{t}")
+    x, chain = _countdown(a, b, t)
     q = f"Start at {a}, subtract {b} while the result stays at least {t}."
-    return Task("math", f"math: {q}\n", " ".join(steps) + f" \\boxed{{{x}}}", str(x), q)
+    return Task("math", f"math: {q}\n", chain, str(x), q)
 
 
-PROLOG_SUM = "sum([], S, S).\nsum([X|Xs], A, S) :- B is A + X, sum(Xs, B, S)."
+def _countdown(a: int, b: int, t: int, slip_at: int = -1, delta: int = 0) -> tuple[int, str]:
+    """The countdown chain and its answer; step `slip_at` writes x − b + delta instead of x − b (a teacher's slip),
+    and the chain goes on consistently from the wrong value."""
+    steps, x = [], a
+    while True:
+        y = x - b + (delta if len(steps) == slip_at else 0)
+        if y < t:
+            steps.append(f"{x}-{b}={y}<{t}")
+            return x, " ".join(steps) + f" \\boxed{{{x}}}"
+        steps.append(f"{x}-{b}={y}")
+        x = y
+
+
+PROLOG_LEN = "len([], N, N).\nlen([_|Xs], A, N) :- B is A + 1, len(Xs, B, N)."
 PROLOG_REV = "rev([], R, R).\nrev([X|Xs], A, R) :- rev(Xs, [X|A], R)."
 
 
 def make_prolog_task(rng: random.Random) -> Task:
-    """A list program with an accumulator (sum of digits, or reverse of a list of atoms) and a query; the response
-    traces the recursive calls one per step and ends with `Answer: <value>`. The reference answer is computed by
-    proto_verify's Prolog engine (`solve`) and checked by `prolog_reward`; the trace is for SFT only.
+    """A list program with an accumulator (length by counting, or reverse) on a list of letters, and a query; the
+    response traces the recursive calls one per step and ends with `Answer: <value>`. The reference answer is
+    computed by proto_verify's Prolog engine (`solve`) and checked by `prolog_reward`; the trace is for SFT only.
 
         prompt:   prolog: rev([], R, R).  rev([X|Xs], A, R) :- rev(Xs, [X|A], R).  ?- rev([k,d,q], [], R).
         response: rev([d,q],[k]) rev([q],[d,k]) rev([],[q,d,k])  Answer: [q,d,k]
+    (A sum of digits traced the same way, acc + digit per step, was learned at 2 % greedy: dropped.)
     """
+    xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 2, 12))]
     if rng.random() < 0.5:
-        xs = [rng.randint(1, 9) for _ in range(_tail(rng, 2, 10))]
-        prog, query, var = PROLOG_SUM, f"sum([{','.join(map(str, xs))}], 0, S)", "S"
-        acc, trace = 0, []
-        for i, x in enumerate(xs):
-            acc += x
-            trace.append(f"sum([{','.join(map(str, xs[i + 1:]))}],{acc})")
+        prog, query, var = PROLOG_LEN, f"len([{','.join(xs)}], 0, N)", "N"
+        trace = [f"len([{','.join(xs[i + 1:])}],{i + 1})" for i in range(len(xs))]
     else:
-        xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 2, 10))]
         prog, query, var = PROLOG_REV, f"rev([{','.join(xs)}], [], R)", "R"
         trace = [f"rev([{','.join(xs[i + 1:])}],[{','.join(reversed(xs[:i + 1]))}])" for i in range(len(xs))]
     sols = proto_verify.solve(prog, query)                   # the engine labels the task
@@ -593,16 +627,59 @@ def make_pddl_task(rng: random.Random) -> Task:
     checked by its validator (`pddl_reward`). Each action line carries the state after it as a `;` comment (which
     the plan parser ignores), so the plan is a chain whose preconditions can be read off the line before.
 
-        prompt:   pddl: Blocksworld. Towers, bottom first: a b | c. Hand empty. Goal: a on c. ...
+        prompt:   pddl: Blocksworld. Towers, bottom first: a b | c. Hand empty. Goal: a on c.
         response: unstack b a ; a | c | hand b \\n put-down b ; a | c | b | hand empty \\n ...
-    The dedup key is the instance (first prompt line), not the action boilerplate shared by every prompt."""
+    The prompt is the instance line of proto_verify's task (its action list is left out) and the dedup key."""
     kind = rng.choice(["blocksworld", "gripper"])
     diff = rng.choices([1, 2, 3], weights=[4, 3, 1])[0]  # blocksworld 2-4 blocks, gripper 1-3 balls (smaller
     # instances alone leave only ~300 distinct tasks: the SFT set would hold ~200 of them)
     t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=diff)
     states = _pddl_trace(kind, t.prompt, t.plan)
     target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(t.plan, states))
-    return Task("pddl", f"pddl: {t.prompt}\n", target, t, t.prompt.split("\n")[0])
+    instance = t.prompt.split("\n")[0]  # the action list line is left out: SFT teaches the actions, and without
+    # it the instance sits within the local layers' window of where the plan starts
+    return Task("pddl", f"pddl: {instance}\n", target, t, instance)
+
+
+def slip(task: Task, rng: random.Random) -> str | None:
+    """A noisy teacher's version of task.target: one step goes wrong and the chain goes on consistently from the
+    wrong state, so the answer is wrong (checked by the verifier; None if no wrong variant was found).
+
+      math    one subtraction off by ±1            47-9=38 38-9=28 28-9=19 19-9=10<12 \\boxed{19}
+      prolog  one count off by ±1 (len) or one element miscopied (rev)
+      pddl    one action left out (its state line with it)
+
+    Used on a `teacher_noise` fraction of the SFT demonstrations (never on held-out or RL targets): the SFT policy
+    learns to slip at about the teacher's rate when it samples, while its greedy (modal) answer stays right; RL with
+    the verifier's reward is what removes the slips (RESULTS.md, train.py section)."""
+    for _ in range(8):
+        if task.domain == "math":
+            a, b, t = (int(v) for v in re.findall(r"-?\d+", task.key))
+            n = task.target.count("=")
+            _, out = _countdown(a, b, t, rng.randrange(n), rng.choice((-1, 1)))
+        elif task.domain == "prolog":
+            items = task.key.split("[", 1)[1].split("]", 1)[0].split(",")
+            i = rng.randrange(len(items))
+            if task.key.startswith("len"):
+                acc, trace, d = 0, [], rng.choice((-1, 1))
+                for j in range(len(items)):
+                    acc += 1 + (d if j == i and acc + 1 + d >= 0 else 0)
+                    trace.append(f"len([{','.join(items[j + 1:])}],{acc})")
+                answer = str(acc)
+            else:
+                ys = list(items)
+                ys[i] = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != ys[i]])
+                trace = [f"rev([{','.join(items[j + 1:])}],[{','.join(reversed(ys[:j + 1]))}])"
+                         for j in range(len(items))]
+                answer = f"[{','.join(reversed(ys))}]"
+            out = " ".join(trace) + f"\nAnswer: {answer}"
+        else:
+            lines = task.target.split("\n")
+            del lines[rng.randrange(len(lines))]
+            out = "\n".join(lines)
+        if out != task.target and reward(task, out) < 1.0:
+            return out
+    return None
 
 
 TASK_MAKERS = {"math": make_math_task, "prolog": make_prolog_task, "pddl": make_pddl_task}
@@ -644,6 +721,9 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
         keep = guru_rewards.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
         dropped = len(tr) - len(keep)
         tr = [tr[i] for i in keep][: cfg.n_train]
+        noise = random.Random(f"{cfg.seed}-teacher-{dom}")
+        tr = [dataclasses.replace(t, target=w) if noise.random() < cfg.teacher_noise and (w := slip(t, noise))
+              else t for t in tr]
         train += tr
         held += ev
         log(f"tasks: {dom:6s} train {len(tr):4d} held-out {len(ev):3d} (decontamination dropped {dropped})")

@@ -193,6 +193,25 @@ def test_train_and_heldout_task_sets_are_disjoint_and_engine_labelled():
         assert train.reward(t, "no idea") == 0.0
 
 
+def test_noisy_teacher_slips_one_step_of_a_fraction_of_sft_demonstrations_only():
+    """teacher_noise: that fraction of the SFT targets carries one slipped step (the verifier scores it 0, and it
+    shares its start with the clean chain); held-out tasks and their targets are never touched."""
+    clean_tr, clean_ev = train.build_tasks(parse_args(["--n_train=60", "--n_eval=8"]), log=lambda *a: None)
+    tr, ev = train.build_tasks(parse_args(["--n_train=60", "--n_eval=8", "--teacher_noise=0.4"]), log=lambda *a: None)
+    assert [t.key for t in tr] == [t.key for t in clean_tr] and ev == clean_ev
+    for dom in ("math", "prolog", "pddl"):
+        pairs = [(a, b) for a, b in zip(clean_tr, tr) if a.domain == dom]
+        slipped = [(a, b) for a, b in pairs if a.target != b.target]
+        assert 0.2 * len(pairs) <= len(slipped) <= 0.6 * len(pairs), (dom, len(slipped), len(pairs))
+        for a, b in slipped:
+            assert train.reward(a, a.target) == 1.0 and train.reward(b, b.target) == 0.0, (a.target, b.target)
+    rng = random.Random(0)
+    for maker in train.TASK_MAKERS.values():
+        for t in [maker(rng) for _ in range(40)]:
+            w = train.slip(t, rng)
+            assert w is not None and w != t.target and train.reward(t, w) < 1.0
+
+
 def test_fresh_rl_prompts_are_new_draws_that_never_repeat_a_heldout_problem():
     cfg = parse_args(["--n_train=40", "--n_eval=12", "--n_rl=60", "--rl_domains="])
     tr, ev = train.build_tasks(cfg, log=lambda *a: None)
