@@ -2062,12 +2062,15 @@ def bench_table(rows: list[dict], gain: float) -> str:
                      f"{mean(algo, 'gen_tok_s'):.0f} | {mean(algo, 'gen_share'):.2f} | "
                      f"{mean(algo, 'len_p50'):.0f} / {mean(algo, 'len_p90'):.0f} |")
     ratio = lambda k: mean("ppo", k) / max(mean("tppo", k), 1e-9)  # noqa: E731
+    g, u_gain = mean("ppo", "gen_share"), mean("tppo", "util") / max(mean("ppo", "util"), 1e-9)
+    amdahl = 1 / max((1 - g) + g / max(u_gain, 1e-9), 1e-9)
     lines.append(f"\nratios PPO / T-PPO: RL wall-clock {ratio('rl_time_s'):.2f}x, time to target "
                  f"{ratio('time_to_target_s'):.2f}x (target: {metric} after SFT + {gain}); T-PPO / PPO: util "
                  f"{mean('tppo', 'util') / max(mean('ppo', 'util'), 1e-9):.2f}x, gen tok/s "
                  f"{mean('tppo', 'gen_tok_s') / max(mean('ppo', 'gen_tok_s'), 1e-9):.2f}x; bound on the PPO / T-PPO "
                  f"wall-clock ratio if T-PPO generated for free and updated as fast as PPO: 1 / (1 - PPO gen share) = "
-                 f"{1 / max(1 - mean('ppo', 'gen_share'), 1e-9):.2f}x")
+                 f"{1 / max(1 - mean('ppo', 'gen_share'), 1e-9):.2f}x; Amdahl bound 1 / ((1 - g) + g / u_gain) with "
+                 f"g = PPO gen share, u_gain = util T-PPO / PPO: {amdahl:.2f}x")
     return "\n".join(lines)
 
 
