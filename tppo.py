@@ -867,18 +867,23 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
     sampler_logp = out[2] if len(out) == 3 else None
     t_gen = time.perf_counter() - t0
     pool.record(batch, new_tokens, eos)
+    t1 = time.perf_counter()
     for r in batch:
         r.reward = float(reward_fn(r)) if r.finished else 0.0   # unfinished: score forced to 0 (card §4)
         if not math.isfinite(r.reward):
             raise ValueError(f"reward_fn returned a non-finite reward {r.reward} for rollout {r.rid}")
 
+    t2 = time.perf_counter()
     rows = pool.has_gradient(batch) if cfg.group_filter else None
     sb = build_step_batch(batch, cfg, policy, critic, pad_id=pad_id, device=device, all_reduce=all_reduce,
                           policy_rows=rows, sampler_logp=sampler_logp, need_old_logp=step >= cfg.critic_warmup)
+    t3 = time.perf_counter()
     n_mb = -(-len(batch) // cfg.minibatch_size)
     metrics = update_critic(sb, cfg, critic, critic_opt, n_mb, all_reduce)          # critic first (card §9)
+    t4 = time.perf_counter()
     if step >= cfg.critic_warmup:
         metrics.update(update_policy(sb, cfg, policy, policy_opt, step, all_reduce))
+    t5 = time.perf_counter()
     # Save this window's step-start values: they are V_old of these tokens when the response finishes later.
     fresh = sb.old_values.cpu()
     for b, r in enumerate(batch):
@@ -920,6 +925,12 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         "adv/raw_abs_mean": float(sb.adv_raw[wm].abs().mean()) if wm.any() else 0.0,
         "lam/mean": float(sb.lam.mean()),
         "time/step_s": time.perf_counter() - t0,
+        # per-phase profile of this step (seconds): where the time goes
+        "time/gen_s": t_gen,                                 # generate_fn (the sampler)
+        "time/reward_s": t2 - t1,                            # verifier calls of finished rollouts
+        "time/batch_s": t3 - t2,                             # forwards building the StepBatch (values, π_old)
+        "time/critic_s": t4 - t3,                            # critic mini-batch updates
+        "time/policy_s": t5 - t4,                            # policy mini-batch updates (0 during warm-up)
     })
     return (metrics, sb) if return_batch else metrics
 

@@ -396,7 +396,8 @@ def rl(run: "Run") -> bool:
         skipped = run.popt.skipped + run.copt.skipped - skipped_before
         util = run.dist.mean(run.gen_counts[0] / max(run.gen_counts[1], 1))  # measured decode utilization
         m.update({"phase": run.phase, "gstep": run.gstep, "skipped_updates": skipped, "lr/policy": lr_p,
-                  "lr/critic": lr_c, "gen/util_measured": util, "time/step_wall_s": time.time() - ts})
+                  "lr/critic": lr_c, "gen/util_measured": util, "time/step_wall_s": time.time() - ts,
+                  "gen/useful_measured": run.gen_counts[0], "gen/slot_steps_measured": run.gen_counts[1]})
         if cfg.eval_every and run.phase == "rl" and (run.step - cfg.critic_warmup) % cfg.eval_every == 0 \
                 and run.step < total:
             res = evaluate(run.policy, run.tok, run.eval_tasks, cfg, run.dist)
@@ -2114,7 +2115,9 @@ def bench_row(run_dir: str, gain: float) -> dict:
             "rl_time_s": summ["rl"]["time_s"], "time_to_target_s": hit[0] if hit else None,
             "after_sft": summ["after_sft"][key], "final_pass": summ["after_rl"][key],
             "final_greedy": summ["after_rl"]["overall"],
-            "util": sum(r["gen/util_measured"] for r in rl) / max(len(rl), 1),
+            # token-weighted (total useful tokens / total slot-steps), not a mean of per-step ratios
+            "util": sum(r.get("gen/useful_measured", 0) for r in rl) / max(sum(r.get("gen/slot_steps_measured", 0)
+                                                                               for r in rl), 1),
             "gen_tok_s": sum(r["gen/tokens"] for r in rl) / max(sum(r["gen/time_s"] for r in rl), 1e-9),
             # share of the RL step spent generating: the most a faster generator could save is this fraction
             "gen_share": sum(r["gen/time_s"] for r in rl) / max(sum(r["time/step_wall_s"] for r in rl), 1e-9),
@@ -2139,12 +2142,15 @@ def bench_table(rows: list[dict], gain: float) -> str:
                      f"{mean(algo, 'gen_tok_s'):.0f} | {mean(algo, 'gen_share'):.2f} | "
                      f"{mean(algo, 'len_p50'):.0f} / {mean(algo, 'len_p90'):.0f} |")
     ratio = lambda k: mean("ppo", k) / max(mean("tppo", k), 1e-9)  # noqa: E731
+    g, u_gain = mean("ppo", "gen_share"), mean("tppo", "util") / max(mean("ppo", "util"), 1e-9)
+    amdahl = 1 / max((1 - g) + g / max(u_gain, 1e-9), 1e-9)
     lines.append(f"\nratios PPO / T-PPO: RL wall-clock {ratio('rl_time_s'):.2f}x, time to target "
                  f"{ratio('time_to_target_s'):.2f}x (target: {metric} after SFT + {gain}); T-PPO / PPO: util "
                  f"{mean('tppo', 'util') / max(mean('ppo', 'util'), 1e-9):.2f}x, gen tok/s "
                  f"{mean('tppo', 'gen_tok_s') / max(mean('ppo', 'gen_tok_s'), 1e-9):.2f}x; bound on the PPO / T-PPO "
                  f"wall-clock ratio if T-PPO generated for free and updated as fast as PPO: 1 / (1 - PPO gen share) = "
-                 f"{1 / max(1 - mean('ppo', 'gen_share'), 1e-9):.2f}x")
+                 f"{1 / max(1 - mean('ppo', 'gen_share'), 1e-9):.2f}x; Amdahl bound 1 / ((1 - g) + g / u_gain) with "
+                 f"g = PPO gen share, u_gain = util T-PPO / PPO: {amdahl:.2f}x")
     return "\n".join(lines)
 
 

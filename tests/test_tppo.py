@@ -830,3 +830,14 @@ def test_micro_batch_split_does_not_change_the_update():
     assert not torch.allclose(params[0], init)
     for p in params[1:]:
         assert torch.allclose(p, params[0], rtol=1e-4, atol=1e-6)
+
+
+def test_every_step_records_a_per_phase_profile_that_sums_to_at_most_the_step_time():
+    cfg = small_cfg(critic_warmup=1)
+    out, _ = run_steps(cfg, 3)
+    phases = ("time/gen_s", "time/reward_s", "time/batch_s", "time/critic_s", "time/policy_s")
+    for s, (m, _) in enumerate(out):
+        assert all(m[k] >= 0 for k in phases)
+        assert sum(m[k] for k in phases) <= m["time/step_s"] + 1e-9
+        assert m["time/gen_s"] == m["gen/time_s"]
+    assert out[0][0]["time/policy_s"] < 1e-3            # warm-up step: no policy update ran

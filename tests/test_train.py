@@ -399,8 +399,11 @@ def test_ppo_baseline_is_the_same_loop_with_window_at_least_max_response(tmp_pat
     rows = [train.bench_row(str(tmp_path / a), gain=0.0) for a in ("tppo", "ppo")]
     assert rows[0]["window"] == 8 and rows[1]["window"] == 24
     assert 0 < rows[0]["util"] <= 1 and 0 < rows[1]["util"] <= 1
+    rec = [r for r in _metrics(tmp_path / "tppo") if r.get("phase") in ("critic", "rl")]  # token-weighted util
+    assert rows[0]["util"] == pytest.approx(sum(r["gen/useful_measured"] for r in rec)
+                                            / sum(r["gen/slot_steps_measured"] for r in rec))
     table = train.bench_table(rows, gain=0.0)
-    assert "| tppo | 8 |" in table and "| ppo | 24 |" in table and "ratios" in table
+    assert "| tppo | 8 |" in table and "| ppo | 24 |" in table and "ratios" in table and "Amdahl bound" in table
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
