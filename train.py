@@ -189,6 +189,7 @@ class Config:
     ckpt_every: int = 100  # steps between checkpoints (0 = only at phase ends)
     stop_after: int = -1  # testing aid: stop (checkpoint + exit) after this many total steps (-1 = never)
     init_from: str = ""  # run folder whose post-SFT checkpoint supplies the policy (skips SFT; used by bench)
+    rl_finished: int = 0  # stop RL once this many responses finished after the critic warm-up (0 = rl_steps only)
     bench_seeds: int = 3  # bench preset: seeds per algorithm
     bench_gain: float = 0.03  # bench preset: target = held-out overall pass (avg@k if sampled) after SFT + this gain
     bench_init: str = ""  # bench preset: reuse the SFT policy of these runs ("out/default-tppo-s{seed}"; "" = run SFT)
@@ -202,8 +203,10 @@ PRESETS: dict[str, dict] = {
                   rl_steps=2, window=16, max_response=48, slots=8, group_size=2, critic_warmup=2, eval_every=0,
                   ckpt_every=0),
     "default": dict(),
-    # T-PPO vs PPO: same everything except the window; long-tailed response lengths (pddl + math sums).
-    "bench": dict(rl_steps=100, eval_every=10),
+    # PPO vs T-PPO (synchronous windows) vs T-PPO with slot refill, from the same SFT policy, at equal work: each arm
+    # stops after 768 finished responses (rl_steps is only a cap); cheap held-out evals (50 tasks/domain, avg@2)
+    # every 8 steps for the time-to-target curve.
+    "bench": dict(rl_steps=400, rl_finished=768, eval_every=8, n_eval=50, eval_samples=2),
 }
 
 
@@ -390,7 +393,11 @@ def rl(run: "Run") -> bool:
                            critic_opt=run.copt, generate_fn=lambda ctx, lim: rl_generate(run, ctx, lim),
                            reward_fn=lambda r: rl_reward(run, r), next_prompt=lambda: next_rl_prompt(run),
                            step=run.step, pad_id=run.tok.pad, device=run.device, all_reduce=all_reduce)
-        run.rl_state["train_time"] = run.rl_state.get("train_time", 0.0) + time.time() - ts  # evals excluded
+        st = run.rl_state
+        st["train_time"] = st.get("train_time", 0.0) + time.time() - ts  # evals excluded
+        if run.phase == "rl":  # the bench's clock and work counter leave the critic warm-up out (in every arm)
+            st["rl_time"] = st.get("rl_time", 0.0) + time.time() - ts
+            st["rl_finished"] = st.get("rl_finished", 0) + int(m["pool/finished"])
         run.step += 1
         run.gstep += 1
         skipped = run.popt.skipped + run.copt.skipped - skipped_before
@@ -398,11 +405,13 @@ def rl(run: "Run") -> bool:
         m.update({"phase": run.phase, "gstep": run.gstep, "skipped_updates": skipped, "lr/policy": lr_p,
                   "lr/critic": lr_c, "gen/util_measured": util, "time/step_wall_s": time.time() - ts,
                   "gen/useful_measured": run.gen_counts[0], "gen/slot_steps_measured": run.gen_counts[1]})
+        done = run.step >= total or (cfg.rl_finished > 0 and st.get("rl_finished", 0) >= cfg.rl_finished)
         if cfg.eval_every and run.phase == "rl" and (run.step - cfg.critic_warmup) % cfg.eval_every == 0 \
-                and run.step < total:
+                and not done:
             res = evaluate(run.policy, run.tok, run.eval_tasks, cfg, run.dist)
             m.update({f"eval/{k}": v for k, v in res.items()})
-            hist.append({"step": run.step - cfg.critic_warmup, "time": run.rl_state["train_time"], **res})
+            hist.append({"step": run.step - cfg.critic_warmup, "time": st.get("rl_time", 0.0),
+                         "finished": st.get("rl_finished", 0), **res})
         run.log.metrics({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in m.items()})
         dt = time.time() - t0
         eta = dt / (run.step - first) * (total - run.step)
@@ -421,10 +430,14 @@ def rl(run: "Run") -> bool:
             checkpoint(run)
         if maybe_stop(run):
             return False
+        if done:
+            break
     lens = sorted(run.rl_state.get("finished_lens", [0]))
     run.summary["rl"] = {"algo": cfg.algo, "window": tcfg.window, "max_response": tcfg.max_response,
                          "steps": cfg.rl_steps, "critic_warmup": cfg.critic_warmup,
                          "time_s": run.rl_state.get("train_time", 0.0), "eval_history": hist,
+                         "rl_time_s": run.rl_state.get("rl_time", 0.0), "rl_steps_run": run.step - cfg.critic_warmup,
+                         "rl_finished": run.rl_state.get("rl_finished", 0),
                          "resp_len_p50": lens[len(lens) // 2], "resp_len_p90": lens[int(0.9 * (len(lens) - 1))],
                          "finished": len(lens)}
     return True
@@ -1140,6 +1153,8 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
         src = os.path.join(cfg.init_from, "tasks.pkl") if cfg.init_from else ""
         if src and os.path.exists(src):  # RL from another run's SFT policy: same SFT / held-out tasks
             run.train_tasks, run.eval_tasks = load_tasks(src)[:2]
+            run.eval_tasks = [t for d in cfg.domains.split(",")  # at most n_eval per domain (the bench's cheap evals)
+                              for t in [t for t in run.eval_tasks if t.domain == d][: cfg.n_eval]]
             if cfg.eval_set == "val":  # tuning from another run's SFT policy: held-out = a val draw unseen in SFT
                 seen = {t.key for t in run.train_tasks}
                 run.eval_tasks = [t for d in cfg.domains.split(",") for t in [
@@ -1859,10 +1874,10 @@ INT_RANGE = dict(seed=(0, 2**62), threads=(0, 256), n_train=(1, None), n_eval=(1
                  n_curate=(0, None), curate_samples=(0, None), rl_steps=(0, None), window=(1, None),
                  max_response=(1, None), slots=(1, None), group_size=(1, None), rl_warmup=(0, None),
                  minibatches=(1, None), critic_warmup=(0, None), log_every=(1, None), ckpt_every=(0, None),
-                 stop_after=(-1, None), bench_seeds=(1, None))
+                 stop_after=(-1, None), rl_finished=(0, None), bench_seeds=(1, None))
 FLOAT_RANGE = dict(lr=(0.0, None), weight_decay=(0.0, None), grad_clip=(0.0, None), temperature=(0.0, None),
                    rl_lr=(0.0, None), critic_lr=(0.0, None), rl_weight_decay=(0.0, None), nll_weight=(0.0, None),
-                   lam_floor=(0.0, 1.0), bench_gain=(-1.0, 1.0))
+                   lam_floor=(0.0, 1.0), bench_gain=(-1.0, 1.0), teacher_noise=(0.0, 1.0))
 POSITIVE = ("lr", "temperature", "rl_lr", "critic_lr")
 CHOICES = dict(preset=tuple(PRESETS), device=("auto", "cpu", "cuda", "mps"), dtype=("auto", "float32", "bfloat16"),
                rl_prompts=("fresh", "sft"), eval_set=("test", "val"), mup=("sp", "mup", "lv"), algo=("tppo", "ppo"))
@@ -2070,11 +2085,17 @@ class Dist:
 # ======================================================================================================================
 
 
+BENCH_ARMS = (("ppo", "off"), ("tppo", "off"), ("tppo", "on"))  # (algo, refill): PPO, the paper's T-PPO, + refill
+
+
 def run_bench(cfg: Config) -> dict:
-    """T-PPO vs PPO, same everything except the window: per seed, one SFT run (or the SFT policy of an existing run,
-    `bench_init`), then RL from that SFT checkpoint with algo=tppo (W = cfg.window) and algo=ppo (W = L_max).
-    Reports RL wall-clock, time to reach the target held-out pass rate, final pass rates, measured generation
-    utilization, generated tokens/s and the generation share of a step, with ratios (bench.json + a table)."""
+    """PPO vs T-PPO (the paper's synchronous windows) vs T-PPO with slot refill, at equal work. Per seed, one SFT
+    policy (`bench_init`'s run, or a fresh SFT run) and from it one RL run per arm, each stopping after
+    `rl_finished` finished responses. Reports per arm: RL wall-clock to the equal-work end and to the held-out
+    target (after-SFT rate + bench_gain), token-weighted generation utilization, generated tokens/s, the generation
+    share of a step, the final held-out rate with its standard error, and a per-phase profile of a step; plus the
+    PPO / T-PPO ratios next to the Amdahl bound 1 / ((1 - g) + g / u_gain). The critic warm-up steps are left out of
+    every arm's clock and work count (bench.json + a table)."""
     rows = []
     for i in range(cfg.bench_seeds):
         seed = cfg.seed + i
@@ -2085,11 +2106,12 @@ def run_bench(cfg: Config) -> dict:
             sft_dir = os.path.join(cfg.out_dir, sft.run_name)
             if not os.path.exists(os.path.join(sft_dir, "summary.json")):
                 train(sft)
-        for algo in ("tppo", "ppo"):
-            rc = dataclasses.replace(cfg, seed=seed, algo=algo, run_name=f"bench-{algo}-s{seed}", init_from=sft_dir,
+        for algo, refill in BENCH_ARMS:
+            name = f"bench-{algo}{'-refill' if refill == 'on' else ''}-s{seed}"
+            rc = dataclasses.replace(cfg, seed=seed, algo=algo, refill=refill, run_name=name, init_from=sft_dir,
                                      resume=False)
             train(rc)
-            rows.append(bench_row(os.path.join(cfg.out_dir, rc.run_name), cfg.bench_gain))
+            rows.append(bench_row(os.path.join(cfg.out_dir, name), cfg.bench_gain))
     table = bench_table(rows, cfg.bench_gain)
     print(table)
     out = {"rows": rows, "gain": cfg.bench_gain, "table": table}
@@ -2100,57 +2122,88 @@ def run_bench(cfg: Config) -> dict:
 
 def bench_metric(res: dict) -> str:
     """The held-out rate the bench targets: overall avg@k when the runs sampled it (less noisy), else greedy."""
-    return next((k for k in res if k.startswith("overall_avg")), "overall")
+    return next((k for k in res if k.startswith("overall_avg") and not k.endswith("_se")), "overall")
+
+
+PHASES = ("gen", "reward", "batch", "critic", "policy")  # tppo_step's per-phase profile (time/<phase>_s)
 
 
 def bench_row(run_dir: str, gain: float) -> dict:
-    """One bench row from a finished RL run folder (summary.json + metrics.jsonl)."""
+    """One bench row from a finished RL run folder (summary.json + metrics.jsonl); RL-phase steps only."""
     summ = json.load(open(os.path.join(run_dir, "summary.json")))
+    cfg = json.load(open(os.path.join(run_dir, "config.json")))
     recs = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
-    rl = [r for r in recs if r.get("phase") in ("critic", "rl")]
+    rl = [r for r in recs if r.get("phase") == "rl"]
     key = bench_metric(summ["after_sft"])
     target = summ["after_sft"][key] + gain
-    hit = [h["time"] for h in summ["rl"]["eval_history"] if h.get(key, -1.0) >= target - 1e-9]
-    return {"algo": summ["algo"], "seed": summ["seed"], "window": summ["rl"]["window"], "metric": key,
-            "rl_time_s": summ["rl"]["time_s"], "time_to_target_s": hit[0] if hit else None,
-            "after_sft": summ["after_sft"][key], "final_pass": summ["after_rl"][key],
-            "final_greedy": summ["after_rl"]["overall"],
+    hit = [h for h in summ["rl"]["eval_history"] if h.get(key, -1.0) >= target - 1e-9]
+    if not hit and summ["after_rl"][key] >= target - 1e-9:  # reached only at the end
+        hit = [{"time": summ["rl"]["rl_time_s"], "finished": summ["rl"]["rl_finished"]}]
+    wall = sum(r["time/step_wall_s"] for r in rl)
+    return {"arm": f"{summ['algo']}{' + refill' if cfg.get('refill') == 'on' else ''}", "algo": summ["algo"],
+            "seed": summ["seed"], "window": summ["rl"]["window"], "metric": key,
+            "rl_time_s": summ["rl"]["rl_time_s"], "steps": summ["rl"]["rl_steps_run"],
+            "finished": summ["rl"]["rl_finished"],
+            "time_to_target_s": hit[0]["time"] if hit else None,
+            "finished_at_target": hit[0]["finished"] if hit else None,
+            "after_sft": summ["after_sft"][key], "final": summ["after_rl"][key],
+            "final_se": summ["after_rl"].get(key + "_se", 0.0), "final_greedy": summ["after_rl"]["overall"],
             # token-weighted (total useful tokens / total slot-steps), not a mean of per-step ratios
             "util": sum(r.get("gen/useful_measured", 0) for r in rl) / max(sum(r.get("gen/slot_steps_measured", 0)
                                                                                for r in rl), 1),
             "gen_tok_s": sum(r["gen/tokens"] for r in rl) / max(sum(r["gen/time_s"] for r in rl), 1e-9),
             # share of the RL step spent generating: the most a faster generator could save is this fraction
-            "gen_share": sum(r["gen/time_s"] for r in rl) / max(sum(r["time/step_wall_s"] for r in rl), 1e-9),
+            "gen_share": sum(r["gen/time_s"] for r in rl) / max(wall, 1e-9),
+            "profile": {p: sum(r.get(f"time/{p}_s", 0.0) for r in rl) / max(len(rl), 1) for p in PHASES},
             "len_p50": summ["rl"]["resp_len_p50"], "len_p90": summ["rl"]["resp_len_p90"]}
 
 
 def bench_table(rows: list[dict], gain: float) -> str:
-    def mean(algo, k):
-        v = [r[k] for r in rows if r["algo"] == algo and r[k] is not None]
+    """Per arm: medians (min–max) over seeds of the times, means of the rest; then ratios vs PPO and the bounds."""
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+
+    def vals(arm, k):
+        return [r[k] for r in rows if r["arm"] == arm and r[k] is not None]
+
+    def mean(arm, k):
+        v = vals(arm, k)
         return sum(v) / len(v) if v else float("nan")
 
+    def med(arm, k):
+        v = sorted(vals(arm, k))
+        return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2 if v else float("nan")
+
+    def spread(arm, k):
+        v = vals(arm, k)
+        return f"{med(arm, k):.0f} ({min(v):.0f}–{max(v):.0f})" if v else "–"
+
     metric = rows[0]["metric"] if rows else "overall"
-    lines = [f"| algo | W | seeds | RL wall-clock s | time to target s (reached) | {metric} after SFT | "
-             f"{metric} final | greedy final | gen util | gen tok/s | gen share of step | resp len p50 / p90 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for algo in ("tppo", "ppo"):
-        rs = [r for r in rows if r["algo"] == algo]
-        reached = sum(r["time_to_target_s"] is not None for r in rs)
-        lines.append(f"| {algo} | {rs[0]['window']} | {len(rs)} | {mean(algo, 'rl_time_s'):.0f} | "
-                     f"{mean(algo, 'time_to_target_s'):.0f} ({reached}/{len(rs)}) | {mean(algo, 'after_sft'):.3f} | "
-                     f"{mean(algo, 'final_pass'):.3f} | {mean(algo, 'final_greedy'):.3f} | {mean(algo, 'util'):.2f} | "
-                     f"{mean(algo, 'gen_tok_s'):.0f} | {mean(algo, 'gen_share'):.2f} | "
-                     f"{mean(algo, 'len_p50'):.0f} / {mean(algo, 'len_p90'):.0f} |")
-    ratio = lambda k: mean("ppo", k) / max(mean("tppo", k), 1e-9)  # noqa: E731
-    g, u_gain = mean("ppo", "gen_share"), mean("tppo", "util") / max(mean("ppo", "util"), 1e-9)
-    amdahl = 1 / max((1 - g) + g / max(u_gain, 1e-9), 1e-9)
-    lines.append(f"\nratios PPO / T-PPO: RL wall-clock {ratio('rl_time_s'):.2f}x, time to target "
-                 f"{ratio('time_to_target_s'):.2f}x (target: {metric} after SFT + {gain}); T-PPO / PPO: util "
-                 f"{mean('tppo', 'util') / max(mean('ppo', 'util'), 1e-9):.2f}x, gen tok/s "
-                 f"{mean('tppo', 'gen_tok_s') / max(mean('ppo', 'gen_tok_s'), 1e-9):.2f}x; bound on the PPO / T-PPO "
-                 f"wall-clock ratio if T-PPO generated for free and updated as fast as PPO: 1 / (1 - PPO gen share) = "
-                 f"{1 / max(1 - mean('ppo', 'gen_share'), 1e-9):.2f}x; Amdahl bound 1 / ((1 - g) + g / u_gain) with "
-                 f"g = PPO gen share, u_gain = util T-PPO / PPO: {amdahl:.2f}x")
+    lines = [f"| arm | W | seeds | steps | finished | RL s to equal work, median (range) | RL s to target, median "
+             f"(range) [reached] | {metric} SFT → final (± SE) | greedy final | gen util (token-weighted) | "
+             f"gen tok/s | gen share | s/step: " + " / ".join(PHASES) + " |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for a in arms:
+        rs = [r for r in rows if r["arm"] == a]
+        prof = " / ".join(f"{sum(r['profile'][p] for r in rs) / len(rs):.2f}" for p in PHASES)
+        lines.append(f"| {a} | {rs[0]['window']} | {len(rs)} | {mean(a, 'steps'):.0f} | {mean(a, 'finished'):.0f} | "
+                     f"{spread(a, 'rl_time_s')} | {spread(a, 'time_to_target_s')} "
+                     f"[{len(vals(a, 'time_to_target_s'))}/{len(rs)}] | {mean(a, 'after_sft'):.3f} → "
+                     f"{mean(a, 'final'):.3f} ± {mean(a, 'final_se'):.3f} | {mean(a, 'final_greedy'):.3f} | "
+                     f"{mean(a, 'util'):.2f} | {mean(a, 'gen_tok_s'):.0f} | {mean(a, 'gen_share'):.2f} | {prof} |")
+    lines.append(f"\ncritic warm-up steps excluded from every arm's clock and work; target = {metric} after SFT + "
+                 f"{gain}; times are RL wall-clock without the held-out evals.")
+    if "ppo" in arms:
+        g, u_ppo = mean("ppo", "gen_share"), mean("ppo", "util")
+        for a in arms:
+            if a == "ppo":
+                continue
+            u_gain = mean(a, "util") / max(u_ppo, 1e-9)
+            bound = 1 / max((1 - g) + g / max(u_gain, 1e-9), 1e-9)
+            work = med("ppo", "rl_time_s") / max(med(a, "rl_time_s"), 1e-9)
+            tgt = med("ppo", "time_to_target_s") / max(med(a, "time_to_target_s"), 1e-9)
+            lines.append(f"PPO / {a}: wall-clock to equal work {work:.2f}x, to target {tgt:.2f}x (medians); util "
+                         f"gain {u_gain:.2f}x; Amdahl bound 1 / ((1 - g) + g / u_gain) = {bound:.2f}x with g = PPO's "
+                         f"gen share {g:.2f} → equal-work ratio = {work / bound:.0%} of the bound")
     return "\n".join(lines)
 
 

@@ -92,7 +92,8 @@ INVALID = {
     "minibatches": ["0", "33"], "critic_lr": ["-1", "inf"], "rl_weight_decay": ["-1"], "critic_warmup": ["-1"],
     "nll_weight": ["-1", "nan"], "lam_floor": ["1.5", "-0.1"], "whiten": ["maybe"], "log_every": ["0"],
     "ckpt_every": ["-1"], "stop_after": ["-2"], "init_from": ["/nonexistent/run"], "bench_seeds": ["0"],
-    "bench_gain": ["nan", "2"], "bench_init": ["out/{x}"],
+    "bench_gain": ["nan", "2"], "bench_init": ["out/{x}"], "teacher_noise": ["-0.1", "1.5", "nan"],
+    "rl_finished": ["-1"],
 }
 
 
@@ -399,11 +400,24 @@ def test_ppo_baseline_is_the_same_loop_with_window_at_least_max_response(tmp_pat
     rows = [train.bench_row(str(tmp_path / a), gain=0.0) for a in ("tppo", "ppo")]
     assert rows[0]["window"] == 8 and rows[1]["window"] == 24
     assert 0 < rows[0]["util"] <= 1 and 0 < rows[1]["util"] <= 1
-    rec = [r for r in _metrics(tmp_path / "tppo") if r.get("phase") in ("critic", "rl")]  # token-weighted util
+    rec = [r for r in _metrics(tmp_path / "tppo") if r.get("phase") == "rl"]  # token-weighted util
     assert rows[0]["util"] == pytest.approx(sum(r["gen/useful_measured"] for r in rec)
                                             / sum(r["gen/slot_steps_measured"] for r in rec))
     table = train.bench_table(rows, gain=0.0)
-    assert "| tppo | 8 |" in table and "| ppo | 24 |" in table and "ratios" in table and "Amdahl bound" in table
+    assert "| tppo | 8 |" in table and "| ppo | 24 |" in table and "PPO / tppo" in table and "Amdahl bound" in table
+
+
+def test_equal_work_stop_ends_rl_at_the_first_step_that_reaches_rl_finished(tmp_path):
+    """rl_finished (the bench's equal work): RL stops after the step whose finished responses, counted after the
+    critic warm-up, reach the target; the warm-up's responses do not count."""
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=1", "--critic_warmup=2", "--rl_steps=60",
+                   "--rl_finished=6", "--run_name=ew"]
+    s = train.train(parse_args(args))
+    rl = [r for r in _metrics(tmp_path / "ew") if r.get("phase") == "rl"]
+    fin = [int(r["pool/finished"]) for r in rl]
+    assert s["rl"]["rl_finished"] == sum(fin) >= 6 and sum(fin[:-1]) < 6
+    assert s["rl"]["rl_steps_run"] == len(rl) < 60
+    assert 0 < s["rl"]["rl_time_s"] <= s["rl"]["time_s"]  # the warm-up is on the full clock only
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
