@@ -204,9 +204,9 @@ PRESETS: dict[str, dict] = {
                   ckpt_every=0),
     "default": dict(),
     # PPO vs T-PPO (synchronous windows) vs T-PPO with slot refill, from the same SFT policy, at equal work: each arm
-    # stops after 768 finished responses (rl_steps is only a cap); cheap held-out evals (50 tasks/domain, avg@2)
+    # stops after 512 finished responses (rl_steps is only a cap); cheap held-out evals (40 tasks/domain, avg@2)
     # every 8 steps for the time-to-target curve.
-    "bench": dict(rl_steps=400, rl_finished=768, eval_every=8, n_eval=50, eval_samples=2),
+    "bench": dict(rl_steps=400, rl_finished=512, eval_every=8, n_eval=40, eval_samples=2),
 }
 
 
