@@ -203,7 +203,7 @@ PRESETS: dict[str, dict] = {
                   rl_steps=2, window=16, max_response=48, slots=8, group_size=2, critic_warmup=2, eval_every=0,
                   ckpt_every=0),
     "default": dict(),
-    # PPO vs T-PPO (synchronous windows) vs T-PPO with slot refill, from the same SFT policy, at equal work: each arm
+    # PPO vs T-PPO (synchronous windows), from the same SFT policy, at equal work: each arm
     # stops after 512 finished responses (rl_steps is only a cap); cheap held-out evals (40 tasks/domain, avg@2)
     # every 8 steps for the time-to-target curve.
     "bench": dict(rl_steps=400, rl_finished=512, eval_every=8, n_eval=40, eval_samples=2),
@@ -2085,12 +2085,12 @@ class Dist:
 # ======================================================================================================================
 
 
-BENCH_ARMS = (("ppo", "off"), ("tppo", "off"), ("tppo", "on"))  # (algo, refill): PPO, the paper's T-PPO, + refill
+BENCH_ARMS = ("ppo", "tppo")  # PPO and the paper's synchronous-window T-PPO (slot refill: issue 15, not built yet)
 
 
 def run_bench(cfg: Config) -> dict:
-    """PPO vs T-PPO (the paper's synchronous windows) vs T-PPO with slot refill, at equal work. Per seed, one SFT
-    policy (`bench_init`'s run, or a fresh SFT run) and from it one RL run per arm, each stopping after
+    """PPO vs T-PPO (the paper's synchronous windows) at equal work. Per seed, one SFT policy (`bench_init`'s run,
+    or a fresh SFT run) and from it one RL run per arm, each stopping after
     `rl_finished` finished responses. Reports per arm: RL wall-clock to the equal-work end and to the held-out
     target (after-SFT rate + bench_gain), token-weighted generation utilization, generated tokens/s, the generation
     share of a step, the final held-out rate with its standard error, and a per-phase profile of a step; plus the
@@ -2106,10 +2106,9 @@ def run_bench(cfg: Config) -> dict:
             sft_dir = os.path.join(cfg.out_dir, sft.run_name)
             if not os.path.exists(os.path.join(sft_dir, "summary.json")):
                 train(sft)
-        for algo, refill in BENCH_ARMS:
-            name = f"bench-{algo}{'-refill' if refill == 'on' else ''}-s{seed}"
-            rc = dataclasses.replace(cfg, seed=seed, algo=algo, refill=refill, run_name=name, init_from=sft_dir,
-                                     resume=False)
+        for algo in BENCH_ARMS:
+            name = f"bench-{algo}-s{seed}"
+            rc = dataclasses.replace(cfg, seed=seed, algo=algo, run_name=name, init_from=sft_dir, resume=False)
             train(rc)
             rows.append(bench_row(os.path.join(cfg.out_dir, name), cfg.bench_gain))
     table = bench_table(rows, cfg.bench_gain)
@@ -2140,7 +2139,7 @@ def bench_row(run_dir: str, gain: float) -> dict:
     if not hit and summ["after_rl"][key] >= target - 1e-9:  # reached only at the end
         hit = [{"time": summ["rl"]["rl_time_s"], "finished": summ["rl"]["rl_finished"]}]
     wall = sum(r["time/step_wall_s"] for r in rl)
-    return {"arm": f"{summ['algo']}{' + refill' if cfg.get('refill') == 'on' else ''}", "algo": summ["algo"],
+    return {"arm": summ["algo"] + (" + refill" if cfg.get("refill") == "on" else ""), "algo": summ["algo"],
             "seed": summ["seed"], "window": summ["rl"]["window"], "metric": key,
             "rl_time_s": summ["rl"]["rl_time_s"], "steps": summ["rl"]["rl_steps_run"],
             "finished": summ["rl"]["rl_finished"],

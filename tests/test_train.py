@@ -420,6 +420,22 @@ def test_equal_work_stop_ends_rl_at_the_first_step_that_reaches_rl_finished(tmp_
     assert 0 < s["rl"]["rl_time_s"] <= s["rl"]["time_s"]  # the warm-up is on the full clock only
 
 
+def test_bench_runs_ppo_and_tppo_to_equal_work_from_one_sft_policy(tmp_path):
+    """--preset bench in miniature: both arms start from the same SFT policy, each stops at the same number of
+    finished responses, and the table compares T-PPO with its Amdahl bound."""
+    train.train(parse_args(TINY + [f"--out_dir={tmp_path}", "--sft_steps=2", "--rl_steps=0", "--run_name=sft-s0"]))
+    cfg = parse_args(TINY + [f"--out_dir={tmp_path}", "--bench_seeds=1", f"--bench_init={tmp_path}/sft-s{{seed}}",
+                             "--rl_steps=30", "--rl_finished=6", "--critic_warmup=1", "--eval_every=2",
+                             "--eval_samples=2"])
+    out = train.run_bench(cfg)
+    rows = out["rows"]
+    assert [r["arm"] for r in rows] == ["ppo", "tppo"]
+    assert len({r["after_sft"] for r in rows}) == 1  # one SFT policy for every arm
+    assert all(r["finished"] >= 6 for r in rows) and all(0 < r["util"] <= 1 for r in rows)
+    assert out["table"].count("Amdahl bound") == 1 and "PPO / tppo:" in out["table"]
+    assert json.load(open(tmp_path / "bench.json"))["rows"] == rows
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     import signal
     args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=3", "--rl_steps=0", "--eval_max_new_tokens=1",
