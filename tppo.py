@@ -1130,11 +1130,12 @@ def _toy_config(window: int, **kw) -> TPPOConfig:
 
 
 def bench(seeds=(0, 1, 2), steps=500, target=0.5, n_max=40, max_seconds=120.0):
-    """T-PPO (W = 8) vs PPO (W = L_max = 48) on the toy task, same seeds; prints a table and the ratios."""
+    """T-PPO (W = 8, without and with slot refill) vs PPO (W = L_max = 48) on the toy task, same seeds; prints a
+    table and the ratios (T-PPO = the paper's synchronous windows, first row group, vs PPO, last)."""
     rows = []
-    for name, window in (("T-PPO W=8", 8), ("PPO W=L_max", 48)):
+    for name, window, refill in (("T-PPO W=8", 8, False), ("T-PPO+refill", 8, True), ("PPO W=L_max", 48, False)):
         for seed in seeds:
-            cfg = _toy_config(window)
+            cfg = _toy_config(window, refill=refill)
             hist = run_toy(cfg, steps, n_max=n_max, seed=seed, target_reward=target, max_seconds=max_seconds)
             tok = sum(m["gen/tokens"] for m in hist)
             slot_steps = sum(m["gen/slot_steps"] for m in hist)
