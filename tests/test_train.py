@@ -86,7 +86,7 @@ INVALID = {
     "mlp_mult": ["0"], "max_seq_len": ["1", "400"], "mup": ["xx"], "base_width": ["0"], "sft_steps": ["-1"],
     "sft_batch": ["0"], "lr": ["nan", "0", "-1", "inf"], "weight_decay": ["-0.1", "nan"], "warmup": ["-1"],
     "grad_clip": ["-1", "inf"], "eval_every": ["-1"], "eval_max_new_tokens": ["0"], "eval_samples": ["-1"],
-    "eval_batch": ["0"], "n_curate": ["0"], "curate_samples": ["1"], "algo": ["grpo"], "rl_steps": ["-1"],
+    "eval_batch": ["0"], "n_curate": ["0"], "curate_samples": ["1"], "algo": ["grpo"], "refill": ["yes"], "rl_steps": ["-1"],
     "window": ["0", "401"], "max_response": ["0", "640"], "slots": ["0", "1"], "group_size": ["0", "1"],
     "temperature": ["0", "nan", "-1"], "rl_lr": ["0", "nan"], "group_filter": ["maybe"], "rl_warmup": ["-1"],
     "minibatches": ["0", "33"], "critic_lr": ["-1", "inf"], "rl_weight_decay": ["-1"], "critic_warmup": ["-1"],
