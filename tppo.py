@@ -67,6 +67,14 @@ Deviations from the paper / reference recipe:
     V(s_l) ≈ V(s_{l−1}). During the `critic_warmup` steps the window tokens are generated but not policy-trained.
   * The policy optimizer step happens once per mini-batch (`ppo_epochs` × ⌈slots / minibatch_size⌉ steps); critic
     mini-batches split the finished rows into the same number of chunks (so data-parallel ranks stay in lock-step).
+  * Slot refill (`refill`, off by default; beyond the paper, which keeps synchronous windows): when a row emits
+    EOS (or hits its limit) before the window's decode steps are used up, the generator calls refill() ->
+    (context, max_new_tokens) | None, which takes the next fresh rollout from the pool (same FIFO / group expansion
+    as next_batch) and adds it to this step's batch; it decodes in the freed slot for min(max_new_tokens, steps
+    left) tokens. generate_fn(contexts, limits, refill) returns the original rows, then the refilled ones in
+    hand-out order; all are recorded, rewarded, trained and carried like the others (a refilled rollout's first
+    window is short, so it may live one window more, up to L_max tokens). Every slot decodes at every step, so
+    utilization (useful tokens / slots × decode steps run) is 1 while prompts last. PPO (W >= L_max) never refills.
 
 Run:  python tppo.py            (toy demo, T-PPO, a few seconds on CPU)
       python tppo.py --bench    (T-PPO vs PPO on a long-tailed toy task: utilization, tokens/s, time to target)
@@ -134,6 +142,8 @@ class TPPOConfig:
     old_logp_from_sampler: bool = False  # π_old = generate_fn's own log-probs (no second forward); valid only when
                                          # it sampled with the step-start weights at `temperature`
     seed: int = 0                 # seeds the mini-batch shuffling (per step: seed + step)
+    refill: bool = False          # beyond the paper: a slot whose rollout ends mid-window takes the next fresh
+                                  # rollout at once (continuous batching); PPO (window >= max_response) never refills
 
     def __post_init__(self):
         for name in ("window", "max_response", "slots", "group_size", "ppo_epochs", "minibatch_size"):
@@ -399,6 +409,7 @@ class Rollout:
     window_start: int = 0         # index in `response` where the current window starts
     round: int = 0                # window index: 0 … ⌈L_max/W⌉ − 1
     finished: bool = False
+    refilled: bool = False        # entered mid-window through refill (its first window is shorter than W)
     eos: bool = False             # finished by emitting EOS (vs. stopped short / overlong)
     reward: float = 0.0           # verifier score when finished, else 0
 
@@ -449,29 +460,37 @@ class RolloutPool:
         batch, self.carried = self.carried, []
         assert len(batch) <= self.slots
         while len(batch) < self.slots:
-            if not self.waiting:
-                prompt, meta = next_prompt()
-                prompt = [int(t) for t in prompt]
-                if not prompt:
-                    raise ValueError("next_prompt() returned an empty prompt; a prompt needs >= 1 token")
-                for _ in range(self.group_size):
-                    self.waiting.append(Rollout(rid=self.next_rid, group=self.next_group, prompt=prompt, meta=meta))
-                    self.next_rid += 1
-                self.next_group += 1
-            batch.append(self.waiting.pop(0))
-            self.num_sampled += 1
+            batch.append(self.take_fresh(next_prompt))
         return batch
+
+    def take_fresh(self, next_prompt: Callable[[], tuple]) -> Rollout:
+        """The next fresh rollout (FIFO; a new prompt expands into group_size waiting rollouts when none wait)."""
+        if not self.waiting:
+            prompt, meta = next_prompt()
+            prompt = [int(t) for t in prompt]
+            if not prompt:
+                raise ValueError("next_prompt() returned an empty prompt; a prompt needs >= 1 token")
+            for _ in range(self.group_size):
+                self.waiting.append(Rollout(rid=self.next_rid, group=self.next_group, prompt=prompt, meta=meta))
+                self.next_rid += 1
+            self.next_group += 1
+        self.num_sampled += 1
+        return self.waiting.pop(0)
 
     def max_new_tokens(self, r: Rollout) -> int:
         """Token budget of r's current window: W, or what is left of L_max in the last window."""
         return min(self.window, self.max_response - len(r.response))
 
-    def record(self, batch: list, new_tokens: list, eos: list) -> None:
-        """Append each row's window and set `finished` (EOS, stopped short of its budget, or last window)."""
+    def record(self, batch: list, new_tokens: list, eos: list, n_slots: Optional[int] = None) -> None:
+        """Append each row's window and set `finished` (EOS, stopped short of its budget, or last window).
+        Rows from index n_slots on were refilled mid-window: the generator stopped them at the window's end, so
+        stopping short is not a finish for them, and a refilled rollout may live one window more (its first
+        window was short); it finishes by EOS or at L_max tokens."""
+        n_slots = len(batch) if n_slots is None else n_slots
         if len(new_tokens) != len(batch) or len(eos) != len(batch):
             raise ValueError(f"generate_fn must return one token list and one eos flag per row ({len(batch)}), "
                              f"got {len(new_tokens)} and {len(eos)}")
-        for r, toks, e in zip(batch, new_tokens, eos):
+        for i, (r, toks, e) in enumerate(zip(batch, new_tokens, eos)):
             budget = self.max_new_tokens(r)
             toks = [int(t) for t in toks]
             if len(toks) > budget:
@@ -480,8 +499,8 @@ class RolloutPool:
             r.window_start = len(r.response)
             r.response.extend(toks)
             r.eos = bool(e)
-            r.finished = r.eos or len(toks) < budget or r.round == self.max_windows - 1 \
-                or len(r.response) >= self.max_response
+            r.finished = r.eos or (len(toks) < budget and i < n_slots) \
+                or (r.round == self.max_windows - 1 and not r.refilled) or len(r.response) >= self.max_response
 
     def has_gradient(self, batch: list) -> list:
         """DAPO's has-gradient test as a per-row policy-loss mask, after rewards. A group whose members all scored
@@ -857,16 +876,26 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
     """
     t0 = time.perf_counter()
     batch = pool.next_batch(next_prompt)
+    n_slots = len(batch)
     n_carried = sum(r.round > 0 for r in batch)
     limits = [pool.max_new_tokens(r) for r in batch]
-    out = tuple(generate_fn([r.prompt + r.response for r in batch], limits))
+    contexts = [r.prompt + r.response for r in batch]
+    if cfg.refill and cfg.window < cfg.max_response:     # continuous batching (beyond the paper); PPO never refills
+        def refill():
+            r = pool.take_fresh(next_prompt)
+            r.refilled = True
+            batch.append(r)                               # part of this step's batch, in hand-out order
+            return r.prompt + r.response, pool.max_new_tokens(r)
+        out = tuple(generate_fn(contexts, limits, refill))
+    else:
+        out = tuple(generate_fn(contexts, limits))
     if len(out) not in (2, 3):
         raise ValueError(f"generate_fn must return (new_tokens, eos) or (new_tokens, eos, logprobs), got a "
                          f"{len(out)}-tuple")
     new_tokens, eos = out[:2]
     sampler_logp = out[2] if len(out) == 3 else None
     t_gen = time.perf_counter() - t0
-    pool.record(batch, new_tokens, eos)
+    pool.record(batch, new_tokens, eos, n_slots)
     t1 = time.perf_counter()
     for r in batch:
         r.reward = float(reward_fn(r)) if r.finished else 0.0   # unfinished: score forced to 0 (card §4)
@@ -895,7 +924,9 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
     fin = sb.finished
     vm = sb.value_mask
     ret, v_old = sb.returns[vm], sb.old_values[vm]
-    sums = torch.stack([wl.sum(), len(batch) * wl.max(), fin.sum().float(), sb.rewards[fin].sum(),
+    # decode steps run: the longest original row; with refills every slot stays busy to the window's end
+    steps_run = max(wl[:n_slots].max(), torch.tensor(float(max(limits))) if len(batch) > n_slots else wl.max())
+    sums = torch.stack([wl.sum(), n_slots * steps_run, fin.sum().float(), sb.rewards[fin].sum(),
                         (sb.rewards[fin] > 0).sum().float(), sb.lengths[fin].float().sum()]).cpu()
     if all_reduce is not None:
         sums = all_reduce(sums.to(sb.tokens.device)).cpu()
@@ -911,6 +942,7 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         "gen/tokens_per_s": tokens / max(t_gen, 1e-9),
         "pool/finished": n_fin,
         "pool/carried_in": n_carried,
+        "pool/refilled": len(batch) - n_slots,              # fresh rollouts that took a freed slot mid-window
         "pool/unfinished": len(batch) - int(fin.sum()),
         "pool/filtered": len(batch) - sum(rows) if rows is not None else 0,   # rows left out of the policy loss
         "resp/len_mean": len_sum / max(n_fin, 1),
@@ -971,35 +1003,50 @@ class ToyLM(nn.Module):
 
 @torch.no_grad()
 def toy_generate(model: ToyLM, contexts, max_new_tokens, gen: torch.Generator, temperature: float = 1.0,
-                 return_logprobs: bool = False):
+                 return_logprobs: bool = False, refill: Optional[Callable] = None):
     """Synchronous batched sampling from softmax(z / τ): one decode step for the whole batch until every row is
     done (like a GPU engine without continuous batching), so the cost grows with the longest row.
+    With `refill` (continuous batching): before each decode step, every stopped slot calls refill() ->
+    (context, max_new_tokens) | None and decodes that rollout for min(max_new_tokens, steps left) tokens; the
+    results then list the original rows, then the refilled rollouts in hand-out order.
     Returns (tokens, eos), plus the per-token sampling log-probs log softmax(z / τ)[a_t] when return_logprobs."""
     B = len(contexts)
+    S = max(max_new_tokens, default=0)
     first = torch.tensor([c[0] for c in contexts])
     cur = torch.tensor([c[-1] for c in contexts])
     pos = torch.tensor([len(c) - 1 for c in contexts])
-    limit = torch.tensor(max_new_tokens)
-    out = torch.zeros(B, max(max_new_tokens), dtype=torch.long)
-    out_logp = torch.zeros(B, max(max_new_tokens))
-    n = torch.zeros(B, dtype=torch.long)
-    done = limit <= 0
-    for s in range(max(max_new_tokens)):
-        if bool(done.all()):
+    limit = list(max_new_tokens)
+    rows, lps = [[] for _ in range(B)], [[] for _ in range(B)]
+    slot = list(range(B))                      # slot b → index of the rollout it decodes in rows
+    done = [k <= 0 for k in limit]
+    for s in range(S):
+        for b in range(B):
+            if done[b] and refill is not None:
+                got = refill()
+                if got is None:
+                    refill = None
+                    break
+                ctx, k = got
+                slot[b] = len(rows)
+                rows.append([]), lps.append([])
+                first[b], cur[b], pos[b] = ctx[0], ctx[-1], len(ctx) - 1
+                limit[b] = min(k, S - s)
+                done[b] = limit[b] <= 0
+        if all(done):
             break
         z = model.features(first, cur, pos) / temperature                                   # (B, V)
         nxt = torch.multinomial(torch.softmax(z, -1), 1, generator=gen).squeeze(1)
-        active = ~done
-        out[active, s] = nxt[active]
-        if return_logprobs:
-            out_logp[active, s] = torch.log_softmax(z, -1).gather(1, nxt[:, None]).squeeze(1)[active]
-        n += active.long()
-        cur, pos = torch.where(active, nxt, cur), pos + 1
-        done = done | (active & (nxt == EOS)) | (n >= limit)
-    rows = [row[:k] for row, k in zip(out.tolist(), n.tolist())]
+        lp = torch.log_softmax(z, -1).gather(1, nxt[:, None]).squeeze(1).tolist()
+        for b, t in enumerate(nxt.tolist()):
+            if done[b]:
+                continue
+            rows[slot[b]].append(t)
+            lps[slot[b]].append(lp[b])
+            cur[b], pos[b] = t, pos[b] + 1
+            done[b] = t == EOS or len(rows[slot[b]]) >= limit[b]
     eos = [bool(r) and r[-1] == EOS for r in rows]
     if return_logprobs:
-        return rows, eos, [row[:k] for row, k in zip(out_logp.tolist(), n.tolist())]
+        return rows, eos, lps
     return rows, eos
 
 
@@ -1044,8 +1091,9 @@ def run_toy(cfg: TPPOConfig, steps: int, *, n_max: int = 16, seed: int = 0, lr: 
     recent, hist, t_start = [], [], time.perf_counter()
     for step in range(steps):
         m, sb = tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
-                          generate_fn=lambda ctx, k: toy_generate(policy, ctx, k, gen, cfg.temperature,
-                                                                  return_logprobs=cfg.old_logp_from_sampler),
+                          generate_fn=lambda ctx, k, refill=None: toy_generate(
+                              policy, ctx, k, gen, cfg.temperature, return_logprobs=cfg.old_logp_from_sampler,
+                              refill=refill),
                           reward_fn=task.reward, next_prompt=task.next_prompt, step=step, return_batch=True)
         recent = (recent + sb.rewards[sb.finished].tolist())[-reward_window:]
         m["reward/recent"] = sum(recent) / max(len(recent), 1)
@@ -1082,11 +1130,12 @@ def _toy_config(window: int, **kw) -> TPPOConfig:
 
 
 def bench(seeds=(0, 1, 2), steps=500, target=0.5, n_max=40, max_seconds=120.0):
-    """T-PPO (W = 8) vs PPO (W = L_max = 48) on the toy task, same seeds; prints a table and the ratios."""
+    """T-PPO (W = 8, without and with slot refill) vs PPO (W = L_max = 48) on the toy task, same seeds; prints a
+    table and the ratios (T-PPO = the paper's synchronous windows, first row group, vs PPO, last)."""
     rows = []
-    for name, window in (("T-PPO W=8", 8), ("PPO W=L_max", 48)):
+    for name, window, refill in (("T-PPO W=8", 8, False), ("T-PPO+refill", 8, True), ("PPO W=L_max", 48, False)):
         for seed in seeds:
-            cfg = _toy_config(window)
+            cfg = _toy_config(window, refill=refill)
             hist = run_toy(cfg, steps, n_max=n_max, seed=seed, target_reward=target, max_seconds=max_seconds)
             tok = sum(m["gen/tokens"] for m in hist)
             slot_steps = sum(m["gen/slot_steps"] for m in hist)

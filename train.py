@@ -168,6 +168,7 @@ class Config:
     curate_samples: int = 4  # k of the difficulty filter: keep prompts with 0 < passes < k
     # RL (T-PPO / PPO)
     algo: str = "tppo"  # tppo | ppo (ppo = T-PPO code with window ≥ max_response)
+    refill: str = "off"  # on: a slot whose rollout ends mid-window takes the next waiting rollout at once (continuous batching, beyond the paper); off: the paper's synchronous windows
     rl_steps: int = 60  # T-PPO steps after the critic warm-up (0 = SFT only)
     window: int = 48  # T-PPO window W: new tokens per rollout per step
     max_response: int = 400  # L_max: a response lives at most ceil(L_max / W) windows
@@ -363,6 +364,7 @@ def rl(run: "Run") -> bool:
       critic     value regression on the Monte-Carlo returns of finished responses only
       policy     clipped policy-gradient loss on the window's tokens + NLL on finished successful responses
       carry      unfinished rollouts move to the front of the next batch (successive batching)
+      refill     --refill=on (beyond the paper): a slot whose rollout ends mid-window takes the next fresh rollout at once
 
     The first `critic_warmup` steps update the critic only (the SFT policy generates). Returns False if stopped."""
     cfg, tcfg = run.cfg, tppo_config(run.cfg)
@@ -390,7 +392,7 @@ def rl(run: "Run") -> bool:
         run.gen_counts = [0, 0]  # [generated tokens, rows × sampling steps] of this step
         ts = time.time()
         m = tppo.tppo_step(pool, tcfg, policy=run.policy, critic=run.critic, policy_opt=run.popt,
-                           critic_opt=run.copt, generate_fn=lambda ctx, lim: rl_generate(run, ctx, lim),
+                           critic_opt=run.copt, generate_fn=lambda ctx, lim, *rf: rl_generate(run, ctx, lim, *rf),
                            reward_fn=lambda r: rl_reward(run, r), next_prompt=lambda: next_rl_prompt(run),
                            step=run.step, pad_id=run.tok.pad, device=run.device, all_reduce=all_reduce)
         st = run.rl_state
@@ -450,7 +452,8 @@ def tppo_config(cfg: Config) -> "tppo.TPPOConfig":
                            critic_warmup=cfg.critic_warmup, minibatch_size=max(1, cfg.slots // cfg.minibatches),
                            nll_weight=cfg.nll_weight, whiten=cfg.whiten, group_filter=cfg.group_filter,
                            lam_floor=cfg.lam_floor, ignore_last=min(8, max(W // 4, 1)), max_grad_norm=cfg.grad_clip,
-                           temperature=cfg.temperature, old_logp_from_sampler=True, seed=cfg.seed)
+                           temperature=cfg.temperature, old_logp_from_sampler=True, seed=cfg.seed,
+                           refill=cfg.refill == "on")
 
 
 def next_rl_prompt(run: "Run") -> tuple[list[int], int]:
@@ -466,14 +469,18 @@ def next_rl_prompt(run: "Run") -> tuple[list[int], int]:
     return [run.tok.bos] + run.tok.encode(run.rl_tasks[i].prompt), i
 
 
-def rl_generate(run: "Run", contexts: list, limits: list):
-    """tppo's generate_fn: sample one window per row with the decode caches; also returns the sampling log-probs."""
-    g = generate(run.policy, contexts, limits, run.tok.eos, run.tok.pad, temperature=run.cfg.temperature)
-    run.gen_counts[0] += int(g.lengths.sum())
+def rl_generate(run: "Run", contexts: list, limits: list, refill=None):
+    """tppo's generate_fn: sample one window per row with the decode caches; also returns the sampling log-probs.
+    With refill (--refill=on) the rollouts refilled into freed slots follow the original rows, in hand-out order."""
+    g = generate(run.policy, contexts, limits, run.tok.eos, run.tok.pad, temperature=run.cfg.temperature,
+                 refill=refill)
+    run.gen_counts[0] += int(g.lengths.sum()) + sum(len(t) for t, _, _ in g.refilled)
     run.gen_counts[1] += len(contexts) * g.steps
     L = g.lengths.tolist()
-    return ([g.tokens[b, : L[b]].tolist() for b in range(len(contexts))], g.eos.tolist(),
-            [g.logprobs[b, : L[b]].tolist() for b in range(len(contexts))])  # π_old of the window: no 2nd forward
+    return ([g.tokens[b, : L[b]].tolist() for b in range(len(contexts))] + [t for t, _, _ in g.refilled],
+            g.eos.tolist() + [e for _, e, _ in g.refilled],
+            [g.logprobs[b, : L[b]].tolist() for b in range(len(contexts))]   # π_old of the window: no 2nd forward
+            + [lp for _, _, lp in g.refilled])
 
 
 def rl_reward(run: "Run", r) -> float:
@@ -893,6 +900,21 @@ class GPT(nn.Module):
             x = blk.decode(x, c)
         return self._out(x)[:, 0]
 
+    @staticmethod
+    def cache_put_row(cache: list, b: int, src: list, i: int = 0) -> None:
+        """Splice row i of the caches `src` (e.g. a fresh prefill) into row b of the running caches `cache`, layer
+        by layer: a LocalCache row is its whole ring, fp32 state and n; a GlobalCache row is its first n entries
+        (left-aligned; the capacity grows if needed; entries beyond n are masked by n)."""
+        for c, s in zip(cache, src):
+            if hasattr(c, "state"):                                  # rattention.LocalCache
+                c.k[b], c.v[b], c.state[b], c.n[b] = s.k[i], s.v[i], s.state[i], s.n[i]
+            else:                                                    # rattention.GlobalCache
+                n = int(s.n[i])
+                if c.k.shape[1] < n:
+                    pad = (0, 0, 0, 0, 0, max(n, 2 * c.k.shape[1]) - c.k.shape[1])
+                    c.k, c.v = F.pad(c.k, pad), F.pad(c.v, pad)
+                c.k[b, :n], c.v[b, :n], c.n[b] = s.k[i, :n], s.v[i, :n], n
+
     def trunk_state(self) -> dict:
         return {k: v for k, v in self.state_dict().items() if not k.startswith(("lm_head", "value_head"))}
 
@@ -925,17 +947,22 @@ class Generation:
     eos: torch.Tensor  # (B,) bool: row emitted EOS
     logprobs: torch.Tensor  # (B, T_new) log-prob of each generated token under the sampling distribution, 0 on pad
     steps: int  # sampling steps run (1 prefill + decodes); slot-steps = B * steps
+    refilled: list = None  # with refill: (tokens, eos, logprobs) of each refilled rollout, in hand-out order
 
 
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, pad_id: int,
-             temperature: float = 1.0, generator: torch.Generator | None = None) -> Generation:
+             temperature: float = 1.0, generator: torch.Generator | None = None, refill=None) -> Generation:
     """Sample continuations for a batch of prompts of different lengths with the layers' decode caches.
 
     Prompts are left-padded to a common length and prefilled in one parallel pass (`start` = first real position
     of each row, so RoPE positions and attention ignore the padding); then one decode step per new token for the
     whole batch. Row b stops at EOS or after max_new_tokens[b] tokens (an int or a per-row list); decoding stops
     when every row has stopped. temperature 0 = greedy (log-probs then come from the unscaled distribution).
+    refill (continuous batching): a callable () -> (context, max_new_tokens) | None. After a decode step, every
+    row that stopped with steps left takes the next rollout: the new contexts are prefilled together (left-padded)
+    and spliced into the freed rows of the running caches (GPT.cache_put_row); a refilled rollout decodes for
+    min(max_new_tokens, steps left) tokens. Its results go to Generation.refilled (original rows stay in tokens).
     """
     B = len(prompts)
     if B == 0:
@@ -961,6 +988,10 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
     eos = torch.zeros(B, dtype=torch.bool, device=dev)
     rows = torch.arange(B, device=dev)
     steps = 0
+    extra = []                                   # refilled rollouts: [tokens, eos, logprobs]
+    owner = [-1] * B                             # row → index in extra (-1: the row's own prompt)
+    orig = torch.ones(B, dtype=torch.bool, device=dev)
+    cnt, lim = torch.zeros(B, dtype=torch.long, device=dev), cap.clone()   # tokens / limit of the row's occupant
     if Tnew > 0:
         cache = model.new_cache(B)
         logits = model.prefill(idx, Pmax - P, cache).float()  # (B, V): next-token logits of every row
@@ -973,17 +1004,50 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                 logp = F.log_softmax(logits, dim=-1)
                 nxt = logits.argmax(-1)
             live = ~done
-            out[rows[live], s] = nxt[live]
-            lps[rows[live], s] = logp[rows, nxt][live]
-            n_gen += live.long()
+            mine = live & orig
+            out[rows[mine], s] = nxt[mine]
+            lps[rows[mine], s] = logp[rows, nxt][mine]
+            n_gen += mine.long()
+            cnt += live.long()
             hit = live & (nxt == eos_id)
-            eos |= hit
-            done |= hit | (n_gen >= cap)
-            if bool(done.all()):
+            eos |= hit & orig
+            done |= hit | (cnt >= lim)
+            if extra:
+                lp_b = logp[rows, nxt].tolist()
+                for b in (live & ~orig).nonzero().flatten().tolist():
+                    e = extra[owner[b]]
+                    e[0].append(int(nxt[b])), e[2].append(lp_b[b])
+                    e[1] = e[1] or bool(hit[b])
+            free = done.nonzero().flatten().tolist() if refill is not None and s + 1 < Tnew else []
+            if bool(done.all()) and not free:
                 break
             logits = model.decode(torch.where(done, pad_id, nxt), cache).float()
+            got = []
+            for b in free:
+                r = refill()
+                if r is None:
+                    refill = None
+                    break
+                got.append((b, [int(t) for t in r[0]], int(r[1])))
+            if got:                              # prefill the new rollouts together, splice them into their rows
+                Pn = max(len(c) for _, c, _ in got)
+                x = torch.full((len(got), Pn), pad_id, dtype=torch.long, device=dev)
+                for i, (_, c, _) in enumerate(got):
+                    x[i, Pn - len(c):] = torch.tensor(c, device=dev)
+                src = model.new_cache(len(got))
+                start = torch.tensor([Pn - len(c) for _, c, _ in got], device=dev)
+                lg = model.prefill(x, start, src).float()
+                for i, (b, _, k) in enumerate(got):
+                    model.cache_put_row(cache, b, src, i)
+                    logits[b] = lg[i]
+                    owner[b], orig[b] = len(extra), False
+                    extra.append([[], False, []])
+                    cnt[b], lim[b] = 0, min(k, Tnew - s - 1)
+                    done[b] = lim[b] <= 0
+            elif bool(done.all()):
+                break
     T = int(n_gen.max())
-    return Generation(out[:, :T], n_gen, eos, lps[:, :T], steps)
+    return Generation(out[:, :T], n_gen, eos, lps[:, :T], steps, [tuple(e) for e in extra])
 
 
 
@@ -1880,7 +1944,8 @@ FLOAT_RANGE = dict(lr=(0.0, None), weight_decay=(0.0, None), grad_clip=(0.0, Non
                    lam_floor=(0.0, 1.0), bench_gain=(-1.0, 1.0), teacher_noise=(0.0, 1.0))
 POSITIVE = ("lr", "temperature", "rl_lr", "critic_lr")
 CHOICES = dict(preset=tuple(PRESETS), device=("auto", "cpu", "cuda", "mps"), dtype=("auto", "float32", "bfloat16"),
-               rl_prompts=("fresh", "sft"), eval_set=("test", "val"), mup=("sp", "mup", "lv"), algo=("tppo", "ppo"))
+               rl_prompts=("fresh", "sft"), eval_set=("test", "val"), mup=("sp", "mup", "lv"), algo=("tppo", "ppo"),
+               refill=("on", "off"))
 
 
 def validate_config(cfg: Config) -> None:

@@ -841,3 +841,112 @@ def test_every_step_records_a_per_phase_profile_that_sums_to_at_most_the_step_ti
         assert sum(m[k] for k in phases) <= m["time/step_s"] + 1e-9
         assert m["time/gen_s"] == m["gen/time_s"]
     assert out[0][0]["time/policy_s"] < 1e-3            # warm-up step: no policy update ran
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Slot refill (continuous batching, beyond the paper; cfg.refill)
+# ----------------------------------------------------------------------------------------------------------------
+
+class _LoggingPool(RolloutPool):
+    """Logs every record() call: (rids, rounds, new-token counts, n_slots) per step."""
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.log = []
+
+    def record(self, batch, new_tokens, eos, n_slots=None):
+        self.log.append(([r.rid for r in batch], [r.round for r in batch], [len(t) for t in new_tokens], n_slots))
+        super().record(batch, new_tokens, eos, n_slots)
+
+
+def _refill_toy(refill, steps=8, seed=0, n_max=8, slots=8, window=4, max_response=12):
+    torch.manual_seed(seed)
+    cfg = TPPOConfig(window=window, max_response=max_response, slots=slots, group_size=2, minibatch_size=4,
+                     critic_warmup=1, ignore_last=1, refill=refill)
+    task = tppo.ToyTask(n_max, seed)
+    policy = ToyLM(FIRST_N + n_max, max_response + 2, 16)
+    critic = ToyLM(FIRST_N + n_max, max_response + 2, 16, out_dim=1)
+    popt, copt = torch.optim.Adam(policy.parameters(), 1e-3), torch.optim.Adam(critic.parameters(), 1e-3)
+    pool, gen = _LoggingPool(slots, 2, window, max_response), torch.Generator().manual_seed(seed)
+    rewarded, out = [], []
+
+    def generate_fn(ctx, k, refill=None):
+        assert len(ctx) == cfg.slots                      # the generator always holds `slots` rows
+        return tppo.toy_generate(policy, ctx, k, gen, refill=refill)
+
+    def reward_fn(r):
+        rewarded.append(r.rid)
+        return task.reward(r)
+    for step in range(steps):
+        carried = [r.rid for r in pool.carried]
+        m, sb = tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                               generate_fn=generate_fn, reward_fn=reward_fn, next_prompt=task.next_prompt,
+                               step=step, return_batch=True)
+        out.append((carried, m, sb))
+    return pool, rewarded, out
+
+
+def test_refill_pool_invariants_nothing_lost_or_duplicated_each_token_trained_once():
+    pool, rewarded, out = _refill_toy(True)
+    total_refilled, tokens_per_rid, final_len = 0, {}, {}
+    for (carried, m, sb), (rids, rounds, ntok, n_slots) in zip(out, pool.log):
+        assert n_slots == pool.slots and len(rids) == pool.slots + m["pool/refilled"]
+        total_refilled += m["pool/refilled"]
+        assert rids[:len(carried)] == carried                      # carried rollouts first, in carry order
+        assert all(r == 0 for r in rounds[len(carried):])          # then fresh ones (refilled ones included)
+        assert len(set(rids)) == len(rids)                         # each rollout once per window
+        for rid, n in zip(rids, ntok):
+            tokens_per_rid[rid] = tokens_per_rid.get(rid, 0) + n
+        # each generated token is in exactly one policy window: this step's windows are its new tokens
+        assert int(sb.window_lengths.sum()) == sum(ntok) == m["gen/tokens"]
+        # every slot decodes at every decode step (refill always finds a fresh rollout): utilization 1
+        assert m["gen/tokens"] == m["gen/slot_steps"]
+        # critic: every token of each response finishing this step, once
+        assert int(sb.value_mask.sum()) == int(sb.lengths[sb.finished].sum())
+        for b in sb.finished.nonzero().flatten().tolist():
+            final_len[rids[b]] = int(sb.lengths[b])
+    assert total_refilled > 0, "the toy batch must exercise refill"
+    assert len(rewarded) == len(set(rewarded)) == pool.num_finished == len(final_len)   # finished exactly once
+    carried = [r.rid for r in pool.carried]
+    assert len(set(carried)) == len(carried) <= pool.slots and not set(carried) & set(rewarded)
+    assert pool.num_sampled == pool.num_finished + len(carried)    # nothing lost
+    for rid, n in final_len.items():                              # all windows of a response add up to it
+        assert tokens_per_rid[rid] == n
+    for r in pool.carried:
+        assert tokens_per_rid[r.rid] == len(r.response)
+
+
+def test_refill_util_at_least_no_refill_on_a_long_tailed_batch():
+    for seed in (0, 1):
+        util = {}
+        for refill in (False, True):
+            _, _, out = _refill_toy(refill, steps=4, seed=seed, n_max=12, window=6, max_response=14)
+            util[refill] = sum(m["gen/tokens"] for _, m, _ in out) / sum(m["gen/slot_steps"] for _, m, _ in out)
+        assert util[True] >= util[False] and util[True] == 1.0 and util[False] < 1.0
+
+
+def test_refill_toy_generate_same_tokens_per_rollout_with_greedy_frozen_policy():
+    """Near-greedy sampling (τ tiny) of a frozen policy: a rollout's tokens do not depend on its slot or start."""
+    torch.manual_seed(0)
+    policy = ToyLM(FIRST_N + 8, 20, 16)
+    prompts = [[FIRST_N + (i % 8)] for i in range(10)]
+    gen = torch.Generator().manual_seed(0)
+    alone, _ = tppo.toy_generate(policy, prompts, [6] * 10, gen, temperature=1e-4)
+    queue = list(range(3, 10))
+
+    def refill():
+        if not queue:
+            return None
+        i = queue.pop(0)
+        return prompts[i], 6
+    rows, eos = tppo.toy_generate(policy, prompts[:3], [6] * 3, gen, temperature=1e-4, refill=refill)
+    assert len(rows) > 3
+    for i, row in enumerate(rows):      # a refilled rollout is cut at the window's end: a prefix of its solo run
+        assert row == alone[i][:len(row)]
+        assert eos[i] == (bool(row) and row[-1] == EOS)
+
+
+def test_refill_off_for_ppo_and_by_default():
+    assert TPPOConfig().refill is False
+    pool, _, out = _refill_toy(True, steps=2, window=12, max_response=12)   # W >= L_max: PPO never refills
+    assert all(m["pool/refilled"] == 0 for _, m, _ in out)

@@ -86,7 +86,7 @@ INVALID = {
     "mlp_mult": ["0"], "max_seq_len": ["1", "400"], "mup": ["xx"], "base_width": ["0"], "sft_steps": ["-1"],
     "sft_batch": ["0"], "lr": ["nan", "0", "-1", "inf"], "weight_decay": ["-0.1", "nan"], "warmup": ["-1"],
     "grad_clip": ["-1", "inf"], "eval_every": ["-1"], "eval_max_new_tokens": ["0"], "eval_samples": ["-1"],
-    "eval_batch": ["0"], "n_curate": ["0"], "curate_samples": ["1"], "algo": ["grpo"], "rl_steps": ["-1"],
+    "eval_batch": ["0"], "n_curate": ["0"], "curate_samples": ["1"], "algo": ["grpo"], "refill": ["yes"], "rl_steps": ["-1"],
     "window": ["0", "401"], "max_response": ["0", "640"], "slots": ["0", "1"], "group_size": ["0", "1"],
     "temperature": ["0", "nan", "-1"], "rl_lr": ["0", "nan"], "group_filter": ["maybe"], "rl_warmup": ["-1"],
     "minibatches": ["0", "33"], "critic_lr": ["-1", "inf"], "rl_weight_decay": ["-1"], "critic_warmup": ["-1"],
@@ -720,3 +720,76 @@ def test_rl_ratio_is_one_on_the_first_minibatch_at_a_non_unit_temperature(tmp_pa
     train.train(parse_args(args))
     rl = [r for r in _metrics(tmp_path / "temp") if r.get("phase") == "rl"]
     assert rl and rl[0]["policy/first_ratio_dev"] < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Slot refill inside a window (--refill=on, continuous batching, issue 15)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _refill_queue(contexts, limit):
+    q = list(contexts)
+    handed = []
+
+    def refill():
+        if not q:
+            return None
+        handed.append(q.pop(0))
+        return handed[-1], limit
+    return refill, handed
+
+
+def test_decode_with_mid_batch_refill_equals_fresh_prefill_and_decode():
+    """RAttention (w = 3, ring wraps, RLA state non-zero) + a global layer, fp32: every token a refilled rollout
+    samples has the log-prob of the full parallel forward on its context + continuation (rtol 1e-4), and greedy
+    tokens are its argmax — the spliced cache rows behave like a fresh prefill + decode of that rollout alone."""
+    m = _tiny_model(n_layers=4, window=3)
+    assert m.layer_pattern() == "LLLG"
+    prompts = [[1, 2], [4, 5, 6, 7, 8, 9, 10, 11, 12], [7]]
+    later = [[3] * 6, [5, 6, 7, 8, 9, 10, 11], [2, 9], [8] * 11, [1, 3, 5]]
+    for temp in (1.0, 0.0):
+        torch.manual_seed(2)
+        refill, handed = _refill_queue(later, 7)
+        g = generate(m, prompts, [3, 12, 5], eos_id=39, pad_id=0, temperature=temp, refill=refill)
+        assert len(g.refilled) >= 2, "the test needs refills"
+        assert any(len(c) + len(t) > 5 for c, (t, _, _) in zip(handed, g.refilled))   # past the w + 1 ring
+        for c, (toks, eos, lp) in zip(handed, g.refilled):
+            n = len(toks)
+            assert n >= 1 and len(lp) == n and eos == (toks[-1] == 39)
+            logits = m(torch.tensor([c + toks]))[0, len(c) - 1: len(c) - 1 + n].float()
+            ref = F.log_softmax(logits / (temp if temp > 0 else 1.0), -1).gather(1, torch.tensor(toks)[:, None])[:, 0]
+            torch.testing.assert_close(torch.tensor(lp), ref, rtol=1e-4, atol=1e-5)
+            if temp == 0.0:
+                assert toks == logits.argmax(-1).tolist()
+
+
+def test_refill_on_off_give_the_same_tokens_per_rollout_greedy_frozen_weights():
+    m = _tiny_model(n_layers=4, window=3)
+    prompts = [[1, 2], [4, 5, 6, 7, 8, 9, 10, 11, 12], [7]]
+    later = [[3] * 6, [5, 6, 7, 8, 9, 10, 11], [2, 9]]
+    refill, handed = _refill_queue(later, 10)
+    g = generate(m, prompts, [2, 10, 4], eos_id=39, pad_id=0, temperature=0.0, refill=refill)
+    solo = generate(m, prompts + later, [2, 10, 4] + [10] * 3, eos_id=39, pad_id=0, temperature=0.0)
+    for b in range(3):
+        assert g.tokens[b, :int(g.lengths[b])].tolist() == solo.tokens[b, :int(solo.lengths[b])].tolist()
+    assert g.refilled
+    for i, (toks, _, _) in enumerate(g.refilled):  # cut at the window's end: a prefix of the solo rollout
+        assert toks == solo.tokens[3 + i, :len(toks)].tolist()
+
+
+def test_smoke_run_with_refill_on(tmp_path, monkeypatch):
+    """--refill=on end to end; π_old from the sampler still equals the recomputed one (ρ = 1 at the first
+    mini-batch) with refilled rollouts in the batch. The tiny model never emits EOS, so the sampler's limit of every
+    other original row is halved: those rows stop (finished short of budget) mid-window and their slots refill."""
+    orig = train.generate
+
+    def gen(model, prompts, caps, *a, **k):
+        if k.get("refill") is not None:
+            caps = [c if i % 2 else max(1, c // 2) for i, c in enumerate(caps)]
+        return orig(model, prompts, caps, *a, **k)
+    monkeypatch.setattr(train, "generate", gen)
+    args = TINY + [f"--out_dir={tmp_path}", "--sft_steps=2", "--critic_warmup=0", "--rl_steps=2", "--refill=on",
+                   "--run_name=refill"]
+    train.train(parse_args(args))
+    rl = [r for r in _metrics(tmp_path / "refill") if r.get("phase") == "rl"]
+    assert len(rl) == 2 and all(r["policy/first_ratio_dev"] < 1e-4 for r in rl)
+    assert all(r["pool/refilled"] > 0 for r in rl)
