@@ -204,9 +204,9 @@ PRESETS: dict[str, dict] = {
                   rl_steps=2, window=16, max_response=48, slots=8, group_size=2, critic_warmup=2, eval_every=0,
                   ckpt_every=0),
     "default": dict(),
-    # PPO vs T-PPO (synchronous windows), from the same SFT policy, at equal work: each arm
+    # PPO vs T-PPO (synchronous windows) vs T-PPO + refill, from the same SFT policy, at equal work: each arm
     # stops after 384 finished responses (rl_steps is only a cap); cheap held-out evals (20 tasks/domain, avg@2)
-    # every 10 steps for the time-to-target curve (6 arms ≈ 25 min on the 2-core CPU).
+    # every 10 steps for the time-to-target curve (9 arms ≈ 35 min on the 2-core CPU).
     "bench": dict(rl_steps=400, rl_finished=384, eval_every=10, n_eval=20, eval_samples=2),
 }
 
@@ -2150,11 +2150,12 @@ class Dist:
 # ======================================================================================================================
 
 
-BENCH_ARMS = ("ppo", "tppo")  # PPO and the paper's synchronous-window T-PPO (slot refill: issue 15, not built yet)
+BENCH_ARMS = (("ppo", "off"), ("tppo", "off"), ("tppo", "on"))  # (algo, refill): PPO, the paper's T-PPO, + refill
 
 
 def run_bench(cfg: Config) -> dict:
-    """PPO vs T-PPO (the paper's synchronous windows) at equal work. Per seed, one SFT policy (`bench_init`'s run,
+    """PPO vs T-PPO (the paper's synchronous windows) vs T-PPO with slot refill, at equal work. Per seed, one SFT
+    policy (`bench_init`'s run,
     or a fresh SFT run) and from it one RL run per arm, each stopping after
     `rl_finished` finished responses. Reports per arm: RL wall-clock to the equal-work end and to the held-out
     target (after-SFT rate + bench_gain), token-weighted generation utilization, generated tokens/s, the generation
@@ -2171,9 +2172,10 @@ def run_bench(cfg: Config) -> dict:
             sft_dir = os.path.join(cfg.out_dir, sft.run_name)
             if not os.path.exists(os.path.join(sft_dir, "summary.json")):
                 train(sft)
-        for algo in BENCH_ARMS:
-            name = f"bench-{algo}-s{seed}"
-            rc = dataclasses.replace(cfg, seed=seed, algo=algo, run_name=name, init_from=sft_dir, resume=False)
+        for algo, refill in BENCH_ARMS:
+            name = f"bench-{algo}{'-refill' if refill == 'on' else ''}-s{seed}"
+            rc = dataclasses.replace(cfg, seed=seed, algo=algo, refill=refill, run_name=name, init_from=sft_dir,
+                                     resume=False)
             train(rc)
             rows.append(bench_row(os.path.join(cfg.out_dir, name), cfg.bench_gain))
     table = bench_table(rows, cfg.bench_gain)

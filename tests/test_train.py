@@ -182,7 +182,7 @@ def test_named_tiktoken_encoding_never_downloads(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_train_and_heldout_task_sets_are_disjoint_and_engine_labelled():
-    cfg = parse_args(["--n_train=40", "--n_eval=12"])
+    cfg = parse_args(["--n_train=40", "--n_eval=12", "--teacher_noise=0"])  # (slipped targets: their own test)
     tr, ev = train.build_tasks(cfg, log=lambda *a: None)
     for dom in ("math", "prolog", "pddl"):
         assert sum(t.domain == dom for t in ev) == 12
@@ -197,7 +197,8 @@ def test_train_and_heldout_task_sets_are_disjoint_and_engine_labelled():
 def test_noisy_teacher_slips_one_step_of_a_fraction_of_sft_demonstrations_only():
     """teacher_noise: that fraction of the SFT targets carries one slipped step (the verifier scores it 0, and it
     shares its start with the clean chain); held-out tasks and their targets are never touched."""
-    clean_tr, clean_ev = train.build_tasks(parse_args(["--n_train=60", "--n_eval=8"]), log=lambda *a: None)
+    clean_tr, clean_ev = train.build_tasks(parse_args(["--n_train=60", "--n_eval=8", "--teacher_noise=0"]),
+                                           log=lambda *a: None)
     tr, ev = train.build_tasks(parse_args(["--n_train=60", "--n_eval=8", "--teacher_noise=0.4"]), log=lambda *a: None)
     assert [t.key for t in tr] == [t.key for t in clean_tr] and ev == clean_ev
     for dom in ("math", "prolog", "pddl"):
@@ -420,19 +421,19 @@ def test_equal_work_stop_ends_rl_at_the_first_step_that_reaches_rl_finished(tmp_
     assert 0 < s["rl"]["rl_time_s"] <= s["rl"]["time_s"]  # the warm-up is on the full clock only
 
 
-def test_bench_runs_ppo_and_tppo_to_equal_work_from_one_sft_policy(tmp_path):
-    """--preset bench in miniature: both arms start from the same SFT policy, each stops at the same number of
-    finished responses, and the table compares T-PPO with its Amdahl bound."""
+def test_bench_runs_ppo_tppo_and_refill_arms_to_equal_work_from_one_sft_policy(tmp_path):
+    """--preset bench in miniature: three arms (PPO, T-PPO, T-PPO + refill) start from the same SFT policy, each
+    stops at the same number of finished responses, and the table compares each T-PPO arm with its Amdahl bound."""
     train.train(parse_args(TINY + [f"--out_dir={tmp_path}", "--sft_steps=2", "--rl_steps=0", "--run_name=sft-s0"]))
     cfg = parse_args(TINY + [f"--out_dir={tmp_path}", "--bench_seeds=1", f"--bench_init={tmp_path}/sft-s{{seed}}",
                              "--rl_steps=30", "--rl_finished=6", "--critic_warmup=1", "--eval_every=2",
                              "--eval_samples=2"])
     out = train.run_bench(cfg)
     rows = out["rows"]
-    assert [r["arm"] for r in rows] == ["ppo", "tppo"]
+    assert [r["arm"] for r in rows] == ["ppo", "tppo", "tppo + refill"]
     assert len({r["after_sft"] for r in rows}) == 1  # one SFT policy for every arm
     assert all(r["finished"] >= 6 for r in rows) and all(0 < r["util"] <= 1 for r in rows)
-    assert out["table"].count("Amdahl bound") == 1 and "PPO / tppo:" in out["table"]
+    assert out["table"].count("Amdahl bound") == 2 and "PPO / tppo + refill:" in out["table"]
     assert json.load(open(tmp_path / "bench.json"))["rows"] == rows
 
 
