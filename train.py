@@ -87,6 +87,7 @@ import platform
 import random
 import re
 import signal
+import string
 import sys
 import time
 from collections import Counter, defaultdict
@@ -586,20 +587,30 @@ def make_prolog_task(rng: random.Random) -> Task:
         response: rev([d,q],[k]) rev([q],[d,k]) rev([],[q,d,k])  Answer: [q,d,k]
     (A sum of digits traced the same way, acc + digit per step, was learned at 2 % greedy: dropped.)
     """
-    xs = [rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_tail(rng, 2, 12))]
+    xs = [rng.choice(string.ascii_lowercase) for _ in range(_tail(rng, 2, 12))]
     if rng.random() < 0.5:
         prog, query, var = PROLOG_LEN, f"len([{','.join(xs)}], 0, N)", "N"
-        trace = [f"len([{','.join(xs[i + 1:])}],{i + 1})" for i in range(len(xs))]
     else:
         prog, query, var = PROLOG_REV, f"rev([{','.join(xs)}], [], R)", "R"
-        trace = [f"rev([{','.join(xs[i + 1:])}],[{','.join(reversed(xs[:i + 1]))}])" for i in range(len(xs))]
-    sols = proto_verify.solve(prog, query)                   # the engine labels the task
-    answer = sols[0][var]
-    assert trace[-1].endswith(f",{answer.strip('[]')})") or trace[-1].endswith(f"[{answer.strip('[]')}])"), \
-        (trace[-1], answer)
+    target = _list_trace(query[:3], xs)
+    answer = proto_verify.solve(prog, query)[0][var]         # the engine labels the task
+    assert target.endswith(f"\nAnswer: {answer}"), (target, answer)
     truth = json.dumps(proto_verify.term_to_json(proto_verify.read_term(answer)[0]))
     prompt = f"prolog: {prog}\n?- {query}.\n"
-    return Task("prolog", prompt, " ".join(trace) + f"\nAnswer: {answer}", truth, query)
+    return Task("prolog", prompt, target, truth, query)
+
+
+def _list_trace(kind: str, xs: list, acc: list | None = None) -> str:
+    """The len/3 or rev/3 trace of list xs, one call per step, then `Answer:`. `acc` replaces the true accumulator of
+    each step (len: the counts; rev: the elements as pushed), for a teacher's slip."""
+    if kind == "len":
+        acc = acc or list(range(1, len(xs) + 1))
+        steps, answer = [f"len([{','.join(xs[i + 1:])}],{acc[i]})" for i in range(len(xs))], str(acc[-1])
+    else:
+        acc = acc or xs
+        steps = [f"rev([{','.join(xs[i + 1:])}],[{','.join(reversed(acc[:i + 1]))}])" for i in range(len(xs))]
+        answer = f"[{','.join(reversed(acc))}]"
+    return " ".join(steps) + f"\nAnswer: {answer}"
 
 
 def _render_blocks(towers: list, hand) -> str:
@@ -682,18 +693,15 @@ def slip(task: Task, rng: random.Random) -> str | None:
             items = task.key.split("[", 1)[1].split("]", 1)[0].split(",")
             i = rng.randrange(len(items))
             if task.key.startswith("len"):
-                acc, trace, d = 0, [], rng.choice((-1, 1))
+                counts, n, d = [], 0, rng.choice((-1, 1))
                 for j in range(len(items)):
-                    acc += 1 + (d if j == i and acc + 1 + d >= 0 else 0)
-                    trace.append(f"len([{','.join(items[j + 1:])}],{acc})")
-                answer = str(acc)
+                    n += 1 + (d if j == i and n + 1 + d >= 0 else 0)
+                    counts.append(n)
+                out = _list_trace("len", items, counts)
             else:
                 ys = list(items)
-                ys[i] = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != ys[i]])
-                trace = [f"rev([{','.join(items[j + 1:])}],[{','.join(reversed(ys[:j + 1]))}])"
-                         for j in range(len(items))]
-                answer = f"[{','.join(reversed(ys))}]"
-            out = " ".join(trace) + f"\nAnswer: {answer}"
+                ys[i] = rng.choice([c for c in string.ascii_lowercase if c != ys[i]])
+                out = _list_trace("rev", items, ys)
         else:
             lines = task.target.split("\n")
             del lines[rng.randrange(len(lines))]
