@@ -410,6 +410,7 @@ class Rollout:
     round: int = 0                # window index: 0 … ⌈L_max/W⌉ − 1
     finished: bool = False
     refilled: bool = False        # entered mid-window through refill (its first window is shorter than W)
+    max_len: int = 0              # this rollout's own response budget (≤ L_max; 0 = L_max), from next_prompt
     eos: bool = False             # finished by emitting EOS (vs. stopped short / overlong)
     reward: float = 0.0           # verifier score when finished, else 0
 
@@ -422,7 +423,8 @@ class RolloutPool:
     """Successive batching with a constant generation batch of `slots` rollouts (card §9).
 
     `next_batch` returns carried rollouts first (in the order they were carried), then fresh rollouts; fresh prompts
-    come from `next_prompt() -> (prompt_tokens, meta)` and each becomes `group_size` rollouts of one group. Leftover
+    come from `next_prompt() -> (prompt_tokens, meta)` or `(prompt_tokens, meta, max_len)` (a per-prompt response
+    budget below L_max, e.g. the evaluation's decode budget) and each becomes `group_size` rollouts of one group. Leftover
     rollouts of a group wait (FIFO) for the next batch. After generation `record` appends each window and decides
     `finished`; after training `carry` moves every unfinished rollout to the front of the next batch (round + 1).
     There is no selection step: nothing is discarded (see the module docstring).
@@ -466,26 +468,37 @@ class RolloutPool:
     def take_fresh(self, next_prompt: Callable[[], tuple]) -> Rollout:
         """The next fresh rollout (FIFO; a new prompt expands into group_size waiting rollouts when none wait)."""
         if not self.waiting:
-            prompt, meta = next_prompt()
+            got = tuple(next_prompt())
+            if len(got) not in (2, 3):
+                raise ValueError(f"next_prompt() must return (prompt, meta) or (prompt, meta, max_len), got a "
+                                 f"{len(got)}-tuple")
+            prompt, meta, max_len = got[0], got[1], (got[2] if len(got) == 3 else 0)
             prompt = [int(t) for t in prompt]
             if not prompt:
                 raise ValueError("next_prompt() returned an empty prompt; a prompt needs >= 1 token")
+            if not isinstance(max_len, int) or max_len < 0:
+                raise ValueError(f"next_prompt() returned max_len={max_len!r}; need an int >= 1 (0 = L_max)")
             for _ in range(self.group_size):
-                self.waiting.append(Rollout(rid=self.next_rid, group=self.next_group, prompt=prompt, meta=meta))
+                self.waiting.append(Rollout(rid=self.next_rid, group=self.next_group, prompt=prompt, meta=meta,
+                                            max_len=min(max_len, self.max_response) if max_len else 0))
                 self.next_rid += 1
             self.next_group += 1
         self.num_sampled += 1
         return self.waiting.pop(0)
 
+    def budget(self, r: Rollout) -> int:
+        """r's whole response budget: its own max_len if next_prompt gave one, else L_max."""
+        return r.max_len or self.max_response
+
     def max_new_tokens(self, r: Rollout) -> int:
-        """Token budget of r's current window: W, or what is left of L_max in the last window."""
-        return min(self.window, self.max_response - len(r.response))
+        """Token budget of r's current window: W, or what is left of r's budget in its last window."""
+        return min(self.window, self.budget(r) - len(r.response))
 
     def record(self, batch: list, new_tokens: list, eos: list, n_slots: Optional[int] = None) -> None:
         """Append each row's window and set `finished` (EOS, stopped short of its budget, or last window).
         Rows from index n_slots on were refilled mid-window: the generator stopped them at the window's end, so
         stopping short is not a finish for them, and a refilled rollout may live one window more (its first
-        window was short); it finishes by EOS or at L_max tokens."""
+        window was short); it finishes by EOS or at its budget (L_max or its own max_len)."""
         n_slots = len(batch) if n_slots is None else n_slots
         if len(new_tokens) != len(batch) or len(eos) != len(batch):
             raise ValueError(f"generate_fn must return one token list and one eos flag per row ({len(batch)}), "
@@ -500,7 +513,7 @@ class RolloutPool:
             r.response.extend(toks)
             r.eos = bool(e)
             r.finished = r.eos or (len(toks) < budget and i < n_slots) \
-                or (r.round == self.max_windows - 1 and not r.refilled) or len(r.response) >= self.max_response
+                or (r.round == self.max_windows - 1 and not r.refilled) or len(r.response) >= self.budget(r)
 
     def has_gradient(self, batch: list) -> list:
         """DAPO's has-gradient test as a per-row policy-loss mask, after rewards. A group whose members all scored
@@ -864,7 +877,9 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         would make ρ ≠ 1 at the first mini-batch (see policy/first_ratio_dev).
       reward_fn(rollout: Rollout) -> float: the verifier score of a finished rollout (rollout.prompt, .response,
         .meta, .eos); only called for finished rollouts; never expected to raise.
-      next_prompt() -> (prompt_tokens: list[int], meta): a fresh prompt; each becomes group_size rollouts.
+      next_prompt() -> (prompt_tokens: list[int], meta) or (prompt_tokens, meta, max_len: int): a fresh prompt; each
+        becomes group_size rollouts. max_len (optional, ≤ L_max) is that prompt's own response budget: its rollouts
+        finish (unscored tail cut, as in evaluation) at max_len tokens instead of L_max.
       policy_opt / critic_opt: torch optimizers; this function calls zero_grad/step itself, once per mini-batch.
         The forward passes must be deterministic (no dropout), or ρ = 1 on the first mini-batch does not hold.
       device: where the step's tensors live (default: the policy's parameters' device).

@@ -173,6 +173,7 @@ class Config:
     rl_steps: int = 60  # T-PPO steps after the critic warm-up (0 = SFT only)
     window: int = 48  # T-PPO window W: new tokens per rollout per step
     max_response: int = 400  # L_max: a response lives at most ceil(L_max / W) windows
+    task_budget: bool = True  # RL rollouts stop at their task's decode budget (2x reference + 32 ≤ L_max), as in eval
     slots: int = 32  # rollouts per generation batch (constant)
     group_size: int = 4  # samples per prompt
     temperature: float = 1.0  # sampling temperature of rollouts
@@ -457,8 +458,10 @@ def tppo_config(cfg: Config) -> "tppo.TPPOConfig":
                            refill=cfg.refill == "on")
 
 
-def next_rl_prompt(run: "Run") -> tuple[list[int], int]:
-    """The next curated RL prompt of this rank (a per-rank shuffled order, reshuffled every pass): (tokens, task id)."""
+def next_rl_prompt(run: "Run") -> tuple[list[int], int, int]:
+    """The next curated RL prompt of this rank (a per-rank shuffled order, reshuffled every pass): (tokens, task id,
+    response budget). With task_budget the budget is the one held-out evaluation decodes with (decode_budget: 2x the
+    reference + 32), so RL never rewards a response that evaluation would have cut off; else L_max (0)."""
     st = run.rl_state
     prompts = st.get("prompts") or list(range(len(run.rl_tasks)))
     if not st.get("order") or st["cursor"] >= len(st["order"]):
@@ -467,7 +470,9 @@ def next_rl_prompt(run: "Run") -> tuple[list[int], int]:
         st.update(order=order, cursor=0, epoch=st.get("epoch", 0) + 1)
     i = st["order"][st["cursor"]]
     st["cursor"] += 1
-    return [run.tok.bos] + run.tok.encode(run.rl_tasks[i].prompt), i
+    task = run.rl_tasks[i]
+    budget = min(decode_budget(run.tok, task, run.cfg), run.cfg.max_response) if run.cfg.task_budget else 0
+    return [run.tok.bos] + run.tok.encode(task.prompt), i, budget
 
 
 def rl_generate(run: "Run", contexts: list, limits: list, refill=None):

@@ -152,6 +152,40 @@ def test_pool_invariants_with_scripted_generator(window, max_response):
     assert sum(len(m) == group for m in groups.values()) >= len(groups) - 2   # only the newest groups may be partial
 
 
+def test_per_prompt_budget_finishes_each_rollout_at_its_own_max_len():
+    """next_prompt may return (prompt, meta, max_len): that prompt's rollouts get at most max_len tokens (a budget
+    above L_max is capped at L_max), stop there unscored-as-EOS, and the other prompts keep L_max."""
+    window, max_response = 4, 12
+    budgets = {}
+
+    def stream3(inner=PromptStream(seed=5)):
+        prompt, n = inner()
+        cap = [0, 3, 6, 9, 40][n % 5]                       # 0 = L_max; 40 > L_max is capped at 12
+        budgets[prompt[0]] = min(cap, max_response) if cap else max_response
+        return prompt, n, cap
+
+    pool = RolloutPool(6, 2, window, max_response)
+    batches = run_pool_only(pool, 30, stream3, ScriptedGen())
+    seen = 0
+    for b in batches:
+        for r in b:
+            cap = budgets[r.prompt[0]]
+            assert len(r.response) <= cap and pool.max_new_tokens(r) >= 0
+            if r.finished:
+                seen += 1
+                if r.meta <= cap:                            # the whole scripted answer fits: it ends with EOS
+                    assert r.eos and len(r.response) == r.meta
+                else:                                        # cut at its own budget, not at L_max
+                    assert not r.eos and len(r.response) == cap
+            else:
+                assert len(r.response) < cap and len(r.window) == window
+    assert seen > 20 and len({v for v in budgets.values()}) >= 3
+    with pytest.raises(ValueError, match="max_len"):
+        RolloutPool(2, 1, 4, 12).take_fresh(lambda: ([FIRST_N], 1, -3))
+    with pytest.raises(ValueError, match="3-tuple|tuple"):
+        RolloutPool(2, 1, 4, 12).take_fresh(lambda: ([FIRST_N], 1, 4, 5))
+
+
 def test_pool_state_dict_resumes_without_losing_or_duplicating_rollouts():
     gen = ScriptedGen()
     pool, stream = RolloutPool(7, 3, 4, 12), PromptStream(seed=3)

@@ -709,8 +709,13 @@ def test_curation_drops_prompts_the_sft_policy_always_or_never_solves(tmp_path, 
         assert c["candidates"] == len(mine) and c["kept"] == sum(i % 3 == 2 for i in mine)
         assert c["always_solved"] == sum(i % 3 == 0 for i in mine) and c["never_solved"] == sum(i % 3 == 1 for i in mine)
     # RL then draws only curated prompts
-    drawn = {train.next_rl_prompt(run)[1] for _ in range(3 * len(run.rl_state["prompts"]))}
-    assert drawn == set(run.rl_state["prompts"])
+    drawn = [train.next_rl_prompt(run) for _ in range(3 * len(run.rl_state["prompts"]))]
+    assert {i for _, i, _ in drawn} == set(run.rl_state["prompts"])
+    # each RL prompt carries the decode budget held-out evaluation would give its task (task_budget, the default)
+    for _, i, budget in drawn:
+        assert budget == min(train.decode_budget(run.tok, run.rl_tasks[i], run.cfg), run.cfg.max_response) > 0
+    run.cfg.task_budget = False
+    assert train.next_rl_prompt(run)[2] == 0  # 0 = the pool's L_max
 
 
 def test_rl_ratio_is_one_on_the_first_minibatch_at_a_non_unit_temperature(tmp_path):
