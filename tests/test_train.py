@@ -93,7 +93,7 @@ INVALID = {
     "nll_weight": ["-1", "nan"], "lam_floor": ["1.5", "-0.1"], "whiten": ["maybe"], "log_every": ["0"],
     "ckpt_every": ["-1"], "stop_after": ["-2"], "init_from": ["/nonexistent/run"], "bench_seeds": ["0"],
     "bench_gain": ["nan", "2"], "bench_init": ["out/{x}"], "teacher_noise": ["-0.1", "1.5", "nan"],
-    "rl_finished": ["-1"],
+    "rl_finished": ["-1"], "task_budget": ["maybe"],
 }
 
 
