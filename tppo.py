@@ -75,6 +75,13 @@ Deviations from the paper / reference recipe:
     hand-out order; all are recorded, rewarded, trained and carried like the others (a refilled rollout's first
     window is short, so it may live one window more, up to L_max tokens). Every slot decodes at every step, so
     utilization (useful tokens / slots × decode steps run) is 1 while prompts last. PPO (W >= L_max) never refills.
+  * Per-prompt budgets (beyond the paper, which has one L_max): next_prompt may return a third item, max_len ≤
+    L_max; that prompt's rollouts finish at max_len tokens (train.py: the decode budget evaluation uses).
+  * Length-grouped micro-batches (`micro_batch_size=0`, the default): each mini-batch's forward/backward runs in
+    calls of rows of similar length (a new call starts below half the longest row of the current one), and rows
+    with no policy or NLL token are left out of the policy forward. The losses are token sums over whole-batch
+    counts, so the gradient is that of one call; what changes is the padding a long carried prefix would force on
+    every short row (under T-PPO, carried rows are far longer than fresh ones).
 
 Run:  python tppo.py            (toy demo, T-PPO, a few seconds on CPU)
       python tppo.py --bench    (T-PPO vs PPO on a long-tailed toy task: utilization, tokens/s, time to target)
@@ -136,7 +143,7 @@ class TPPOConfig:
     group_filter: bool = False    # policy-train a finished rollout only if its group's finished scores differ (DAPO)
     ppo_epochs: int = 1           # passes over the batch per step
     minibatch_size: int = 512     # responses per optimizer step
-    micro_batch_size: int = 0     # responses per forward/backward (gradient accumulation); 0 = whole mini-batch
+    micro_batch_size: int = 0     # responses per forward/backward (gradient accumulation); 0 = by length (_micro)
     max_grad_norm: float = 1.0    # global grad-norm clip per optimizer step (0 disables)
     temperature: float = 1.0      # τ of the sampler: π_old, π_θ and the NLL all use log softmax(z / τ)
     old_logp_from_sampler: bool = False  # π_old = generate_fn's own log-probs (no second forward); valid only when
@@ -424,8 +431,8 @@ class RolloutPool:
 
     `next_batch` returns carried rollouts first (in the order they were carried), then fresh rollouts; fresh prompts
     come from `next_prompt() -> (prompt_tokens, meta)` or `(prompt_tokens, meta, max_len)` (a per-prompt response
-    budget below L_max, e.g. the evaluation's decode budget) and each becomes `group_size` rollouts of one group. Leftover
-    rollouts of a group wait (FIFO) for the next batch. After generation `record` appends each window and decides
+    budget below L_max, e.g. the evaluation's decode budget) and each becomes `group_size` rollouts of one group.
+    Leftover rollouts of a group wait (FIFO) for the next batch. After generation `record` appends each window and decides
     `finished`; after training `carry` moves every unfinished rollout to the front of the next batch (round + 1).
     There is no selection step: nothing is discarded (see the module docstring).
 
@@ -706,7 +713,10 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     else:
         old_logp = torch.zeros(S, Lr, device=device)
     # V at the step-start weights: fresh for this window's tokens, the saved values for earlier windows.
-    values_all = _values_of(critic, tokens)                              # (S, T)
+    values_all = torch.zeros(S, T, device=device)                        # (S, T); 0 past each row's end
+    for mic in _micro(torch.arange(S, device=device), cfg, P + L):       # length buckets (see _micro)
+        Tm = int((P + L)[mic].max())
+        values_all[mic, :Tm] = _values_of(critic, tokens[mic, :Tm]).float()
     fresh = values_all.gather(1, pred_pos)                                # (S, Lr) V(s_t)
     old_values = torch.where(window_mask, fresh, saved)
     old_values = torch.where(resp_mask, old_values, 0.0)
@@ -769,9 +779,25 @@ def _optimizer_step(params, opt, cfg, all_reduce):
     return norm
 
 
-def _micro(idx, cfg):
-    n = cfg.micro_batch_size or max(len(idx), 1)
-    return [idx[i:i + n] for i in range(0, len(idx), n)] or [idx]
+def _micro(idx, cfg, seq_lens=None):
+    """Micro-batches (forward/backward calls, gradients accumulate) of the row indices idx.
+
+    cfg.micro_batch_size > 0: chunks of that many rows. 0 (auto): with `seq_lens`, rows grouped by length — longest
+    first, and a new micro-batch starts at the first row shorter than half of its micro-batch's longest — so that one
+    long carried prefix does not pad every short row of its mini-batch to its length (each call runs on
+    rows × longest row tokens); without seq_lens, one call. Every loss here is a sum over tokens divided by
+    whole-batch counts, so the split changes the gradient only by float summation order (tested)."""
+    if cfg.micro_batch_size or seq_lens is None or len(idx) <= 1:
+        n = cfg.micro_batch_size or max(len(idx), 1)
+        return [idx[i:i + n] for i in range(0, len(idx), n)] or [idx]
+    lens = seq_lens[idx]
+    order = idx[torch.argsort(lens, descending=True, stable=True)]
+    out, start, head = [], 0, int(lens.max())
+    for i, n in enumerate(seq_lens[order].tolist()):
+        if 2 * n < head:
+            out.append(order[start:i])
+            start, head = i, n
+    return out + [order[start:]]
 
 
 def _trim(sb, rows):
@@ -790,7 +816,7 @@ def update_critic(sb: StepBatch, cfg: TPPOConfig, critic, critic_opt, n_minibatc
         if float(n_tok) == 0:
             continue   # no finished token on any rank: every rank skips together
         critic_opt.zero_grad(set_to_none=True)
-        for mic in _micro(chunk, cfg):
+        for mic in _micro(chunk, cfg, sb.seq_lens):
             if len(mic) == 0:
                 continue
             tok, pp = _trim(sb, mic)
@@ -833,7 +859,10 @@ def update_policy(sb: StepBatch, cfg: TPPOConfig, policy, policy_opt, step: int,
             if float(counts[k_mb].sum()) == 0:
                 continue   # no policy or NLL token on any rank: every rank skips together
             policy_opt.zero_grad(set_to_none=True)
-            for mic in _micro(mb, cfg):
+            mb = mb[(sb.policy_mask[mb] | sb.nll_mask[mb]).any(1)]   # rows with no loss token add 0: skip their forward
+            for mic in _micro(mb, cfg, sb.seq_lens):
+                if len(mic) == 0:
+                    continue
                 tok, pp = _trim(sb, mic)
                 logp = _response_logprobs(policy, tok, pp, sb.targets[mic], cfg.temperature)
                 loss, st = policy_loss(logp, sb.old_logp[mic], sb.adv[mic], sb.policy_mask[mic], cfg.clip_low,

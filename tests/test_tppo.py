@@ -242,6 +242,34 @@ def small_cfg(**kw):
     return TPPOConfig(**base)
 
 
+def test_length_bucketed_micro_batches_give_the_same_update_as_one_call_per_minibatch():
+    """micro_batch_size=0 (auto) splits each mini-batch by length, so a long carried prefix does not pad the short
+    rows (issue 15: no update work that is not needed), and skips rows without a loss token. The losses are token
+    sums over whole-batch counts, so the weights after several steps equal those of one forward/backward per
+    mini-batch (the previous behaviour), up to float summation order."""
+    lens = torch.tensor([5, 40, 9, 21, 40, 3])
+    parts = tppo._micro(torch.arange(6), TPPOConfig(micro_batch_size=0), lens)
+    assert [p.tolist() for p in parts] == [[1, 4, 3], [2, 0], [5]]      # longest first; new call below half
+    assert [p.tolist() for p in tppo._micro(torch.arange(6), TPPOConfig(micro_batch_size=4), lens)] == \
+        [[0, 1, 2, 3], [4, 5]]                                            # an explicit size is kept as given
+    finals, split = [], []
+    for mbs in (0, 1000):
+        cfg = small_cfg(window=4, max_response=24, slots=12, group_size=3, minibatch_size=6, micro_batch_size=mbs,
+                        critic_warmup=1)
+        policy, critic, popt, copt = make_models(cfg.max_response, seed=3)
+        pool, stream, gen = RolloutPool.from_config(cfg), PromptStream(0), ScriptedGen()
+        for s in range(8):
+            m, sb = tppo.tppo_step(pool, cfg, policy=policy, critic=critic, policy_opt=popt, critic_opt=copt,
+                                   generate_fn=gen, reward_fn=scripted_reward, next_prompt=stream, step=s,
+                                   return_batch=True)
+            if mbs == 0:
+                split.append(len(tppo._micro(torch.arange(len(sb.rids)), cfg, sb.seq_lens)))
+        finals.append([p.detach().clone() for p in list(policy.parameters()) + list(critic.parameters())])
+    assert max(split) >= 2                                                # the batches did get split by length
+    for a, b in zip(*finals):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_every_generated_token_enters_policy_loss_once_and_finished_tokens_value_loss_once():
     cfg = small_cfg()
     steps, pool = run_steps(cfg, 12)
