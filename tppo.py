@@ -484,7 +484,7 @@ class RolloutPool:
             if not prompt:
                 raise ValueError("next_prompt() returned an empty prompt; a prompt needs >= 1 token")
             if not isinstance(max_len, int) or max_len < 0:
-                raise ValueError(f"next_prompt() returned max_len={max_len!r}; need an int >= 1 (0 = L_max)")
+                raise ValueError(f"next_prompt() returned max_len={max_len!r}; need an int >= 0 (0 = L_max)")
             for _ in range(self.group_size):
                 self.waiting.append(Rollout(rid=self.next_rid, group=self.next_group, prompt=prompt, meta=meta,
                                             max_len=min(max_len, self.max_response) if max_len else 0))
@@ -716,7 +716,7 @@ def build_step_batch(batch: list, cfg: TPPOConfig, policy, critic, *, pad_id=0, 
     values_all = torch.zeros(S, T, device=device)                        # (S, T); 0 past each row's end
     for mic in _micro(torch.arange(S, device=device), cfg, P + L):       # length buckets (see _micro)
         Tm = int((P + L)[mic].max())
-        values_all[mic, :Tm] = _values_of(critic, tokens[mic, :Tm]).float()
+        values_all[mic, :Tm] = _values_of(critic, tokens[mic, :Tm])
     fresh = values_all.gather(1, pred_pos)                                # (S, Lr) V(s_t)
     old_values = torch.where(window_mask, fresh, saved)
     old_values = torch.where(resp_mask, old_values, 0.0)

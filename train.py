@@ -170,7 +170,7 @@ class Config:
     curate_samples: int = 4  # k of the difficulty filter: keep prompts with 0 < passes < k
     # RL (T-PPO / PPO)
     algo: str = "tppo"  # tppo | ppo (ppo = T-PPO code with window ≥ max_response)
-    refill: str = "off"  # on: a slot whose rollout ends mid-window takes the next waiting rollout at once (continuous batching, beyond the paper); off: the paper's synchronous windows
+    refill: str = "off"  # on: a slot freed mid-window takes the next rollout (beyond the paper); off: synchronous windows
     rl_steps: int = 60  # T-PPO steps after the critic warm-up (0 = SFT only)
     window: int = 48  # T-PPO window W: new tokens per rollout per step
     max_response: int = 400  # L_max: a response lives at most ceil(L_max / W) windows
@@ -209,7 +209,7 @@ PRESETS: dict[str, dict] = {
     "default": dict(),
     # PPO vs T-PPO (synchronous windows) vs T-PPO + refill, from the same SFT policy, at equal work: each arm
     # stops after 384 finished responses (rl_steps is only a cap); cheap held-out evals (20 tasks/domain, avg@2)
-    # every 10 steps for the time-to-target curve (9 arms ≈ 35 min on the 2-core CPU).
+    # every 10 steps for the time-to-target curve (9 arms: 43 min on the quiet 2-core CPU at 17e33bc).
     "bench": dict(rl_steps=400, rl_finished=384, eval_every=10, n_eval=20, eval_samples=2),
 }
 
@@ -964,6 +964,16 @@ class Generation:
     refilled: list = None  # with refill: (tokens, eos, logprobs) of each refilled rollout, in hand-out order
 
 
+def _left_pad(seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists left-padded to a common length: (x (B, Pmax), start (B,) = first real position of each row)."""
+    P = torch.tensor([len(q) for q in seqs], device=dev)
+    Pmax = int(P.max())
+    x = torch.full((len(seqs), Pmax), pad_id, dtype=torch.long, device=dev)
+    for b, q in enumerate(seqs):
+        x[b, Pmax - len(q):] = torch.tensor(q, device=dev)
+    return x, Pmax - P
+
+
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, pad_id: int,
              temperature: float = 1.0, generator: torch.Generator | None = None, refill=None) -> Generation:
@@ -990,11 +1000,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                           device=dev)
     if cap.shape != (B,):
         raise ValueError(f"max_new_tokens must be an int or a list of {B} ints, got shape {tuple(cap.shape)}")
-    P = torch.tensor([len(p) for p in prompts], device=dev)
-    Pmax, Tnew = int(P.max()), max(int(cap.max()), 0)
-    idx = torch.full((B, Pmax), pad_id, dtype=torch.long, device=dev)
-    for b, p in enumerate(prompts):
-        idx[b, Pmax - len(p):] = torch.tensor(p, device=dev)  # left-padded
+    Tnew = max(int(cap.max()), 0)
+    idx, start = _left_pad(prompts, pad_id, dev)
     out = torch.full((B, max(Tnew, 1)), pad_id, dtype=torch.long, device=dev)
     lps = torch.zeros((B, max(Tnew, 1)), device=dev)
     n_gen = torch.zeros(B, dtype=torch.long, device=dev)
@@ -1008,7 +1015,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
     cnt, lim = torch.zeros(B, dtype=torch.long, device=dev), cap.clone()   # tokens / limit of the row's occupant
     if Tnew > 0:
         cache = model.new_cache(B)
-        logits = model.prefill(idx, Pmax - P, cache).float()  # (B, V): next-token logits of every row
+        logits = model.prefill(idx, start, cache).float()  # (B, V): next-token logits of every row
         for s in range(Tnew):
             steps += 1
             if temperature > 0:
@@ -1044,13 +1051,9 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                     break
                 got.append((b, [int(t) for t in r[0]], int(r[1])))
             if got:                              # prefill the new rollouts together, splice them into their rows
-                Pn = max(len(c) for _, c, _ in got)
-                x = torch.full((len(got), Pn), pad_id, dtype=torch.long, device=dev)
-                for i, (_, c, _) in enumerate(got):
-                    x[i, Pn - len(c):] = torch.tensor(c, device=dev)
+                x, x_start = _left_pad([c for _, c, _ in got], pad_id, dev)
                 src = model.new_cache(len(got))
-                start = torch.tensor([Pn - len(c) for _, c, _ in got], device=dev)
-                lg = model.prefill(x, start, src).float()
+                lg = model.prefill(x, x_start, src).float()
                 for i, (b, _, k) in enumerate(got):
                     model.cache_put_row(cache, b, src, i)
                     logits[b] = lg[i]
@@ -2169,8 +2172,7 @@ BENCH_ARMS = (("ppo", "off"), ("tppo", "off"), ("tppo", "on"))  # (algo, refill)
 
 def run_bench(cfg: Config) -> dict:
     """PPO vs T-PPO (the paper's synchronous windows) vs T-PPO with slot refill, at equal work. Per seed, one SFT
-    policy (`bench_init`'s run,
-    or a fresh SFT run) and from it one RL run per arm, each stopping after
+    policy (`bench_init`'s run, or a fresh SFT run) and from it one RL run per arm, each stopping after
     `rl_finished` finished responses. Reports per arm: RL wall-clock to the equal-work end and to the held-out
     target (after-SFT rate + bench_gain), token-weighted generation utilization, generated tokens/s, the generation
     share of a step, the final held-out rate with its standard error, and a per-phase profile of a step; plus the
