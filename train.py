@@ -164,7 +164,7 @@ class Config:
     eval_every: int = 0  # RL steps between held-out evaluations (0 = only before/after RL)
     eval_max_new_tokens: int = 512  # decoding budget for held-out eval (and curation samples)
     eval_samples: int = 4  # k: also report avg@k and pass@k of k samples/task at `temperature` (0 = greedy only)
-    eval_batch: int = 128  # rows per generate call in evaluation and curation
+    eval_batch: int = 128  # decode slots in evaluation and curation (continuous batching: a stopped row takes the next)
     # curation (Guru): difficulty filter on the SFT policy's samples before RL
     n_curate: int = 64  # candidate RL prompts per domain, each sampled curate_samples times by the SFT policy
     curate_samples: int = 4  # k of the difficulty filter: keep prompts with 0 < passes < k
@@ -300,15 +300,11 @@ def curate(run: "Run") -> None:
     doms = rl_domain_list(cfg)
     cands = [i for d in doms for i in [j for j, t in enumerate(run.rl_tasks) if t.domain == d][: cfg.n_curate]]
     gen = torch.Generator(device=run.device).manual_seed(cfg.seed + 104729)  # same draws on every rank
-    lengths = []
-    rows = sorted((i for i in cands for _ in range(k)), key=lambda i: len(run.rl_tasks[i].target))  # see evaluate
-    per = defaultdict(list)
-    for j in range(0, len(rows), cfg.eval_batch):
-        chunk = rows[j: j + cfg.eval_batch]
-        scored = sample_and_score(run.policy, run.tok, [run.rl_tasks[i] for i in chunk], cfg, cfg.temperature, gen)
-        for i, (r, _, n) in zip(chunk, scored):
-            lengths.append(n)
-            per[i].append(r)
+    rows = [i for i in cands for _ in range(k)]
+    scored = sample_and_score(run.policy, run.tok, [run.rl_tasks[i] for i in rows], cfg, cfg.temperature, gen)
+    lengths, per = [n for _, _, n in scored], defaultdict(list)
+    for i, (r, _, _) in zip(rows, scored):
+        per[i].append(r)
     stats = {}
     kept = []
     for d in doms:
@@ -976,7 +972,8 @@ def _left_pad(seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, to
 
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, pad_id: int,
-             temperature: float = 1.0, generator: torch.Generator | None = None, refill=None) -> Generation:
+             temperature: float = 1.0, generator: torch.Generator | None = None, refill=None,
+             horizon: int | None = None) -> Generation:
     """Sample continuations for a batch of prompts of different lengths with the layers' decode caches.
 
     Prompts are left-padded to a common length and prefilled in one parallel pass (`start` = first real position
@@ -987,6 +984,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
     row that stopped with steps left takes the next rollout: the new contexts are prefilled together (left-padded)
     and spliced into the freed rows of the running caches (GPT.cache_put_row); a refilled rollout decodes for
     min(max_new_tokens, steps left) tokens. Its results go to Generation.refilled (original rows stay in tokens).
+    horizon: decode steps at most (default: the largest max_new_tokens, a T-PPO window). Evaluation streams a whole
+    task list through a fixed number of slots with refill and a horizon no rollout reaches (`stream_generate`).
     """
     B = len(prompts)
     if B == 0:
@@ -1000,7 +999,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                           device=dev)
     if cap.shape != (B,):
         raise ValueError(f"max_new_tokens must be an int or a list of {B} ints, got shape {tuple(cap.shape)}")
-    Tnew = max(int(cap.max()), 0)
+    Tnew = max(int(cap.max()), 0)                # columns of the original rows' outputs
+    horizon = Tnew if horizon is None else horizon
     idx, start = _left_pad(prompts, pad_id, dev)
     out = torch.full((B, max(Tnew, 1)), pad_id, dtype=torch.long, device=dev)
     lps = torch.zeros((B, max(Tnew, 1)), device=dev)
@@ -1013,10 +1013,10 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
     owner = [-1] * B                             # row → index in extra (-1: the row's own prompt)
     orig = torch.ones(B, dtype=torch.bool, device=dev)
     cnt, lim = torch.zeros(B, dtype=torch.long, device=dev), cap.clone()   # tokens / limit of the row's occupant
-    if Tnew > 0:
+    if horizon > 0:
         cache = model.new_cache(B)
         logits = model.prefill(idx, start, cache).float()  # (B, V): next-token logits of every row
-        for s in range(Tnew):
+        for s in range(horizon):
             steps += 1
             if temperature > 0:
                 logp = F.log_softmax(logits / temperature, dim=-1)
@@ -1026,8 +1026,9 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                 nxt = logits.argmax(-1)
             live = ~done
             mine = live & orig
-            out[rows[mine], s] = nxt[mine]
-            lps[rows[mine], s] = logp[rows, nxt][mine]
+            if s < Tnew:                         # past Tnew only refilled rollouts are live
+                out[rows[mine], s] = nxt[mine]
+                lps[rows[mine], s] = logp[rows, nxt][mine]
             n_gen += mine.long()
             cnt += live.long()
             hit = live & (nxt == eos_id)
@@ -1039,7 +1040,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                     e = extra[owner[b]]
                     e[0].append(int(nxt[b])), e[2].append(lp_b[b])
                     e[1] = e[1] or bool(hit[b])
-            free = done.nonzero().flatten().tolist() if refill is not None and s + 1 < Tnew else []
+            free = done.nonzero().flatten().tolist() if refill is not None and s + 1 < horizon else []
             if bool(done.all()) and not free:
                 break
             logits = model.decode(torch.where(done, pad_id, nxt), cache).float()
@@ -1059,7 +1060,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                     logits[b] = lg[i]
                     owner[b], orig[b] = len(extra), False
                     extra.append([[], False, []])
-                    cnt[b], lim[b] = 0, min(k, Tnew - s - 1)
+                    cnt[b], lim[b] = 0, min(k, horizon - s - 1)
                     done[b] = lim[b] <= 0
             elif bool(done.all()):
                 break
@@ -1104,17 +1105,43 @@ def decode_budget(tok: Tok, task: Task, cfg: Config) -> int:
     return min(cfg.eval_max_new_tokens, 2 * len(tok.encode(task.target)) + 32)
 
 
+def stream_generate(model: GPT, prompts: list[list[int]], budgets: list[int], slots: int, eos_id: int, pad_id: int,
+                    temperature: float, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Continuous batching for evaluation: every prompt decodes up to its own budget, `slots` rows at a time; a row
+    that stops takes the next prompt at once (generate's refill), longest budget first, so the batch never waits
+    for a straggler while short rows idle (length-sorted fixed batches used ~1/3 of their slot-steps). Returns the
+    generated tokens of each prompt, in the order given."""
+    order = sorted(range(len(prompts)), key=lambda i: -budgets[i])  # longest first: the tail ends with short rows
+    first, rest = order[:slots], order[slots:]
+    handed = []
+
+    def refill():
+        if len(handed) == len(rest):
+            return None
+        i = rest[len(handed)]
+        handed.append(i)
+        return prompts[i], budgets[i]
+    g = generate(model, [prompts[i] for i in first], [budgets[i] for i in first], eos_id, pad_id,
+                 temperature=temperature, generator=generator, refill=refill, horizon=sum(budgets) + 1)
+    out = [None] * len(prompts)
+    for b, i in enumerate(first):
+        out[i] = g.tokens[b, : int(g.lengths[b])].tolist()
+    for i, (toks, _, _) in zip(handed, g.refilled):
+        out[i] = toks
+    return out
+
+
 def sample_and_score(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, temperature: float,
                      generator: torch.Generator | None = None) -> list[tuple[float, str, int]]:
-    """One batched generate call for `tasks` (each within its decode_budget): (verifier reward, decoded response,
-    generated tokens) per row. Shared by held-out evaluation and curation."""
-    g = generate(model, [[tok.bos] + tok.encode(t.prompt) for t in tasks], [decode_budget(tok, t, cfg) for t in tasks],
-                 tok.eos, tok.pad, temperature=temperature, generator=generator)
+    """Sample one response per task (each within its decode_budget, cfg.eval_batch slots, continuous batching):
+    (verifier reward, decoded response, generated tokens) per task. Shared by held-out evaluation and curation."""
+    gen = stream_generate(model, [[tok.bos] + tok.encode(t.prompt) for t in tasks],
+                          [decode_budget(tok, t, cfg) for t in tasks], cfg.eval_batch, tok.eos, tok.pad,
+                          temperature, generator)
     out = []
-    for b, t in enumerate(tasks):
-        n = int(g.lengths[b])
-        text = tok.decode(g.tokens[b, :n].tolist())
-        out.append((reward(t, text), text, n))
+    for t, toks in zip(tasks, gen):
+        text = tok.decode(toks)
+        out.append((reward(t, text), text, len(toks)))
     return out
 
 
@@ -1132,10 +1159,8 @@ def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist |
     greedy response) per domain for display."""
     model.eval()
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
-    # batches of similar expected response length (the reference solution's): with long-tailed lengths, a batch
-    # decodes until its longest row stops, so mixing short and long rows wastes most slot-steps
-    mine = sorted(tasks[rank::world], key=lambda t: (len(t.target), t.domain))
-    k, batch = cfg.eval_samples, cfg.eval_batch
+    mine = sorted(tasks[rank::world], key=lambda t: (len(t.target), t.domain))  # shortest first: the display sample
+    k = cfg.eval_samples
     domains = cfg.domains.split(",")
     # per domain: [tasks, greedy hits, sum of per-task avg@k, sum of its squares, pass@k hits]
     acc = {d: [0.0] * 5 for d in domains}
@@ -1145,21 +1170,16 @@ def evaluate(model: GPT, tok: Tok, tasks: list[Task], cfg: Config, dist: "Dist |
         scored = sample_and_score(model, tok, rows, cfg, temperature, generator)
         return [float(r >= 1.0 - 1e-6) for r, _, _ in scored], [text for _, text, _ in scored]
 
-    for i in range(0, len(mine), batch):
-        chunk = mine[i: i + batch]
-        hits, texts = run(chunk, 0.0)
-        for t, h, s in zip(chunk, hits, texts):
-            acc[t.domain][0] += 1
-            acc[t.domain][1] += h
-            if samples is not None and t.domain not in samples:
-                samples[t.domain] = (t.prompt, s)
-        per_task = [0.0] * len(chunk)
-        rows = [r for r in range(len(chunk)) for _ in range(k)]
-        for j in range(0, len(rows), batch):  # k samples per task, `batch` rows per generate call
-            hs, _ = run([chunk[r] for r in rows[j: j + batch]], cfg.temperature, gen)
-            for r, h in zip(rows[j: j + batch], hs):
-                per_task[r] += h / k
-        for t, p in zip(chunk, per_task):
+    hits, texts = run(mine, 0.0)  # greedy: one stream of all tasks
+    for t, h, s in zip(mine, hits, texts):
+        acc[t.domain][0] += 1
+        acc[t.domain][1] += h
+        if samples is not None and t.domain not in samples:
+            samples[t.domain] = (t.prompt, s)
+    if k > 0:  # k samples per task: one stream of k × tasks rows
+        hs, _ = run([t for t in mine for _ in range(k)], cfg.temperature, gen)
+        for i, t in enumerate(mine):
+            p = sum(hs[i * k: (i + 1) * k]) / k
             a = acc[t.domain]
             a[2], a[3], a[4] = a[2] + p, a[3] + p * p, a[4] + float(p > 0)
     vec = torch.tensor([acc[d] for d in domains], dtype=torch.float64)  # (n_domains, 5)

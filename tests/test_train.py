@@ -782,6 +782,19 @@ def test_refill_on_off_give_the_same_tokens_per_rollout_greedy_frozen_weights():
         assert toks == solo.tokens[3 + i, :len(toks)].tolist()
 
 
+def test_stream_generate_gives_each_prompt_its_solo_greedy_tokens_within_its_budget():
+    """Evaluation's continuous batching: 7 prompts through 3 slots (refilled as rows stop, the horizon beyond every
+    budget) give each prompt exactly the greedy tokens of generating it alone with its own budget, in input order."""
+    m = _tiny_model(n_layers=4, window=3)
+    prompts = [[1, 2], [4, 5, 6, 7, 8, 9], [7], [3] * 6, [5, 6, 7], [2, 9], [8] * 11]
+    budgets = [3, 14, 5, 9, 1, 12, 6]
+    out = train.stream_generate(m, prompts, budgets, 3, eos_id=39, pad_id=0, temperature=0.0)
+    assert len(out) == len(prompts)
+    for p, k, toks in zip(prompts, budgets, out):
+        solo = generate(m, [p], [k], eos_id=39, pad_id=0, temperature=0.0)
+        assert toks == solo.tokens[0, : int(solo.lengths[0])].tolist() and 1 <= len(toks) <= k
+
+
 def test_smoke_run_with_refill_on(tmp_path, monkeypatch):
     """--refill=on end to end; π_old from the sampler still equals the recomputed one (ρ = 1 at the first
     mini-batch) with refilled rollouts in the batch. The tiny model never emits EOS, so the sampler's limit of every
