@@ -746,24 +746,29 @@ def _positions(B, T, start, device):
 class LocalCache:
     """Decode cache of one RAttention layer. Size never depends on position.
 
-    k, v:  (B, w+1, H_kv, D) ring of RAW keys/values; the token at relative position p sits in slot p mod (w+1).
+    k:     (B, w+1, H_kv, D) ring of RAW keys; the token at relative position p sits in slot p mod (w+1).
+    v:     (B, H_kv, w+1, D) the ring's values (head-major: decode's matmuls read it without a copy).
+    ks:    (B, H_kv, w+1, D) the ring's SWA keys k̂ = qk-norm(RoPE(k, p)), made once when the token enters
+           (a key's position never changes, so decode does not re-rotate the whole window every step).
     state: (B, H_kv, 2D, D) fp32, S = Σ_{p <= n−w−2} φ(k_p)ᵀ v_p (tokens that left the window).
     n:     (B,) long, real tokens seen so far per row (slots j < n are filled).
     """
     k: torch.Tensor
     v: torch.Tensor
+    ks: torch.Tensor
     state: torch.Tensor
     n: torch.Tensor
 
     def nbytes(self):
-        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.state, self.n))
+        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.ks, self.state, self.n))
 
 
 @dataclass
 class GlobalCache:
     """Decode cache of one GlobalAttention layer: ordinary KV cache, row b's n[b] real tokens left-aligned.
 
-    k, v: (B, capacity, H_kv, D) (capacity doubles when full); n: (B,) long.
+    k, v: (B, H_kv, capacity, D) head-major (capacity doubles when full); k holds the qk-normed keys (normed once,
+    on entry); n: (B,) long.
     """
     k: torch.Tensor
     v: torch.Tensor
@@ -774,7 +779,7 @@ class GlobalCache:
 
     def used_nbytes(self):
         """Bytes of the k/v entries in use (max over rows), i.e. without the doubling slack."""
-        per_token = 2 * self.k[:, :1].numel() * self.k.element_size()
+        per_token = 2 * self.k[:, :, :1].numel() * self.k.element_size()
         return int(self.n.max()) * per_token + self.n.numel() * self.n.element_size()
 
 
@@ -865,12 +870,13 @@ class RAttention(_AttentionBase):
 
     # ---- decode -----------------------------------------------------------------------------------------------
     def new_cache(self, batch_size, device=None, dtype=None):
-        """Empty LocalCache for `batch_size` rows (ring of w+1 raw k/v + fp32 state per kv head)."""
+        """Empty LocalCache for `batch_size` rows (ring of w+1 raw k/v and SWA keys + fp32 state per kv head)."""
         p = self.q_proj.weight
         device, dtype = device or p.device, dtype or p.dtype
         W1, Hkv, D = self.window + 1, self.n_kv_heads, self.head_dim
         return LocalCache(k=torch.zeros(batch_size, W1, Hkv, D, device=device, dtype=dtype),
-                          v=torch.zeros(batch_size, W1, Hkv, D, device=device, dtype=dtype),
+                          v=torch.zeros(batch_size, Hkv, W1, D, device=device, dtype=dtype),
+                          ks=torch.zeros(batch_size, Hkv, W1, D, device=device, dtype=dtype),
                           state=torch.zeros(batch_size, Hkv, 2 * D, D, device=device, dtype=_fp(dtype)),  # fp32 (fp64 for fp64)
                           n=torch.zeros(batch_size, dtype=torch.long, device=device))
 
@@ -903,7 +909,9 @@ class RAttention(_AttentionBase):
             t_abs = (lo[:, None] + p).clamp(0, T - 1)
             idx = t_abs[:, :, None, None].expand(B, W1, self.n_kv_heads, self.head_dim)
             cache.k.copy_(torch.gather(k, 1, idx) * ok[:, :, None, None])
-            cache.v.copy_(torch.gather(v, 1, idx) * ok[:, :, None, None])
+            cache.v.copy_((torch.gather(v, 1, idx) * ok[:, :, None, None]).transpose(1, 2))
+            ks = self._qk_norm(_rope(k, _positions(B, T, start, x.device), self.rope_base), self.k_norm)
+            cache.ks.copy_((torch.gather(ks, 1, idx) * ok[:, :, None, None]).transpose(1, 2))
             # state: every real token except the last w+1, i.e. lo <= t <= T−w−2
             t = torch.arange(T, device=x.device)[None, :]
             fold = ((t >= lo[:, None]) & (t <= T - W1 - 1)).to(cache.state.dtype)  # (B, T)
@@ -927,22 +935,23 @@ class RAttention(_AttentionBase):
         slot = torch.remainder(p, W1)
         with torch.no_grad():
             # token p−w−1 leaves the window: fold it into S BEFORE the readout (its slot is about to be reused)
-            leave = (p >= W1).to(cache.state.dtype)[:, None, None, None]
-            ke, ve = cache.k[rows, slot], cache.v[rows, slot]  # (B, H_kv, D)
-            cache.state += leave * torch.einsum("bhk,bhd->bhkd", feature_map(ke), ve.to(cache.state.dtype))
+            leave = (p >= W1).to(cache.state.dtype)[:, None, None]
+            ke, ve = cache.k[rows, slot], cache.v[rows, :, slot]  # (B, H_kv, D)
+            fk = (feature_map(ke) * leave).flatten(0, 1)[:, :, None]  # (B·H_kv, 2D, 1); rows still filling add 0
+            cache.state.view(-1, *cache.state.shape[2:]).baddbmm_(fk, ve.to(cache.state.dtype).flatten(0, 1)[:, None])
             cache.k[rows, slot] = k[:, 0].to(cache.k.dtype)
-            cache.v[rows, slot] = v[:, 0].to(cache.v.dtype)
+            cache.v[rows, :, slot] = v[:, 0].to(cache.v.dtype)
+            cache.ks[rows, :, slot] = self._qk_norm(_rope(k, p[:, None], self.rope_base), self.k_norm)[:, 0].to(
+                cache.ks.dtype)
             cache.n += 1
         n = cache.n
-        j = torch.arange(W1, device=x_t.device)[None, :]
-        kpos = (n[:, None] - 1) - torch.remainder(n[:, None] - 1 - j, W1)  # (B, W1) positions of ring slots
-        valid = j < n[:, None]  # (B, W1)
-        qs, ks = self._swa_qk(q, cache.k, (n - 1)[:, None], kpos.clamp_min(0))
+        valid = torch.arange(W1, device=x_t.device)[None, :] < n[:, None]  # (B, W1) filled ring slots
+        qs = self._qk_norm(_rope(q, (n - 1)[:, None], self.rope_base), self.q_norm)  # (B, 1, H, D)
         dt = _fp(qs.dtype)
-        s = torch.einsum("bhgd,bjhd->bhgj", qs[:, 0].to(dt).view(B, self.n_kv_heads, G, -1), ks.to(dt))
+        s = qs[:, 0].to(dt).view(B, self.n_kv_heads, G, -1) @ cache.ks.to(dt).transpose(-1, -2)  # (B, H_kv, G, w+1)
         s = s * self.head_dim ** -0.5
         s = s.masked_fill(~valid[:, None, None, :], float("-inf"))
-        o_swa = torch.einsum("bhgj,bjhd->bhgd", torch.softmax(s, -1), cache.v.to(dt)).reshape(B, 1, self.n_heads, -1)
+        o_swa = (torch.softmax(s, -1) @ cache.v.to(dt)).reshape(B, 1, self.n_heads, -1)  # (B, H_kv, G, D) → heads
         fq = feature_map(q[:, 0]).to(cache.state.dtype).view(B, self.n_kv_heads, G, -1)  # (B, H_kv, G, 2D)
         o_rla = torch.einsum("bhgk,bhkd->bhgd", fq, cache.state).reshape(B, 1, self.n_heads, -1)
         return self._combine(o_swa.to(x_t.dtype), o_rla.to(x_t.dtype))
@@ -991,18 +1000,18 @@ class GlobalAttention(_AttentionBase):
     def new_cache(self, batch_size, device=None, dtype=None, capacity=64):
         p = self.q_proj.weight
         device, dtype = device or p.device, dtype or p.dtype
-        shape = (batch_size, capacity, self.n_kv_heads, self.head_dim)
+        shape = (batch_size, self.n_kv_heads, capacity, self.head_dim)
         return GlobalCache(k=torch.zeros(shape, device=device, dtype=dtype),
                            v=torch.zeros(shape, device=device, dtype=dtype),
                            n=torch.zeros(batch_size, dtype=torch.long, device=device))
 
     @staticmethod
     def _grow(cache, need):
-        cap = cache.k.shape[1]
+        cap = cache.k.shape[2]
         if need <= cap:
             return
         new = max(need, 2 * cap)
-        pad = (0, 0, 0, 0, 0, new - cap)
+        pad = (0, 0, 0, new - cap)
         cache.k, cache.v = F.pad(cache.k, pad), F.pad(cache.v, pad)
 
     def prefill(self, x, cache=None, start=None):
@@ -1024,8 +1033,8 @@ class GlobalAttention(_AttentionBase):
             j = torch.arange(T, device=x.device)[None, :]
             ok = (j < (T - lo)[:, None])[:, :, None, None]
             idx = (lo[:, None] + j).clamp_max(T - 1)[:, :, None, None].expand(B, T, self.n_kv_heads, self.head_dim)
-            cache.k[:, :T] = torch.gather(k, 1, idx) * ok
-            cache.v[:, :T] = torch.gather(v, 1, idx) * ok
+            cache.k[:, :, :T] = (torch.gather(self._qk_norm(k, self.k_norm), 1, idx) * ok).transpose(1, 2)
+            cache.v[:, :, :T] = (torch.gather(v, 1, idx) * ok).transpose(1, 2)
             cache.n.copy_(T - lo)
         return y, cache
 
@@ -1040,13 +1049,18 @@ class GlobalAttention(_AttentionBase):
         self._grow(cache, int(cache.n.max()) + 1)
         rows = torch.arange(B, device=x_t.device)
         with torch.no_grad():
-            cache.k[rows, cache.n] = k[:, 0].to(cache.k.dtype)
-            cache.v[rows, cache.n] = v[:, 0].to(cache.v.dtype)
+            cache.k[rows, :, cache.n] = self._qk_norm(k[:, 0], self.k_norm).to(cache.k.dtype)  # normed once, on entry
+            cache.v[rows, :, cache.n] = v[:, 0].to(cache.v.dtype)
             cache.n += 1
-        L = int(cache.n.max())
-        mask = (torch.arange(L, device=x_t.device)[None, :] < cache.n[:, None])[:, None, :]  # (B, 1, L)
-        o = self._attend(q, cache.k[:, :L], cache.v[:, :L], mask)
-        return self.o_proj(o.flatten(2))
+        L, G = int(cache.n.max()), self.n_heads // self.n_kv_heads
+        valid = torch.arange(L, device=x_t.device)[None, :] < cache.n[:, None]  # (B, L)
+        # grouped-query attention of one query per row, no repeated K/V: (B, H_kv, G, D) · (B, H_kv, L, D)ᵀ
+        qn = self._qk_norm(q[:, 0], self.q_norm).view(B, self.n_kv_heads, G, -1)
+        dt = _fp(qn.dtype)
+        s = (qn.to(dt) @ cache.k[:, :, :L].to(dt).transpose(-1, -2)) * self.head_dim ** -0.5  # (B, H_kv, G, L)
+        s = s.masked_fill(~valid[:, None, None, :], float("-inf"))
+        o = (torch.softmax(s, -1) @ cache.v[:, :, :L].to(dt)).reshape(B, 1, self.n_heads, -1)
+        return self.o_proj(o.to(x_t.dtype).flatten(2))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1074,7 +1088,7 @@ def _demo():
     print(f"\nRAttention(d_model=64, H=4, H_kv=2, w={w}), fp64, T=40:")
     print(f"  max |decode token-by-token − parallel forward| = {err:.2e}")
     print(f"  max |prefill(25) + decode(15) − parallel forward| = {err2:.2e}")
-    print(f"  cache: ring {tuple(cache.k.shape)} raw k (and v) + state {tuple(cache.state.shape)} "
+    print(f"  cache: ring {tuple(cache.k.shape)} raw k, v and SWA keys + state {tuple(cache.state.shape)} "
           f"= {cache.nbytes()} bytes at position 40 (independent of position)")
 
 

@@ -913,17 +913,17 @@ class GPT(nn.Module):
     @staticmethod
     def cache_put_row(cache: list, b: int, src: list, i: int = 0) -> None:
         """Splice row i of the caches `src` (e.g. a fresh prefill) into row b of the running caches `cache`, layer
-        by layer: a LocalCache row is its whole ring, fp32 state and n; a GlobalCache row is its first n entries
+        by layer: a LocalCache row is its whole ring (raw and SWA keys), fp32 state and n; a GlobalCache row is its first n entries
         (left-aligned; the capacity grows if needed; entries beyond n are masked by n)."""
         for c, s in zip(cache, src):
             if hasattr(c, "state"):                                  # rattention.LocalCache
-                c.k[b], c.v[b], c.state[b], c.n[b] = s.k[i], s.v[i], s.state[i], s.n[i]
+                c.k[b], c.v[b], c.ks[b], c.state[b], c.n[b] = s.k[i], s.v[i], s.ks[i], s.state[i], s.n[i]
             else:                                                    # rattention.GlobalCache
                 n = int(s.n[i])
-                if c.k.shape[1] < n:
-                    pad = (0, 0, 0, 0, 0, max(n, 2 * c.k.shape[1]) - c.k.shape[1])
+                if c.k.shape[2] < n:
+                    pad = (0, 0, 0, max(n, 2 * c.k.shape[2]) - c.k.shape[2])
                     c.k, c.v = F.pad(c.k, pad), F.pad(c.v, pad)
-                c.k[b, :n], c.v[b, :n], c.n[b] = s.k[i, :n], s.v[i, :n], n
+                c.k[b, :, :n], c.v[b, :, :n], c.n[b] = s.k[i, :, :n], s.v[i, :, :n], n
 
     def trunk_state(self) -> dict:
         return {k: v for k, v in self.state_dict().items() if not k.startswith(("lm_head", "value_head"))}

@@ -258,6 +258,16 @@ def test_decode_token_by_token_equals_parallel_forward_at_every_position(kind):
     assert rel_rms(ys, y) < 1e-12
 
 
+def test_global_decode_equals_forward_while_its_kv_cache_grows():
+    """The global layer's cache starts at capacity 4 and doubles on the way to 30 tokens (keys stored qk-normed,
+    head-major); every decoded position still equals the parallel forward."""
+    m = layer("global")
+    x = torch.randn(2, 30, 32, dtype=torch.float64)
+    cache = m.new_cache(2, capacity=4)
+    ys = torch.cat([m.decode(x[:, t:t + 1], cache) for t in range(30)], 1)
+    assert cache.k.shape[2] == 32 and rel_rms(ys, m(x)) < 1e-12
+
+
 @pytest.mark.parametrize("kind", ["local", "global"])
 @pytest.mark.parametrize("T1", [3, 6, 7, 20])
 def test_prefill_then_decode_equals_forward(kind, T1):
