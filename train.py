@@ -970,15 +970,44 @@ def _left_pad(seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, to
     return x, Pmax - P
 
 
+def prefill_rows(model: GPT, prompts: list[list[int]], pad_id: int, dev) -> tuple[list, torch.Tensor]:
+    """Prefill prompts of different lengths into one decode cache: (cache for len(prompts) rows, next-token logits
+    (B, V)). Rows go in groups of similar length (longest first; a new group starts at a prompt shorter than half
+    the group's longest, as tppo's micro-batches), each group left-padded only to its own longest and spliced into
+    the batch cache row by row (GPT.cache_put_row). T-PPO re-prefills carried contexts of a few hundred tokens next
+    to fresh prompts of a few dozen: one left-padded call would pad every fresh prompt to the longest context."""
+    B = len(prompts)
+    order = sorted(range(B), key=lambda b: -len(prompts[b]))
+    groups = [[order[0]]]
+    for b in order[1:]:
+        if 2 * len(prompts[b]) < len(prompts[groups[-1][0]]):
+            groups.append([])
+        groups[-1].append(b)
+    cache = model.new_cache(B)
+    if len(groups) == 1:
+        idx, start = _left_pad(prompts, pad_id, dev)
+        return cache, model.prefill(idx, start, cache).float()
+    logits = None
+    for g in groups:
+        x, start = _left_pad([prompts[b] for b in g], pad_id, dev)
+        src = model.new_cache(len(g))
+        lg = model.prefill(x, start, src).float()
+        logits = lg.new_empty(B, lg.shape[-1]) if logits is None else logits
+        for i, b in enumerate(g):
+            model.cache_put_row(cache, b, src, i)
+            logits[b] = lg[i]
+    return cache, logits
+
+
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, pad_id: int,
              temperature: float = 1.0, generator: torch.Generator | None = None, refill=None,
              horizon: int | None = None) -> Generation:
     """Sample continuations for a batch of prompts of different lengths with the layers' decode caches.
 
-    Prompts are left-padded to a common length and prefilled in one parallel pass (`start` = first real position
-    of each row, so RoPE positions and attention ignore the padding); then one decode step per new token for the
-    whole batch. Row b stops at EOS or after max_new_tokens[b] tokens (an int or a per-row list); decoding stops
+    Prompts are prefilled in parallel passes over groups of similar length (`prefill_rows`: left-padded, `start` =
+    first real position of each row, so RoPE positions and attention ignore the padding); then one decode step per
+    new token for the whole batch. Row b stops at EOS or after max_new_tokens[b] tokens (an int or a per-row list); decoding stops
     when every row has stopped. temperature 0 = greedy (log-probs then come from the unscaled distribution).
     refill (continuous batching): a callable () -> (context, max_new_tokens) | None. After a decode step, every
     row that stopped with steps left takes the next rollout: the new contexts are prefilled together (left-padded)
@@ -1001,7 +1030,6 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
         raise ValueError(f"max_new_tokens must be an int or a list of {B} ints, got shape {tuple(cap.shape)}")
     Tnew = max(int(cap.max()), 0)                # columns of the original rows' outputs
     horizon = Tnew if horizon is None else horizon
-    idx, start = _left_pad(prompts, pad_id, dev)
     out = torch.full((B, max(Tnew, 1)), pad_id, dtype=torch.long, device=dev)
     lps = torch.zeros((B, max(Tnew, 1)), device=dev)
     n_gen = torch.zeros(B, dtype=torch.long, device=dev)
@@ -1014,8 +1042,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
     orig = torch.ones(B, dtype=torch.bool, device=dev)
     cnt, lim = torch.zeros(B, dtype=torch.long, device=dev), cap.clone()   # tokens / limit of the row's occupant
     if horizon > 0:
-        cache = model.new_cache(B)
-        logits = model.prefill(idx, start, cache).float()  # (B, V): next-token logits of every row
+        cache, logits = prefill_rows(model, prompts, pad_id, dev)  # (B, V): next-token logits of every row
         for s in range(horizon):
             steps += 1
             if temperature > 0:
@@ -1052,9 +1079,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                     break
                 got.append((b, [int(t) for t in r[0]], int(r[1])))
             if got:                              # prefill the new rollouts together, splice them into their rows
-                x, x_start = _left_pad([c for _, c, _ in got], pad_id, dev)
-                src = model.new_cache(len(got))
-                lg = model.prefill(x, x_start, src).float()
+                src, lg = prefill_rows(model, [c for _, c, _ in got], pad_id, dev)
                 for i, (b, _, k) in enumerate(got):
                     model.cache_put_row(cache, b, src, i)
                     logits[b] = lg[i]

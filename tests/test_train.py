@@ -259,8 +259,9 @@ def test_forward_shapes_and_three_local_to_one_global_pattern():
 
 
 def test_cached_generation_equals_full_forward():
-    """Rows of different prompt lengths, contexts longer than the window (the RLA state is used): the log-prob of
-    every sampled token equals the full parallel forward on prompt + continuation, and greedy tokens are its argmax."""
+    """Rows of different prompt lengths (9, 6 | 3 | 1: prefilled in three length groups, spliced into one cache),
+    contexts longer than the window (the RLA state is used): the log-prob of every sampled token equals the full
+    parallel forward on prompt + continuation, and greedy tokens are its argmax."""
     m = _tiny_model(window=3)
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11, 12], [7], [3] * 6]
     caps = [9, 6, 12, 8]
