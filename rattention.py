@@ -18,7 +18,10 @@ What is implemented (equation numbers from the paper)
 - Combination (§3.2): o_t = RMS_swa(o_t^swa) + RMS_rla(o_t^rla), per-head RMSNorm over D (scale [H, D],
   eps 1e-8, fp32), then the output projection. Global layers (§3.3): full causal attention, NoPE, qk-norm.
 - Decode: a ring buffer of the last w+1 RAW k/v (slot = position mod (w+1)) plus an fp32 state S per kv head;
-  the token leaving the window is folded into S before the readout. Cache size is independent of position.
+  the token leaving the window is folded into S before the readout. Cache size is independent of position. The
+  ring also keeps each key's SWA form qknorm(RoPE(k)), made once when the token enters (a key's position never
+  changes), and the global layers' KV cache stores qk-normed keys: a decode step does not re-rotate or re-normalize
+  the whole window / context. What decode's matmuls read (SWA keys, values, global k/v) is head-major (B, H_kv, ·, D).
 
 Fast paths
 - CPU/PyTorch: blocked SWA (each block of Bq queries sees only its Bq+w candidate keys, one fused SDPA call with
