@@ -882,15 +882,33 @@ def generate_pddl_task(seed_or_rng=0, kind=None, difficulty=None, max_nodes=200_
         raise ValueError(f"difficulty must be an int in [1, 5] or None, got {difficulty!r}")
     for _ in range(100):
         domain, problem, prompt = _PDDL_MAKERS[kind](rng, *_PDDL_LEVELS[kind][difficulty])
-        plan = find_plan(domain, problem, max_nodes=max_nodes)
-        if plan:  # None: out of budget (resample); []: goal already true (generators avoid it)
+        plan = _label_plan(domain, problem, max_nodes)
+        if plan:  # None: out of budget (resample); (): goal already true (generators avoid it)
             break
     else:
         raise RuntimeError(f"could not label a {kind} task within max_nodes={max_nodes}")
-    verdict = validate_plan(domain, problem, plan)
-    if not verdict.valid:  # correct by construction: the planner's answer must pass the validator
-        raise AssertionError(f"find_plan returned an invalid plan: {verdict.message}")
-    return PDDLTask(kind, difficulty, prompt, format_plan(plan), tuple(plan), domain, problem)
+    return PDDLTask(kind, difficulty, prompt, format_plan(plan), plan, domain, problem)
+
+
+_LABELS: dict = {}  # (domain, problem, max_nodes) → validated plan; small instance spaces repeat (see _label_plan)
+
+
+def _label_plan(domain, problem, max_nodes):
+    """find_plan's shortest plan, checked by validate_plan (correct by construction: the planner's answer must pass
+    the validator), as a tuple (None when out of budget). Memoized: seeded draws from small instance spaces repeat
+    (a train.py set of 4,000 tasks draws ~90,000 instances to find them), and BFS is deterministic, so a repeated
+    instance gets the same plan without a second search; the random stream is untouched."""
+    key = (domain, problem, max_nodes)
+    if key not in _LABELS:
+        plan = find_plan(domain, problem, max_nodes=max_nodes)
+        if plan:
+            verdict = validate_plan(domain, problem, plan)
+            if not verdict.valid:
+                raise AssertionError(f"find_plan returned an invalid plan: {verdict.message}")
+        if len(_LABELS) >= 100_000:  # bounded: a long-running process drawing from huge spaces
+            _LABELS.clear()
+        _LABELS[key] = None if plan is None else tuple(plan)
+    return _LABELS[key]
 
 
 # ==== 5. PDDL reward: validate the plan in the response (never raises) ================================================

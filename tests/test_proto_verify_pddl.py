@@ -395,6 +395,17 @@ def test_generators_are_seeded_and_plan_lengths_vary_widely():
     assert all(max(v) >= 3 * min(v) for v in lengths.values()), lengths
 
 
+def test_memoized_plan_labels_give_the_same_tasks_as_a_fresh_search():
+    """Repeated instances reuse their validated BFS plan (_label_plan): 60 seeded draws from a small space give the
+    same tasks with a cold memo as with a warm one, and repeated instances do not add entries."""
+    draw = lambda: [pv.generate_pddl_task(random.Random(i), "gripper", 1) for i in range(60)]  # noqa: E731
+    pv._LABELS.clear()
+    cold = draw()
+    n = len(pv._LABELS)
+    assert cold == draw() and len(pv._LABELS) == n < 60  # the space of 1-ball gripper tasks is small
+    pv._LABELS.clear()
+
+
 def test_prompt_states_the_problem_and_answer_is_compact():
     tk = pv.generate_pddl_task(7, "blocksworld", 3)
     assert "Goal:" in tk.prompt and tk.prompt.startswith("Blocksworld")
