@@ -34,7 +34,7 @@ The SFT demonstrations come from a deliberately noisy teacher (`teacher_noise`, 
 one wrong step, and the chain goes on from it to a wrong answer. The SFT policy learns to slip about as often when
 it samples; RL, rewarded by the verifiers, is what teaches it not to.
 
-Pipeline of `python train.py` (default preset, 12-14 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
+Pipeline of `python train.py` (default preset, 11-14 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
 
   1. tasks: seeded SFT / held-out / RL-prompt sets per domain; held-out decontaminated against the others.
   2. tokenizer: byte-level BPE trained on the training corpus, ranks loaded into `tiktoken.Encoding` (no download).
@@ -66,7 +66,7 @@ Deviations from the papers (composition-level; each concept file lists its own):
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
-  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 12-14 min on CPU
+  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 11-14 min on CPU
   python train.py --algo ppo              # PPO baseline = the same loop with W ≥ L_max
   python train.py --preset bench          # T-PPO vs PPO wall-clock comparison, 3 seeds
   python train.py --help                  # every Config field with its doc line
@@ -154,7 +154,7 @@ class Config:
     mup: str = "lv"  # μP regime for init and per-group LRs: sp | mup | lv
     base_width: int = 64  # μP base width (w = d_model / base_width)
     # SFT
-    sft_steps: int = 700  # SFT optimizer steps (≈ 4.5 min on the quiet 2-core CPU)
+    sft_steps: int = 700  # SFT optimizer steps (4.3-6 min on the quiet 2-core CPU)
     sft_batch: int = 24  # sequences per SFT step
     lr: float = 5e-3  # base LR η at base_width (per-group LRs derived by mup_vocab)
     weight_decay: float = 0.0  # SFT AdamW weight decay on matrices
