@@ -913,8 +913,8 @@ class GPT(nn.Module):
     @staticmethod
     def cache_put_row(cache: list, b: int, src: list, i: int = 0) -> None:
         """Splice row i of the caches `src` (e.g. a fresh prefill) into row b of the running caches `cache`, layer
-        by layer: a LocalCache row is its whole ring (raw and SWA keys), fp32 state and n; a GlobalCache row is its first n entries
-        (left-aligned; the capacity grows if needed; entries beyond n are masked by n)."""
+        by layer: a LocalCache row is its whole ring (raw and SWA keys), fp32 state and n; a GlobalCache row is its
+        first n entries (left-aligned; the capacity grows if needed; entries beyond n are masked by n)."""
         for c, s in zip(cache, src):
             if hasattr(c, "state"):                                  # rattention.LocalCache
                 c.k[b], c.v[b], c.ks[b], c.state[b], c.n[b] = s.k[i], s.v[i], s.ks[i], s.state[i], s.n[i]
@@ -1007,12 +1007,13 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
 
     Prompts are prefilled in parallel passes over groups of similar length (`prefill_rows`: left-padded, `start` =
     first real position of each row, so RoPE positions and attention ignore the padding); then one decode step per
-    new token for the whole batch. Row b stops at EOS or after max_new_tokens[b] tokens (an int or a per-row list); decoding stops
-    when every row has stopped. temperature 0 = greedy (log-probs then come from the unscaled distribution).
-    refill (continuous batching): a callable () -> (context, max_new_tokens) | None. After a decode step, every
-    row that stopped with steps left takes the next rollout: the new contexts are prefilled together (left-padded)
-    and spliced into the freed rows of the running caches (GPT.cache_put_row); a refilled rollout decodes for
-    min(max_new_tokens, steps left) tokens. Its results go to Generation.refilled (original rows stay in tokens).
+    new token for the whole batch. Row b stops at EOS or after max_new_tokens[b] tokens (an int or a per-row list);
+    decoding stops when every row has stopped. temperature 0 = greedy (log-probs then come from the unscaled
+    distribution). refill (continuous batching): a callable () -> (context, max_new_tokens) | None. After a decode
+    step, every row that stopped with steps left takes the next rollout: the new contexts are prefilled
+    (`prefill_rows`) and spliced into the freed rows of the running caches (GPT.cache_put_row); a refilled rollout
+    decodes for min(max_new_tokens, steps left) tokens. Its results go to Generation.refilled (original rows stay in
+    tokens).
     horizon: decode steps at most (default: the largest max_new_tokens, a T-PPO window). Evaluation streams a whole
     task list through a fixed number of slots with refill and a horizon no rollout reaches (`stream_generate`).
     """
