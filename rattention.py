@@ -745,6 +745,14 @@ def _positions(B, T, start, device):
     return t if start is None else (t - start[:, None]).clamp_min(0)
 
 
+def _decode_attention(q, k, v, valid, scale):
+    """Softmax attention of one query per row over cached keys, grouped heads without repeating K/V (both layers'
+    decode): q (B, H_kv, G, D), k/v (B, H_kv, L, D) head-major, valid (B, L) bool -> (B, 1, H_kv·G, D)."""
+    s = (q @ k.transpose(-1, -2)) * scale  # (B, H_kv, G, L)
+    s = s.masked_fill(~valid[:, None, None, :], float("-inf"))
+    return (torch.softmax(s, -1) @ v).reshape(q.shape[0], 1, -1, q.shape[-1])
+
+
 @dataclass
 class LocalCache:
     """Decode cache of one RAttention layer. Size never depends on position.
@@ -934,8 +942,9 @@ class RAttention(_AttentionBase):
         W1, G = self.window + 1, self.n_heads // self.n_kv_heads
         q, k, v = self._qkv(x_t)  # (B, 1, H, D), (B, 1, H_kv, D)
         rows = torch.arange(B, device=x_t.device)
-        p = cache.n  # relative position of the new token
+        p = cache.n  # relative position of the new token (an alias: it advances with cache.n below)
         slot = torch.remainder(p, W1)
+        qs, kn = self._swa_qk(q, k, p[:, None], p[:, None])  # (B, 1, H, D), (B, 1, H_kv, D): RoPE + qk-norm
         with torch.no_grad():
             # token p−w−1 leaves the window: fold it into S BEFORE the readout (its slot is about to be reused)
             leave = (p >= W1).to(cache.state.dtype)[:, None, None]
@@ -944,17 +953,12 @@ class RAttention(_AttentionBase):
             cache.state.view(-1, *cache.state.shape[2:]).baddbmm_(fk, ve.to(cache.state.dtype).flatten(0, 1)[:, None])
             cache.k[rows, slot] = k[:, 0].to(cache.k.dtype)
             cache.v[rows, :, slot] = v[:, 0].to(cache.v.dtype)
-            cache.ks[rows, :, slot] = self._qk_norm(_rope(k, p[:, None], self.rope_base), self.k_norm)[:, 0].to(
-                cache.ks.dtype)
+            cache.ks[rows, :, slot] = kn[:, 0].to(cache.ks.dtype)
             cache.n += 1
-        n = cache.n
-        valid = torch.arange(W1, device=x_t.device)[None, :] < n[:, None]  # (B, W1) filled ring slots
-        qs = self._qk_norm(_rope(q, (n - 1)[:, None], self.rope_base), self.q_norm)  # (B, 1, H, D)
+        valid = torch.arange(W1, device=x_t.device)[None, :] < cache.n[:, None]  # (B, W1) filled ring slots
         dt = _fp(qs.dtype)
-        s = qs[:, 0].to(dt).view(B, self.n_kv_heads, G, -1) @ cache.ks.to(dt).transpose(-1, -2)  # (B, H_kv, G, w+1)
-        s = s * self.head_dim ** -0.5
-        s = s.masked_fill(~valid[:, None, None, :], float("-inf"))
-        o_swa = (torch.softmax(s, -1) @ cache.v.to(dt)).reshape(B, 1, self.n_heads, -1)  # (B, H_kv, G, D) → heads
+        o_swa = _decode_attention(qs[:, 0].to(dt).view(B, self.n_kv_heads, G, -1), cache.ks.to(dt), cache.v.to(dt),
+                                  valid, self.head_dim ** -0.5)
         fq = feature_map(q[:, 0]).to(cache.state.dtype).view(B, self.n_kv_heads, G, -1)  # (B, H_kv, G, 2D)
         o_rla = torch.einsum("bhgk,bhkd->bhgd", fq, cache.state).reshape(B, 1, self.n_heads, -1)
         return self._combine(o_swa.to(x_t.dtype), o_rla.to(x_t.dtype))
@@ -1057,12 +1061,10 @@ class GlobalAttention(_AttentionBase):
             cache.n += 1
         L, G = int(cache.n.max()), self.n_heads // self.n_kv_heads
         valid = torch.arange(L, device=x_t.device)[None, :] < cache.n[:, None]  # (B, L)
-        # grouped-query attention of one query per row, no repeated K/V: (B, H_kv, G, D) · (B, H_kv, L, D)ᵀ
         qn = self._qk_norm(q[:, 0], self.q_norm).view(B, self.n_kv_heads, G, -1)
         dt = _fp(qn.dtype)
-        s = (qn.to(dt) @ cache.k[:, :, :L].to(dt).transpose(-1, -2)) * self.head_dim ** -0.5  # (B, H_kv, G, L)
-        s = s.masked_fill(~valid[:, None, None, :], float("-inf"))
-        o = (torch.softmax(s, -1) @ cache.v[:, :, :L].to(dt)).reshape(B, 1, self.n_heads, -1)
+        o = _decode_attention(qn.to(dt), cache.k[:, :, :L].to(dt), cache.v[:, :, :L].to(dt), valid,
+                              self.head_dim ** -0.5)
         return self.o_proj(o.to(x_t.dtype).flatten(2))
 
 

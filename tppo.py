@@ -790,6 +790,13 @@ def _micro(idx, cfg, seq_lens=None):
     if cfg.micro_batch_size or seq_lens is None or len(idx) <= 1:
         n = cfg.micro_batch_size or max(len(idx), 1)
         return [idx[i:i + n] for i in range(0, len(idx), n)] or [idx]
+    return length_groups(idx, seq_lens)
+
+
+def length_groups(idx, seq_lens):
+    """The row indices idx (≥ 1 of them) in groups of similar length: longest first, and a new group starts at the
+    first row shorter than half of its group's longest (each row then carries at most ~2x its own length in
+    padding). seq_lens is indexed by row. Used for the update's micro-batches and by train.py's prefill."""
     lens = seq_lens[idx]
     order = idx[torch.argsort(lens, descending=True, stable=True)]
     out, start, head = [], 0, int(lens.max())

@@ -972,26 +972,20 @@ def _left_pad(seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, to
 
 def prefill_rows(model: GPT, prompts: list[list[int]], pad_id: int, dev) -> tuple[list, torch.Tensor]:
     """Prefill prompts of different lengths into one decode cache: (cache for len(prompts) rows, next-token logits
-    (B, V)). Rows go in groups of similar length (longest first; a new group starts at a prompt shorter than half
-    the group's longest, as tppo's micro-batches), each group left-padded only to its own longest and spliced into
-    the batch cache row by row (GPT.cache_put_row). T-PPO re-prefills carried contexts of a few hundred tokens next
-    to fresh prompts of a few dozen: one left-padded call would pad every fresh prompt to the longest context."""
+    (B, V)). Rows go in groups of similar length (`tppo.length_groups`, as the update's micro-batches), each group
+    left-padded only to its own longest and spliced into the batch cache row by row (GPT.cache_put_row). T-PPO
+    re-prefills carried contexts of a few hundred tokens next to fresh prompts of a few dozen: one left-padded call
+    would pad every fresh prompt to the longest context."""
     B = len(prompts)
-    order = sorted(range(B), key=lambda b: -len(prompts[b]))
-    groups = [[order[0]]]
-    for b in order[1:]:
-        if 2 * len(prompts[b]) < len(prompts[groups[-1][0]]):
-            groups.append([])
-        groups[-1].append(b)
-    cache = model.new_cache(B)
-    if len(groups) == 1:
-        idx, start = _left_pad(prompts, pad_id, dev)
-        return cache, model.prefill(idx, start, cache).float()
-    logits = None
-    for g in groups:
+    cache, logits = None, None
+    for g in tppo.length_groups(torch.arange(B), torch.tensor([len(p) for p in prompts])):
+        g = g.sort().values.tolist()                 # row order within a group is free: keep the batch's
         x, start = _left_pad([prompts[b] for b in g], pad_id, dev)
         src = model.new_cache(len(g))
         lg = model.prefill(x, start, src).float()
+        if len(g) == B:                              # one group: its cache is the batch's
+            return src, lg
+        cache = model.new_cache(B) if cache is None else cache
         logits = lg.new_empty(B, lg.shape[-1]) if logits is None else logits
         for i, b in enumerate(g):
             model.cache_put_row(cache, b, src, i)
