@@ -724,17 +724,65 @@ def _score_value(s) -> float:
 
 
 def reward(task: Task, response: str) -> float:
-    """Verifier score in [0, 1] for a decoded response; never raises on model output."""
+    """Verifier score in [0, 1] for a decoded response, and 0 unless every step of the shown work is right
+    (`derivation_ok`): a right answer reached through wrong steps is not a pass. Never raises on model output."""
     try:
         if task.domain == "math":
-            return _score_value(guru_rewards.score("math", response, task.truth))
-        if task.domain == "prolog":
-            return _score_value(proto_verify.prolog_reward(task.truth, response))
-        if task.domain == "pddl":
-            return _score_value(proto_verify.pddl_reward(task.truth, response))
+            score = _score_value(guru_rewards.score("math", response, task.truth))
+        elif task.domain == "prolog":
+            score = _score_value(proto_verify.prolog_reward(task.truth, response))
+        elif task.domain == "pddl":
+            score = _score_value(proto_verify.pddl_reward(task.truth, response))
+        else:
+            return 0.0
+        return score if score <= 0.0 or derivation_ok(task, response) else 0.0
     except Exception:  # a verifier bug must not kill training; count it as a failure
         return 0.0
-    return 0.0
+
+
+_MATH_STEP = re.compile(r"(-?\d+)-(\d+)=(-?\d+)(?:<(-?\d+))?")
+_TRACE_STEP = re.compile(r"(len|rev)\(\[([a-z,]*)\],(\[[a-z,]*\]|-?\d+)\)")
+
+
+def derivation_ok(task: Task, response: str) -> bool:
+    """Does each step of the response's chain follow from the one before, by the task's rule? (The verifiers
+    check the answer only. The SFT policy often reaches the right answer through wrong steps: a countdown whose
+    tens digits drift keeps its residue mod b. Rewarding those teaches the wrong steps: RL then breaks the chain.)
+
+      math    tokens `x-b=y` before \\boxed: x starts at a, y = x − b, the next x is y; only the last has `<0`, y < 0
+      prolog  calls `len(T,n)` / `rev(T,A)` before `Answer:`: T drops one head per call, n counts up, A pushes the
+              head; the last call has T = []
+      pddl    each `action ; state` line: the state is the one the action leads to (the validator checks the plan)"""
+    if task.domain == "math":
+        a, b, t = (int(v) for v in re.findall(r"-?\d+", task.key))
+        steps = response.split("\\boxed", 1)[0].split()
+        x = a
+        for i, step in enumerate(steps):
+            m = _MATH_STEP.fullmatch(step)
+            last = i == len(steps) - 1
+            if not m or int(m[1]) != x or int(m[2]) != b or int(m[3]) != x - b \
+                    or (m[4] is not None) != last or (last and (int(m[4]) != t or x - b >= t)):
+                return False
+            x = x - b
+        return bool(steps)
+    if task.domain == "prolog":
+        kind, items = task.key[:3], task.key.split("[", 1)[1].split("]", 1)[0].split(",")
+        calls = response.split("Answer:", 1)[0].split()
+        if len(calls) != len(items):
+            return False
+        for i, call in enumerate(calls):
+            m = _TRACE_STEP.fullmatch(call)
+            acc = str(i + 1) if kind == "len" else f"[{','.join(reversed(items[:i + 1]))}]"
+            if not m or m[1] != kind or m[2] != ",".join(items[i + 1:]) or m[3] != acc:
+                return False
+        return True
+    if task.domain == "pddl":
+        lines = [ln.split(";", 1) for ln in response.strip().split("\n")]
+        if any(len(ln) != 2 for ln in lines):
+            return False
+        states = _pddl_trace(task.truth.kind, task.prompt, [tuple(a.split()) for a, _ in lines])
+        return [st.strip() for _, st in lines] == states
+    return False
 
 
 def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
@@ -752,12 +800,17 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
         keep = guru_rewards.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
         dropped = len(tr) - len(keep)
         tr = [tr[i] for i in keep][: cfg.n_train]
+        distinct = len(tr)  # a small instance space (the countdown: ~600 problems) runs out before n_train: its
+        # problems are repeated so every domain gets n_train demonstrations (equal shares of SFT), each copy with
+        # its own teacher-noise draw below
+        tr = [tr[i % distinct] for i in range(cfg.n_train)] if distinct else tr
         noise = random.Random(f"{cfg.seed}-teacher-{dom}")
         tr = [dataclasses.replace(t, target=w) if noise.random() < cfg.teacher_noise and (w := slip(t, noise))
               else t for t in tr]
         train += tr
         held += ev
-        log(f"tasks: {dom:6s} train {len(tr):4d} held-out {len(ev):3d} (decontamination dropped {dropped})")
+        log(f"tasks: {dom:6s} train {len(tr):4d} ({distinct} distinct) held-out {len(ev):3d} "
+            f"(decontamination dropped {dropped})")
     random.Random(f"{cfg.seed}-shuffle").shuffle(train)
     return train, held
 

@@ -1,5 +1,6 @@
 """Tests for train.py: config/CLI, tokenizer, task sets, model, cached generation, checkpoints, smoke run, RL
 robustness (resume mid-RL, NaN skip) and 2-process data-parallel training. All shapes are tiny (CPU, shared)."""
+import collections
 import json
 import os
 import pickle
@@ -212,6 +213,56 @@ def test_noisy_teacher_slips_one_step_of_a_fraction_of_sft_demonstrations_only()
         for t in [maker(rng) for _ in range(40)]:
             w = train.slip(t, rng)
             assert w is not None and w != t.target and train.reward(t, w) < 1.0
+
+
+def test_a_right_answer_reached_through_a_wrong_step_is_not_a_pass():
+    """reward = the verifier's score only when every step of the chain follows from the one before
+    (derivation_ok); the SFT policy's typical faults, taken from its own outputs, score 0."""
+    rng = random.Random(3)
+    math_t = next(t for t in (train.make_math_task(rng) for _ in range(200)) if t.target.count("=") >= 4)
+    a, b, _ = (int(v) for v in re.findall(r"-?\d+", math_t.key))
+    assert train.reward(math_t, math_t.target) == 1.0
+    first, rest = math_t.target.split(" ", 1)
+    drift = f"{a}-{b}={a - b + 10 * b} {a - b + 10 * b}-{b}={a - b + 9 * b} " + " ".join(  # tens digits drift:
+        f"{x}-{b}={x - b}" for x in range(a - b + 9 * b, a - b, -b)) + " " + rest  # same residue, same answer
+    assert f"\\boxed{{{math_t.truth}}}" in drift and train.reward(math_t, drift) == 0.0
+    assert train.reward(math_t, rest) == 0.0                                   # a step left out
+    assert train.reward(math_t, math_t.target.replace("<0", "")) == 0.0        # no stop marker
+    assert train.reward(math_t, f"\\boxed{{{math_t.truth}}}") == 0.0          # the answer alone
+    assert train.reward(math_t, math_t.target + " 0-1=-1") == 1.0              # text after the answer: ignored
+    pro = [train.make_prolog_task(rng) for _ in range(40)]
+    for t in pro:
+        assert train.reward(t, t.target) == 1.0
+        trace, answer = t.target.split("\nAnswer:")
+        calls = trace.split()
+        if len(calls) >= 2:  # a call dropped, or two calls swapped: the answer line is still right
+            assert train.reward(t, " ".join(calls[1:]) + "\nAnswer:" + answer) == 0.0
+            assert train.reward(t, " ".join([calls[1], calls[0]] + calls[2:]) + "\nAnswer:" + answer) == 0.0
+        assert train.reward(t, "Answer:" + answer) == 0.0
+    for t in [train.make_pddl_task(rng) for _ in range(20)]:
+        assert train.reward(t, t.target) == 1.0
+        lines = t.target.split("\n")
+        wrong_state = "\n".join(ln.split(" ; ")[0] + " ; hand empty" for ln in lines)   # the plan alone is valid
+        assert train.reward(t, "\n".join(ln.split(" ; ")[0] for ln in lines)) == 0.0
+        assert train.reward(t, wrong_state) == 0.0
+    for t in pro[:5] + [math_t]:  # model output of any shape: a score in [0, 1], never an exception
+        for junk in ("", "\\boxed{", "len(" * 5000, "9" * 100_000, "rev([a],[a])\nAnswer:", "\x00\n;;"):
+            assert 0.0 <= train.reward(t, junk) <= 1.0
+
+
+def test_a_small_instance_space_is_repeated_so_every_domain_gets_n_train_demonstrations():
+    """The countdown space holds ~600 problems: n_train = 900 repeats them (equal domain shares in SFT), each copy
+    with its own teacher-noise draw, and the repeats never bring in a held-out problem."""
+    cfg = parse_args(["--domains=math", "--n_train=900", "--n_eval=10", "--teacher_noise=0.3"])
+    tr, ev = train.build_tasks(cfg, log=lambda *a: None)
+    assert len(tr) == 900 and all(t.domain == "math" for t in tr)
+    copies = collections.Counter(t.key for t in tr)
+    assert len(copies) < 900 and max(copies.values()) >= 2
+    assert not (set(copies) & {t.key for t in ev})
+    clean = {t.key: t.target for t in tr if train.reward(t, t.target) == 1.0}
+    mixed = [k for k in copies if copies[k] >= 2 and k in clean
+             and any(t.key == k and t.target != clean[k] for t in tr)]
+    assert mixed, "no repeated problem has both a clean and a slipped copy: the copies share one noise draw"
 
 
 def test_fresh_rl_prompts_are_new_draws_that_never_repeat_a_heldout_problem():
