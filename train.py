@@ -19,7 +19,8 @@ tasks; the model, generation and evaluation follow, and the infrastructure (run 
 command line, devices, the T-PPO vs PPO bench) sits in appendices (`grep -n '^# ====' train.py`).
 
 The tasks (section 3): every response is a step-by-step chain whose length grows with the instance, instance sizes
-have a capped Pareto tail (most short, a few long), and every answer is checked by a project verifier:
+have a capped Pareto tail (most short, a few long), every answer is checked by a project verifier and every step
+by `derivation_ok` (a right answer reached through a wrong step is not a pass):
 
   math    prompt   math: Start at 23, subtract 5 while the result stays at least 0.
           response 23-5=18 18-5=13 13-5=8 8-5=3 3-5=-2<0 \\boxed{3}                        (guru_rewards.score)
@@ -34,7 +35,7 @@ The SFT demonstrations come from a deliberately noisy teacher (`teacher_noise`, 
 one wrong step, and the chain goes on from it to a wrong answer. The SFT policy learns to slip about as often when
 it samples; RL, rewarded by the verifiers, is what teaches it not to.
 
-Pipeline of `python train.py` (default preset, 11-14 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
+Pipeline of `python train.py` (default preset, 8.5-12 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
 
   1. tasks: seeded SFT / held-out / RL-prompt sets per domain; held-out decontaminated against the others.
   2. tokenizer: byte-level BPE trained on the training corpus, ranks loaded into `tiktoken.Encoding` (no download).
@@ -47,7 +48,8 @@ Pipeline of `python train.py` (default preset, 11-14 min on a quiet 2-core CPU; 
 Shapes: token batches are (B, T) right-padded with <|pad|>; valid tokens of row b are its prefix of length lengths[b].
 
 Deviations from the papers (composition-level; each concept file lists its own):
-  - Rewards are verifier scores in [0, 1] (pass = 1), not ±1 as in the T-PPO/DAPO recipes.
+  - Rewards are verifier scores in [0, 1] (pass = 1), not ±1 as in the T-PPO/DAPO recipes, and 0 unless every step of
+    the chain is right (`derivation_ok`; Guru and ProtoReasoning score the final answer only).
   - Tiny models and synthetic chains; held-out avg@k (k = 4) on 100 tasks per domain replaces AIME avg@32.
   - RL settings that differ from the reference recipe, each measured on this model (RESULTS.md, train.py section):
     policy λ = 1 (not VAPO's length-adaptive λ ≥ 0.95), no advantage whitening, NLL weight 1.0 (not 0.1), DAPO's
@@ -66,7 +68,7 @@ Deviations from the papers (composition-level; each concept file lists its own):
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
-  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 11-14 min on CPU
+  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 8.5-12 min on CPU
   python train.py --algo ppo              # PPO baseline = the same loop with W ≥ L_max
   python train.py --preset bench          # T-PPO vs PPO wall-clock comparison, 3 seeds
   python train.py --help                  # every Config field with its doc line
@@ -154,7 +156,7 @@ class Config:
     mup: str = "lv"  # μP regime for init and per-group LRs: sp | mup | lv
     base_width: int = 64  # μP base width (w = d_model / base_width)
     # SFT
-    sft_steps: int = 700  # SFT optimizer steps (4.3-6 min on the quiet 2-core CPU)
+    sft_steps: int = 700  # SFT optimizer steps (4.3-7 min on the quiet 2-core CPU)
     sft_batch: int = 24  # sequences per SFT step
     lr: float = 5e-3  # base LR η at base_width (per-group LRs derived by mup_vocab)
     weight_decay: float = 0.0  # SFT AdamW weight decay on matrices
