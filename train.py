@@ -677,6 +677,17 @@ def make_pddl_task(rng: random.Random) -> Task:
     return Task("pddl", f"pddl: {instance}\n", target, t, instance)
 
 
+def _countdown_args(task: Task) -> tuple[int, int, int]:
+    """(a, b, t) of a countdown task, read off its key ("Start at a, subtract b while the result stays at least t.")."""
+    a, b, t = (int(v) for v in re.findall(r"-?\d+", task.key))
+    return a, b, t
+
+
+def _trace_items(task: Task) -> list[str]:
+    """The list of a len/rev task, read off its key (`len([k,d,q], 0, N)` → ['k', 'd', 'q'])."""
+    return task.key.split("[", 1)[1].split("]", 1)[0].split(",")
+
+
 def slip(task: Task, rng: random.Random) -> str | None:
     """A noisy teacher's version of task.target: one step goes wrong and the chain goes on consistently from the
     wrong state, so the answer is wrong (checked by the verifier; None if no wrong variant was found).
@@ -690,11 +701,11 @@ def slip(task: Task, rng: random.Random) -> str | None:
     the verifier's reward is what removes the slips (RESULTS.md, train.py section)."""
     for _ in range(8):
         if task.domain == "math":
-            a, b, t = (int(v) for v in re.findall(r"-?\d+", task.key))
+            a, b, t = _countdown_args(task)
             n = task.target.count("=")
             _, out = _countdown(a, b, t, rng.randrange(n), rng.choice((-1, 1)))
         elif task.domain == "prolog":
-            items = task.key.split("[", 1)[1].split("]", 1)[0].split(",")
+            items = _trace_items(task)
             i = rng.randrange(len(items))
             if task.key.startswith("len"):
                 counts, n, d = [], 0, rng.choice((-1, 1))
@@ -756,7 +767,7 @@ def derivation_ok(task: Task, response: str) -> bool:
               head; the last call has T = []
       pddl    each `action ; state` line: the state is the one the action leads to (the validator checks the plan)"""
     if task.domain == "math":
-        a, b, t = (int(v) for v in re.findall(r"-?\d+", task.key))
+        a, b, t = _countdown_args(task)
         steps = response.split("\\boxed", 1)[0].split()
         x = a
         for i, step in enumerate(steps):
@@ -768,7 +779,7 @@ def derivation_ok(task: Task, response: str) -> bool:
             x = x - b
         return bool(steps)
     if task.domain == "prolog":
-        kind, items = task.key[:3], task.key.split("[", 1)[1].split("]", 1)[0].split(",")
+        kind, items = task.key[:3], _trace_items(task)
         calls = response.split("Answer:", 1)[0].split()
         if len(calls) != len(items):
             return False

@@ -222,7 +222,7 @@ def test_a_right_answer_reached_through_a_wrong_step_is_not_a_pass():
     math_t = next(t for t in (train.make_math_task(rng) for _ in range(200)) if t.target.count("=") >= 4)
     a, b, _ = (int(v) for v in re.findall(r"-?\d+", math_t.key))
     assert train.reward(math_t, math_t.target) == 1.0
-    first, rest = math_t.target.split(" ", 1)
+    rest = math_t.target.split(" ", 1)[1]
     drift = f"{a}-{b}={a - b + 10 * b} {a - b + 10 * b}-{b}={a - b + 9 * b} " + " ".join(  # tens digits drift:
         f"{x}-{b}={x - b}" for x in range(a - b + 9 * b, a - b, -b)) + " " + rest  # same residue, same answer
     assert f"\\boxed{{{math_t.truth}}}" in drift and train.reward(math_t, drift) == 0.0
