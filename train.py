@@ -2343,6 +2343,9 @@ def bench_row(run_dir: str, gain: float) -> dict:
             # share of the RL step spent generating: the most a faster generator could save is this fraction
             "gen_share": sum(r["gen/time_s"] for r in rl) / max(wall, 1e-9),
             "profile": {p: sum(r.get(f"time/{p}_s", 0.0) for r in rl) / max(len(rl), 1) for p in PHASES},
+            # re-encoding per generated token: what the sampler prefills, what each update forward reads
+            "ctx_per_tok": sum(r.get("gen/context_tokens", 0) for r in rl) / max(sum(r["gen/tokens"] for r in rl), 1),
+            "seq_per_tok": sum(r.get("update/seq_tokens", 0) for r in rl) / max(sum(r["gen/tokens"] for r in rl), 1),
             "len_p50": summ["rl"]["resp_len_p50"], "len_p90": summ["rl"]["resp_len_p90"]}
 
 
@@ -2368,8 +2371,9 @@ def bench_table(rows: list[dict], gain: float) -> str:
     metric = rows[0]["metric"] if rows else "overall"
     lines = [f"| arm | W | seeds | steps | finished | RL s to equal work, median (range) | RL s to target, median "
              f"(range) [reached] | {metric} SFT → final (± SE) | greedy final | gen util (token-weighted) | "
-             f"gen tok/s | gen share | s/step: " + " / ".join(PHASES) + " |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"gen tok/s | gen share | s/step: " + " / ".join(PHASES) + " | encoded per generated token: "
+             f"sampler / update |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in arms:
         rs = [r for r in rows if r["arm"] == a]
         prof = " / ".join(f"{sum(r['profile'][p] for r in rs) / len(rs):.2f}" for p in PHASES)
@@ -2377,7 +2381,8 @@ def bench_table(rows: list[dict], gain: float) -> str:
                      f"{spread(a, 'rl_time_s')} | {spread(a, 'time_to_target_s')} "
                      f"[{len(vals(a, 'time_to_target_s'))}/{len(rs)}] | {mean(a, 'after_sft'):.3f} → "
                      f"{mean(a, 'final'):.3f} ± {mean(a, 'final_se'):.3f} | {mean(a, 'final_greedy'):.3f} | "
-                     f"{mean(a, 'util'):.2f} | {mean(a, 'gen_tok_s'):.0f} | {mean(a, 'gen_share'):.2f} | {prof} |")
+                     f"{mean(a, 'util'):.2f} | {mean(a, 'gen_tok_s'):.0f} | {mean(a, 'gen_share'):.2f} | {prof} | "
+                     f"{mean(a, 'ctx_per_tok'):.2f} / {mean(a, 'seq_per_tok'):.2f} |")
     lines.append(f"\ncritic warm-up steps excluded from every arm's clock and work; target = {metric} after SFT + "
                  f"{gain}; times are RL wall-clock without the held-out evals.")
     if "ppo" in arms:

@@ -905,6 +905,24 @@ def test_every_step_records_a_per_phase_profile_that_sums_to_at_most_the_step_ti
     assert out[0][0]["time/policy_s"] < 1e-3            # warm-up step: no policy update ran
 
 
+@pytest.mark.parametrize("refill", [False, True])
+def test_work_counters_show_that_tppo_re_encodes_carried_prefixes_and_ppo_only_prompts(refill):
+    """gen/context_tokens counts what the sampler encodes before decoding (prompt + response so far of every row, the
+    refilled ones included) and update/seq_tokens what each update forward reads (prompt + whole response so far):
+    the re-encoding that T-PPO pays per window (issue 15). Under PPO (W >= L_max) the sampler encodes prompts only."""
+    for window in (4, 12):
+        _, _, out = _refill_toy(refill, window=window)
+        for _, m, sb in out:
+            assert m["gen/context_tokens"] == int((sb.seq_lens - sb.window_lengths).sum())
+            assert m["update/seq_tokens"] == int(sb.seq_lens.sum())
+        prompts = sum(int((sb.seq_lens - sb.lengths).sum()) for _, _, sb in out)
+        context = sum(m["gen/context_tokens"] for _, m, _ in out)
+        if window == 12:                                # PPO: nothing is carried, so only prompts are encoded
+            assert context == prompts
+        else:                                           # T-PPO: carried rows come back with their responses
+            assert context > prompts
+
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Slot refill (continuous batching, beyond the paper; cfg.refill)

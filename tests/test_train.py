@@ -456,6 +456,9 @@ def test_ppo_baseline_is_the_same_loop_with_window_at_least_max_response(tmp_pat
     rec = [r for r in _metrics(tmp_path / "tppo") if r.get("phase") == "rl"]  # token-weighted util
     assert rows[0]["util"] == pytest.approx(sum(r["gen/useful_measured"] for r in rec)
                                             / sum(r["gen/slot_steps_measured"] for r in rec))
+    # re-encoding: PPO's sampler encodes prompts only, T-PPO's also the carried responses; both updates read more
+    # than they generate (prompt + response so far)
+    assert rows[0]["ctx_per_tok"] > rows[1]["ctx_per_tok"] > 0 and rows[1]["seq_per_tok"] > 1
     table = train.bench_table(rows, gain=0.0)
     assert "| tppo | 8 |" in table and "| ppo | 24 |" in table and "PPO / tppo" in table and "Amdahl bound" in table
 
