@@ -211,7 +211,7 @@ PRESETS: dict[str, dict] = {
     "default": dict(),
     # PPO vs T-PPO (synchronous windows) vs T-PPO + refill, from the same SFT policy, at equal work: each arm
     # stops after 384 finished responses (rl_steps is only a cap); cheap held-out evals (20 tasks/domain, avg@2)
-    # every 10 steps for the time-to-target curve (9 arms: 43 min on the quiet 2-core CPU at 17e33bc).
+    # every 10 steps for the time-to-target curve (9 arms: 30 min on the quiet 2-core CPU at 66c7493).
     "bench": dict(rl_steps=400, rl_finished=384, eval_every=10, n_eval=20, eval_samples=2),
 }
 
