@@ -390,7 +390,7 @@ def rl(run: "Run") -> bool:
         lr_p = cfg.rl_lr * min(1.0, (max(run.step - cfg.critic_warmup, 0) + 1) / max(cfg.rl_warmup, 1))
         set_lr(run.copt, lr_c)
         set_lr(run.popt, lr_p)
-        run.gen_counts = [0, 0]  # [generated tokens, rows × sampling steps] of this step
+        run.gen_counts = [0, 0, 0.0]  # [generated tokens, rows × sampling steps, prefill seconds] of this step
         ts = time.time()
         m = tppo.tppo_step(pool, tcfg, policy=run.policy, critic=run.critic, policy_opt=run.popt,
                            critic_opt=run.copt, generate_fn=lambda ctx, lim, *rf: rl_generate(run, ctx, lim, *rf),
@@ -407,7 +407,8 @@ def rl(run: "Run") -> bool:
         util = run.dist.mean(run.gen_counts[0] / max(run.gen_counts[1], 1))  # measured decode utilization
         m.update({"phase": run.phase, "gstep": run.gstep, "skipped_updates": skipped, "lr/policy": lr_p,
                   "lr/critic": lr_c, "gen/util_measured": util, "time/step_wall_s": time.time() - ts,
-                  "gen/useful_measured": run.gen_counts[0], "gen/slot_steps_measured": run.gen_counts[1]})
+                  "gen/useful_measured": run.gen_counts[0], "gen/slot_steps_measured": run.gen_counts[1],
+                  "time/prefill_s": run.gen_counts[2]})  # part of time/gen_s: encoding the contexts
         done = run.step >= total or (cfg.rl_finished > 0 and st.get("rl_finished", 0) >= cfg.rl_finished)
         if cfg.eval_every and run.phase == "rl" and (run.step - cfg.critic_warmup) % cfg.eval_every == 0 \
                 and not done:
@@ -481,6 +482,7 @@ def rl_generate(run: "Run", contexts: list, limits: list, refill=None):
                  refill=refill)
     run.gen_counts[0] += int(g.lengths.sum()) + sum(len(t) for t, _, _ in g.refilled)
     run.gen_counts[1] += len(contexts) * g.steps
+    run.gen_counts[2] += g.prefill_s
     L = g.lengths.tolist()
     return ([g.tokens[b, : L[b]].tolist() for b in range(len(contexts))] + [t for t, _, _ in g.refilled],
             g.eos.tolist() + [e for _, e, _ in g.refilled],
@@ -1024,6 +1026,7 @@ class Generation:
     logprobs: torch.Tensor  # (B, T_new) log-prob of each generated token under the sampling distribution, 0 on pad
     steps: int  # sampling steps run (1 prefill + decodes); slot-steps = B * steps
     refilled: list = None  # with refill: (tokens, eos, logprobs) of each refilled rollout, in hand-out order
+    prefill_s: float = 0.0  # seconds spent prefilling contexts (the first pass and the refills), within the call
 
 
 def _left_pad(seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1102,8 +1105,11 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
     owner = [-1] * B                             # row → index in extra (-1: the row's own prompt)
     orig = torch.ones(B, dtype=torch.bool, device=dev)
     cnt, lim = torch.zeros(B, dtype=torch.long, device=dev), cap.clone()   # tokens / limit of the row's occupant
+    prefill_s = 0.0
     if horizon > 0:
+        t0 = time.perf_counter()
         cache, logits = prefill_rows(model, prompts, pad_id, dev)  # (B, V): next-token logits of every row
+        prefill_s += _synced_elapsed(t0, dev)
         for s in range(horizon):
             steps += 1
             if temperature > 0:
@@ -1140,7 +1146,9 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
                     break
                 got.append((b, [int(t) for t in r[0]], int(r[1])))
             if got:                              # prefill the new rollouts together, splice them into their rows
+                t0 = time.perf_counter()
                 src, lg = prefill_rows(model, [c for _, c, _ in got], pad_id, dev)
+                prefill_s += _synced_elapsed(t0, dev)
                 for i, (b, _, k) in enumerate(got):
                     model.cache_put_row(cache, b, src, i)
                     logits[b] = lg[i]
@@ -1151,7 +1159,14 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens, eos_id: int, 
             elif bool(done.all()):
                 break
     T = int(n_gen.max())
-    return Generation(out[:, :T], n_gen, eos, lps[:, :T], steps, [tuple(e) for e in extra])
+    return Generation(out[:, :T], n_gen, eos, lps[:, :T], steps, [tuple(e) for e in extra], prefill_s)
+
+
+def _synced_elapsed(t0: float, dev) -> float:
+    """Seconds since perf_counter() t0, after the device's queued work (CUDA runs asynchronously)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - t0
 
 
 
@@ -2343,6 +2358,9 @@ def bench_row(run_dir: str, gain: float) -> dict:
             # share of the RL step spent generating: the most a faster generator could save is this fraction
             "gen_share": sum(r["gen/time_s"] for r in rl) / max(wall, 1e-9),
             "profile": {p: sum(r.get(f"time/{p}_s", 0.0) for r in rl) / max(len(rl), 1) for p in PHASES},
+            # share of the generation time spent prefilling contexts (T-PPO: every carried rollout, every window)
+            "prefill_share": sum(r.get("time/prefill_s", 0.0) for r in rl) / max(sum(r["gen/time_s"] for r in rl),
+                                                                                 1e-9),
             # re-encoding per generated token: what the sampler prefills, what each update forward reads
             "ctx_per_tok": sum(r.get("gen/context_tokens", 0) for r in rl) / max(sum(r["gen/tokens"] for r in rl), 1),
             "seq_per_tok": sum(r.get("update/seq_tokens", 0) for r in rl) / max(sum(r["gen/tokens"] for r in rl), 1),
@@ -2371,9 +2389,9 @@ def bench_table(rows: list[dict], gain: float) -> str:
     metric = rows[0]["metric"] if rows else "overall"
     lines = [f"| arm | W | seeds | steps | finished | RL s to equal work, median (range) | RL s to target, median "
              f"(range) [reached] | {metric} SFT → final (± SE) | greedy final | gen util (token-weighted) | "
-             f"gen tok/s | gen share | s/step: " + " / ".join(PHASES) + " | encoded per generated token: "
-             f"sampler / update |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"gen tok/s | gen share | prefill share of gen | s/step: " + " / ".join(PHASES) + " | encoded per "
+             f"generated token: sampler / update |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in arms:
         rs = [r for r in rows if r["arm"] == a]
         prof = " / ".join(f"{sum(r['profile'][p] for r in rs) / len(rs):.2f}" for p in PHASES)
@@ -2381,7 +2399,8 @@ def bench_table(rows: list[dict], gain: float) -> str:
                      f"{spread(a, 'rl_time_s')} | {spread(a, 'time_to_target_s')} "
                      f"[{len(vals(a, 'time_to_target_s'))}/{len(rs)}] | {mean(a, 'after_sft'):.3f} → "
                      f"{mean(a, 'final'):.3f} ± {mean(a, 'final_se'):.3f} | {mean(a, 'final_greedy'):.3f} | "
-                     f"{mean(a, 'util'):.2f} | {mean(a, 'gen_tok_s'):.0f} | {mean(a, 'gen_share'):.2f} | {prof} | "
+                     f"{mean(a, 'util'):.2f} | {mean(a, 'gen_tok_s'):.0f} | {mean(a, 'gen_share'):.2f} | "
+                     f"{mean(a, 'prefill_share'):.2f} | {prof} | "
                      f"{mean(a, 'ctx_per_tok'):.2f} / {mean(a, 'seq_per_tok'):.2f} |")
     lines.append(f"\ncritic warm-up steps excluded from every arm's clock and work; target = {metric} after SFT + "
                  f"{gain}; times are RL wall-clock without the held-out evals.")

@@ -459,6 +459,9 @@ def test_ppo_baseline_is_the_same_loop_with_window_at_least_max_response(tmp_pat
     # re-encoding: PPO's sampler encodes prompts only, T-PPO's also the carried responses; both updates read more
     # than they generate (prompt + response so far)
     assert rows[0]["ctx_per_tok"] > rows[1]["ctx_per_tok"] > 0 and rows[1]["seq_per_tok"] > 1
+    for r in rec:                                    # the sampler's prefill time is a part of its generation time
+        assert 0 < r["time/prefill_s"] <= r["time/gen_s"]
+    assert 0 < rows[0]["prefill_share"] < 1
     table = train.bench_table(rows, gain=0.0)
     assert "| tppo | 8 |" in table and "| ppo | 24 |" in table and "PPO / tppo" in table and "Amdahl bound" in table
 
