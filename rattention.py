@@ -871,13 +871,17 @@ class RAttention(_AttentionBase):
         """x (B, T, d_model), start (B,) int or None -> (B, T, d_model). Padded positions output 0."""
         self._check_x(x)
         B, T, _ = x.shape
-        start = _check_start(start, B, T, x.device)
+        return self._forward(x, _check_start(start, B, T, x.device))[0]
+
+    def _forward(self, x, start):
+        """forward's output and the keys/values that a decode cache keeps: (y, k raw, v, k̂ = SWA keys)."""
+        B, T, _ = x.shape
         q, k, v = self._qkv(x)
         pos = _positions(B, T, start, x.device)
         qs, ks = self._swa_qk(q, k, pos, pos)
         o_swa = sliding_window_attention(qs, ks, v, self.window, self.head_dim ** -0.5, start)
         o_rla = residual_linear_attention(q, k, v, self.window, self.chunk_size, start) if self.use_rla else None
-        return self._combine(o_swa, o_rla)  # RLA gets the raw q, k (no RoPE, no norm, no 1/√D)
+        return self._combine(o_swa, o_rla), k, v, ks  # RLA gets the raw q, k (no RoPE, no norm, no 1/√D)
 
     # ---- decode -----------------------------------------------------------------------------------------------
     def new_cache(self, batch_size, device=None, dtype=None):
@@ -907,9 +911,8 @@ class RAttention(_AttentionBase):
                 raise ValueError("start must be None when prefilling a cache that already holds tokens")
             return torch.cat([self.decode(x[:, t:t + 1], cache) for t in range(T)], dim=1), cache
         start = _check_start(start, B, T, x.device)
-        y = self.forward(x, start)
+        y, k, v, ks = self._forward(x, start)  # the forward's own keys/values fill the cache (no second pass)
         with torch.no_grad():
-            _, k, v = self._qkv(x)
             lo = torch.zeros(B, dtype=torch.long, device=x.device) if start is None else start
             n = T - lo  # real tokens per row
             W1 = self.window + 1
@@ -921,7 +924,6 @@ class RAttention(_AttentionBase):
             idx = t_abs[:, :, None, None].expand(B, W1, self.n_kv_heads, self.head_dim)
             cache.k.copy_(torch.gather(k, 1, idx) * ok[:, :, None, None])
             cache.v.copy_((torch.gather(v, 1, idx) * ok[:, :, None, None]).transpose(1, 2))
-            ks = self._qk_norm(_rope(k, _positions(B, T, start, x.device), self.rope_base), self.k_norm)
             cache.ks.copy_((torch.gather(ks, 1, idx) * ok[:, :, None, None]).transpose(1, 2))
             # state: every real token except the last w+1, i.e. lo <= t <= T−w−2
             t = torch.arange(T, device=x.device)[None, :]
@@ -975,34 +977,28 @@ class GlobalAttention(_AttentionBase):
     def __init__(self, d_model, n_heads, n_kv_heads=None, head_dim=None, qk_norm_eps=1e-6, **ignored):
         super().__init__(d_model, n_heads, n_kv_heads, head_dim, qk_norm_eps)
 
-    def _attend(self, q, k, v, mask):
-        """q (B, Tq, H, D), k/v (B, Tk, H_kv, D), mask (B, Tq, Tk) bool -> (B, Tq, H, D)."""
-        G = self.n_heads // self.n_kv_heads
-        qn = self._qk_norm(q, self.q_norm).transpose(1, 2)
-        kn = _repeat_kv(self._qk_norm(k, self.k_norm), G).transpose(1, 2)
-        vv = _repeat_kv(v, G).transpose(1, 2)
-        o = F.scaled_dot_product_attention(qn, kn, vv, attn_mask=mask[:, None])
-        return o.transpose(1, 2)
-
     def forward(self, x, start=None):
         self._check_x(x)
         B, T, _ = x.shape
-        start = _check_start(start, B, T, x.device)
+        return self._forward(x, _check_start(start, B, T, x.device))[0]
+
+    def _forward(self, x, start):
+        """forward's output and the keys/values that a decode cache keeps: (y, k̂ = qk-normed keys, v)."""
+        B, T, _ = x.shape
         q, k, v = self._qkv(x)
+        G = self.n_heads // self.n_kv_heads
+        qn, kn = self._qk_norm(q, self.q_norm), self._qk_norm(k, self.k_norm)
+        args = (qn.transpose(1, 2), _repeat_kv(kn, G).transpose(1, 2), _repeat_kv(v, G).transpose(1, 2))
         if start is None:
-            G = self.n_heads // self.n_kv_heads
-            o = F.scaled_dot_product_attention(
-                self._qk_norm(q, self.q_norm).transpose(1, 2),
-                _repeat_kv(self._qk_norm(k, self.k_norm), G).transpose(1, 2),
-                _repeat_kv(v, G).transpose(1, 2), is_causal=True).transpose(1, 2)
-            return self.o_proj(o.flatten(2))
+            o = F.scaled_dot_product_attention(*args, is_causal=True).transpose(1, 2)
+            return self.o_proj(o.flatten(2)), kn, v
         valid = _valid_mask(start, B, T, x.device)  # (B, T)
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
         eye = torch.eye(T, dtype=torch.bool, device=x.device)
         # padded query rows attend only themselves (avoids an all-masked softmax) and are zeroed below
         mask = (causal[None] & valid[:, None, :]) | (eye[None] & ~valid[:, :, None])
-        o = self._attend(q, k, v, mask) * valid[:, :, None, None]
-        return self.o_proj(o.flatten(2))
+        o = F.scaled_dot_product_attention(*args, attn_mask=mask[:, None]).transpose(1, 2) * valid[:, :, None, None]
+        return self.o_proj(o.flatten(2)), kn, v
 
     def new_cache(self, batch_size, device=None, dtype=None, capacity=64):
         p = self.q_proj.weight
@@ -1032,15 +1028,14 @@ class GlobalAttention(_AttentionBase):
                 raise ValueError("start must be None when prefilling a cache that already holds tokens")
             return torch.cat([self.decode(x[:, t:t + 1], cache) for t in range(T)], dim=1), cache
         start = _check_start(start, B, T, x.device)
-        y = self.forward(x, start)
+        y, kn, v = self._forward(x, start)  # the forward's own keys/values fill the cache (no second pass)
         with torch.no_grad():
-            _, k, v = self._qkv(x)
             lo = torch.zeros(B, dtype=torch.long, device=x.device) if start is None else start
             self._grow(cache, T)
             j = torch.arange(T, device=x.device)[None, :]
             ok = (j < (T - lo)[:, None])[:, :, None, None]
             idx = (lo[:, None] + j).clamp_max(T - 1)[:, :, None, None].expand(B, T, self.n_kv_heads, self.head_dim)
-            cache.k[:, :, :T] = (torch.gather(self._qk_norm(k, self.k_norm), 1, idx) * ok).transpose(1, 2)
+            cache.k[:, :, :T] = (torch.gather(kn, 1, idx) * ok).transpose(1, 2)
             cache.v[:, :, :T] = (torch.gather(v, 1, idx) * ok).transpose(1, 2)
             cache.n.copy_(T - lo)
         return y, cache
