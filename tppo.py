@@ -931,14 +931,11 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
     n_carried = sum(r.round > 0 for r in batch)
     limits = [pool.max_new_tokens(r) for r in batch]
     contexts = [r.prompt + r.response for r in batch]
-    n_context = sum(len(c) for c in contexts)             # tokens the sampler encodes before its first new token
     if cfg.refill and cfg.window < cfg.max_response:     # continuous batching (beyond the paper); PPO never refills
         def refill():
-            nonlocal n_context
             r = pool.take_fresh(next_prompt)
             r.refilled = True
             batch.append(r)                               # part of this step's batch, in hand-out order
-            n_context += len(r.prompt) + len(r.response)
             return r.prompt + r.response, pool.max_new_tokens(r)
         out = tuple(generate_fn(contexts, limits, refill))
     else:
@@ -981,8 +978,8 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
     # decode steps run: the longest original row; with refills every slot stays busy to the window's end
     steps_run = max(wl[:n_slots].max(), torch.tensor(float(max(limits))) if len(batch) > n_slots else wl.max())
     sums = torch.tensor([float(x) for x in (wl.sum(), n_slots * steps_run, fin.sum(), sb.rewards[fin].sum(),
-                                            (sb.rewards[fin] > 0).sum(), sb.lengths[fin].sum(), n_context,
-                                            sb.seq_lens.sum())], device=sb.tokens.device)
+                                            (sb.rewards[fin] > 0).sum(), sb.lengths[fin].sum(),
+                                            (sb.seq_lens - wl).sum(), sb.seq_lens.sum())], device=sb.tokens.device)
     if all_reduce is not None:
         sums = all_reduce(sums)
     tokens, slot_steps, n_fin, r_sum, n_pass, len_sum, ctx_tokens, seq_tokens = sums.cpu().tolist()
@@ -996,7 +993,8 @@ def tppo_step(pool: RolloutPool, cfg: TPPOConfig, *, policy, critic, policy_opt,
         "gen/time_s": t_gen,
         "gen/tokens_per_s": tokens / max(t_gen, 1e-9),
         # re-encoding (T-PPO pays it for every carried rollout, every window; PPO for prompts only):
-        "gen/context_tokens": ctx_tokens,                   # prompt + response-so-far tokens the sampler prefilled
+        "gen/context_tokens": ctx_tokens,                   # prompt + response before this window, every row (the
+                                                            # sampler prefills them, refilled rows included)
         "update/seq_tokens": seq_tokens,                    # tokens of the step's sequences, which each update
                                                             # forward reads in full (prompt + whole response so far)
         "pool/finished": n_fin,

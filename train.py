@@ -35,7 +35,7 @@ The SFT demonstrations come from a deliberately noisy teacher (`teacher_noise`, 
 one wrong step, and the chain goes on from it to a wrong answer. The SFT policy learns to slip about as often when
 it samples; RL, rewarded by the verifiers, is what teaches it not to.
 
-Pipeline of `python train.py` (default preset, 8.5-12 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
+Pipeline of `python train.py` (default preset, 7.7-12 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
 
   1. tasks: seeded SFT / held-out / RL-prompt sets per domain; held-out decontaminated against the others.
   2. tokenizer: byte-level BPE trained on the training corpus, ranks loaded into `tiktoken.Encoding` (no download).
@@ -68,7 +68,7 @@ Deviations from the papers (composition-level; each concept file lists its own):
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
-  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 8.5-12 min on CPU
+  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 7.7-12 min on CPU
   python train.py --algo ppo              # PPO baseline = the same loop with W ≥ L_max
   python train.py --preset bench          # T-PPO vs PPO wall-clock comparison, 3 seeds
   python train.py --help                  # every Config field with its doc line
@@ -2343,6 +2343,7 @@ def bench_row(run_dir: str, gain: float) -> dict:
     if not hit and summ["after_rl"][key] >= target - 1e-9:  # reached only at the end
         hit = [{"time": summ["rl"]["rl_time_s"], "finished": summ["rl"]["rl_finished"]}]
     wall = sum(r["time/step_wall_s"] for r in rl)
+    gen_s, gen_tok = sum(r["gen/time_s"] for r in rl), sum(r["gen/tokens"] for r in rl)
     return {"arm": summ["algo"] + (" + refill" if cfg.get("refill") == "on" else ""), "algo": summ["algo"],
             "seed": summ["seed"], "window": summ["rl"]["window"], "metric": key,
             "rl_time_s": summ["rl"]["rl_time_s"], "steps": summ["rl"]["rl_steps_run"],
@@ -2354,16 +2355,15 @@ def bench_row(run_dir: str, gain: float) -> dict:
             # token-weighted (total useful tokens / total slot-steps), not a mean of per-step ratios
             "util": sum(r.get("gen/useful_measured", 0) for r in rl) / max(sum(r.get("gen/slot_steps_measured", 0)
                                                                                for r in rl), 1),
-            "gen_tok_s": sum(r["gen/tokens"] for r in rl) / max(sum(r["gen/time_s"] for r in rl), 1e-9),
+            "gen_tok_s": gen_tok / max(gen_s, 1e-9),
             # share of the RL step spent generating: the most a faster generator could save is this fraction
-            "gen_share": sum(r["gen/time_s"] for r in rl) / max(wall, 1e-9),
+            "gen_share": gen_s / max(wall, 1e-9),
             "profile": {p: sum(r.get(f"time/{p}_s", 0.0) for r in rl) / max(len(rl), 1) for p in PHASES},
             # share of the generation time spent prefilling contexts (T-PPO: every carried rollout, every window)
-            "prefill_share": sum(r.get("time/prefill_s", 0.0) for r in rl) / max(sum(r["gen/time_s"] for r in rl),
-                                                                                 1e-9),
+            "prefill_share": sum(r.get("time/prefill_s", 0.0) for r in rl) / max(gen_s, 1e-9),
             # re-encoding per generated token: what the sampler prefills, what each update forward reads
-            "ctx_per_tok": sum(r.get("gen/context_tokens", 0) for r in rl) / max(sum(r["gen/tokens"] for r in rl), 1),
-            "seq_per_tok": sum(r.get("update/seq_tokens", 0) for r in rl) / max(sum(r["gen/tokens"] for r in rl), 1),
+            "ctx_per_tok": sum(r.get("gen/context_tokens", 0) for r in rl) / max(gen_tok, 1),
+            "seq_per_tok": sum(r.get("update/seq_tokens", 0) for r in rl) / max(gen_tok, 1),
             "len_p50": summ["rl"]["resp_len_p50"], "len_p90": summ["rl"]["resp_len_p90"]}
 
 
