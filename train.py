@@ -140,7 +140,7 @@ class Config:
     eval_set: str = "test"  # test | val: held-out draw to evaluate on (val: a separate seeded draw, for tuning)
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
     n_rl: int = 1000  # fresh RL prompt draws per domain (decontaminated against held-out); curation picks from them
-    teacher_noise: float = 0.3  # fraction of SFT demonstrations with one slipped step (a noisy teacher; see slip())
+    teacher_noise: float = 0.5  # fraction of SFT demonstrations with one slipped step (noisy teacher, slip(); val-tuned)
     rl_domains: str = ""  # domains RL trains on, within `domains` ("" = all); eval covers every domain
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
