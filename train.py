@@ -35,7 +35,7 @@ The SFT demonstrations come from a deliberately noisy teacher (`teacher_noise`, 
 one wrong step, and the chain goes on from it to a wrong answer. The SFT policy learns to slip about as often when
 it samples; RL, rewarded by the verifiers, is what teaches it not to.
 
-Pipeline of `python train.py` (default preset, 7.7-12 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
+Pipeline of `python train.py` (default preset, 7.7-8.0 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
 
   1. tasks: seeded SFT / held-out / RL-prompt sets per domain; held-out decontaminated against the others.
   2. tokenizer: byte-level BPE trained on the training corpus, ranks loaded into `tiktoken.Encoding` (no download).
