@@ -676,23 +676,7 @@ def make_pddl_task(rng: random.Random) -> Task:
     target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(t.plan, states))
     instance = t.prompt.split("\n")[0]  # the action list line is left out: SFT teaches the actions, and without
     # it the instance sits within the local layers' window of where the plan starts
-    shown = _gripper_prompt(instance) if kind == "gripper" else instance
-    return Task("pddl", f"pddl: {shown}\n", target, t, instance)
-
-
-def _gripper_prompt(instance: str) -> str:
-    """proto_verify's gripper instance line (~49 tokens) rewritten in the plan's own state notation (~half of it),
-    so that the domain name and the start state lie within the local layers' window of the plan's first token (in
-    the long form only the one global layer saw them: greedy gripper pass was 0/37 on the val draw). Rooms r1 r2.
-
-        Gripper. Rooms r1 r2. Robot in r2, grippers left and right free. Balls: b1 in r2. Goal: b1 in r1.
-        → Gripper. Start: robot r2 | left - right - | b1@r2. Goal: b1@r1."""
-    head, balls = instance.split("Balls: ", 1)
-    robot = head.split("Robot in ", 1)[1].split(",", 1)[0]
-    where, goal = (dict(p.split(" in ") for p in part.strip().rstrip(".").split(", "))
-                   for part in balls.split(". Goal: ", 1))
-    at = lambda d: " ".join(f"{b}@{r}" for b, r in sorted(d.items()))
-    return f"Gripper. Start: robot {robot} | left - right - | {at(where)}. Goal: {at(goal)}."
+    return Task("pddl", f"pddl: {instance}\n", target, t, instance)
 
 
 def _countdown_args(task: Task) -> tuple[int, int, int]:
@@ -811,7 +795,7 @@ def derivation_ok(task: Task, response: str) -> bool:
         lines = [ln.split(";", 1) for ln in response.strip().split("\n")]
         if any(len(ln) != 2 for ln in lines):
             return False
-        states = _pddl_trace(task.truth.kind, task.truth.prompt, [tuple(a.split()) for a, _ in lines])
+        states = _pddl_trace(task.truth.kind, task.prompt, [tuple(a.split()) for a, _ in lines])
         return [st.strip() for _, st in lines] == states
     return False
 
