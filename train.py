@@ -140,6 +140,7 @@ class Config:
     eval_set: str = "test"  # test | val: held-out draw to evaluate on (val: a separate seeded draw, for tuning)
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
     n_rl: int = 1000  # fresh RL prompt draws per domain (decontaminated against held-out); curation picks from them
+    sft_mix: str = ""  # SFT shares per domain in `domains` order, e.g. "1,1,2" ("" = equal: n_train each); total kept
     teacher_noise: float = 0.5  # fraction of SFT demonstrations with one slipped step (noisy teacher, slip(); val-tuned)
     rl_domains: str = ""  # domains RL trains on, within `domains` ("" = all); eval covers every domain
     # tokenizer
@@ -805,20 +806,23 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
     then decontaminated against it with guru_rewards.decontaminate (normalized exact match + n-gram Jaccard at
     threshold 1.0), so no held-out problem appears in training."""
     train, held = [], []
-    for dom in cfg.domains.split(","):
+    doms = cfg.domains.split(",")
+    mix = [float(w) for w in cfg.sft_mix.split(",")] if cfg.sft_mix else [1.0] * len(doms)
+    for dom, w in zip(doms, mix):
+        n_train = round(cfg.n_train * len(doms) * w / sum(mix))  # this domain's SFT demonstrations
         split = "eval" if cfg.eval_set == "test" else "val"  # val: never the test draw, for tuning without peeking
         ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-{split}-{dom}"), cfg.n_eval)
         # 10 % headroom for decontamination (it drops < 2 % here); the kept prefix does not depend on the headroom
-        tr = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-train-{dom}"), cfg.n_train * 11 // 10 + 20)
+        tr = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-train-{dom}"), n_train * 11 // 10 + 20)
         # threshold 1.0: for synthetic instances a changed number/block is a different problem, so only identical
         # (normalized) problems and identical shingle sets count as contamination
         keep = guru_rewards.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
         dropped = len(tr) - len(keep)
-        tr = [tr[i] for i in keep][: cfg.n_train]
+        tr = [tr[i] for i in keep][: n_train]
         distinct = len(tr)  # a small instance space (the countdown: ~600 problems) runs out before n_train: its
         # problems are repeated so every domain gets n_train demonstrations (equal shares of SFT), each copy with
         # its own teacher-noise draw below
-        tr = [tr[i % distinct] for i in range(cfg.n_train)] if distinct else tr
+        tr = [tr[i % distinct] for i in range(n_train)] if distinct else tr
         noise = random.Random(f"{cfg.seed}-teacher-{dom}")
         tr = [dataclasses.replace(t, target=w) if noise.random() < cfg.teacher_noise and (w := slip(t, noise))
               else t for t in tr]
@@ -2130,6 +2134,13 @@ def validate_config(cfg: Config) -> None:
     doms = cfg.domains.split(",")
     if not all(d in TASK_MAKERS for d in doms) or len(set(doms)) != len(doms):
         bad("domains", f"distinct comma-separated names from {', '.join(TASK_MAKERS)}")
+    if cfg.sft_mix:
+        try:
+            mix = [float(w) for w in cfg.sft_mix.split(",")]
+        except ValueError:
+            mix = []
+        if len(mix) != len(doms) or not all(math.isfinite(w) and w > 0 for w in mix):
+            bad("sft_mix", f"'' or {len(doms)} positive comma-separated numbers, one per domain in {cfg.domains!r}")
     if cfg.rl_domains and not all(d in TASK_MAKERS for d in cfg.rl_domains.split(",")):
         bad("rl_domains", f"'' (all) or comma-separated names from {', '.join(TASK_MAKERS)}")
     if cfg.rl_steps > 0 and not rl_domain_list(cfg):

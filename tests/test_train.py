@@ -94,7 +94,7 @@ INVALID = {
     "nll_weight": ["-1", "nan"], "lam_floor": ["1.5", "-0.1"], "whiten": ["maybe"], "log_every": ["0"],
     "ckpt_every": ["-1"], "stop_after": ["-2"], "init_from": ["/nonexistent/run"], "bench_seeds": ["0"],
     "bench_gain": ["nan", "2"], "bench_init": ["out/{x}"], "teacher_noise": ["-0.1", "1.5", "nan"],
-    "rl_finished": ["-1"], "task_budget": ["maybe"],
+    "rl_finished": ["-1"], "task_budget": ["maybe"], "sft_mix": ["1,2", "0,1,1", "a,b,c", "nan,1,1", "1,1,-2"],
 }
 
 
@@ -193,6 +193,17 @@ def test_train_and_heldout_task_sets_are_disjoint_and_engine_labelled():
     for t in tr[:30] + ev:  # the engine-labelled target earns full reward, a wrong answer earns 0
         assert train.reward(t, t.target) == 1.0, (t.domain, t.prompt, t.target)
         assert train.reward(t, "no idea") == 0.0
+
+
+def test_sft_mix_sets_each_domains_share_of_the_sft_demonstrations_and_keeps_their_total():
+    """--sft_mix=1,1,2 gives pddl half of 3 × n_train demonstrations; the held-out draw is untouched."""
+    args = ["--n_train=40", "--n_eval=6", "--teacher_noise=0"]
+    tr0, ev0 = train.build_tasks(parse_args(args), log=lambda *a: None)
+    tr, ev = train.build_tasks(parse_args(args + ["--sft_mix=1,1,2"]), log=lambda *a: None)
+    assert [sum(t.domain == d for t in tr0) for d in ("math", "prolog", "pddl")] == [40, 40, 40]
+    assert [sum(t.domain == d for t in tr) for d in ("math", "prolog", "pddl")] == [30, 30, 60]
+    assert [t.key for t in ev] == [t.key for t in ev0]
+    assert not ({t.key for t in tr} & {t.key for t in ev})
 
 
 def test_noisy_teacher_slips_one_step_of_a_fraction_of_sft_demonstrations_only():
