@@ -68,7 +68,7 @@ Deviations from the papers (composition-level; each concept file lists its own):
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
-  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 7.7-12 min on CPU
+  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 7.7-8.0 min on CPU
   python train.py --algo ppo              # PPO baseline = the same loop with W ≥ L_max
   python train.py --preset bench          # T-PPO vs PPO wall-clock comparison, 3 seeds
   python train.py --help                  # every Config field with its doc line
@@ -806,8 +806,7 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
     then decontaminated against it with guru_rewards.decontaminate (normalized exact match + n-gram Jaccard at
     threshold 1.0), so no held-out problem appears in training."""
     train, held = [], []
-    doms = cfg.domains.split(",")
-    mix = [float(w) for w in cfg.sft_mix.split(",")] if cfg.sft_mix else [1.0] * len(doms)
+    doms, mix = cfg.domains.split(","), sft_shares(cfg)
     for dom, w in zip(doms, mix):
         n_train = round(cfg.n_train * len(doms) * w / sum(mix))  # this domain's SFT demonstrations
         split = "eval" if cfg.eval_set == "test" else "val"  # val: never the test draw, for tuning without peeking
@@ -820,8 +819,8 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
         dropped = len(tr) - len(keep)
         tr = [tr[i] for i in keep][: n_train]
         distinct = len(tr)  # a small instance space (the countdown: ~600 problems) runs out before n_train: its
-        # problems are repeated so every domain gets n_train demonstrations (equal shares of SFT), each copy with
-        # its own teacher-noise draw below
+        # problems are repeated so every domain gets its share of the demonstrations, each copy with its own
+        # teacher-noise draw below
         tr = [tr[i % distinct] for i in range(n_train)] if distinct else tr
         noise = random.Random(f"{cfg.seed}-teacher-{dom}")
         tr = [dataclasses.replace(t, target=w) if noise.random() < cfg.teacher_noise and (w := slip(t, noise))
@@ -832,6 +831,11 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
             f"(decontamination dropped {dropped})")
     random.Random(f"{cfg.seed}-shuffle").shuffle(train)
     return train, held
+
+
+def sft_shares(cfg: Config) -> list[float]:
+    """Relative SFT shares of the domains in `domains` order: `sft_mix` parsed, all 1.0 when it is "" (equal)."""
+    return [float(w) for w in cfg.sft_mix.split(",")] if cfg.sft_mix else [1.0] * len(cfg.domains.split(","))
 
 
 def rl_domain_list(cfg: Config) -> list[str]:
@@ -2136,7 +2140,7 @@ def validate_config(cfg: Config) -> None:
         bad("domains", f"distinct comma-separated names from {', '.join(TASK_MAKERS)}")
     if cfg.sft_mix:
         try:
-            mix = [float(w) for w in cfg.sft_mix.split(",")]
+            mix = sft_shares(cfg)
         except ValueError:
             mix = []
         if len(mix) != len(doms) or not all(math.isfinite(w) and w > 0 for w in mix):
