@@ -142,7 +142,6 @@ class Config:
     n_rl: int = 1000  # fresh RL prompt draws per domain (decontaminated against held-out); curation picks from them
     sft_mix: str = ""  # SFT shares per domain in `domains` order, e.g. "1,1,2" ("" = equal: n_train each); total kept
     teacher_noise: float = 0.5  # fraction of SFT demonstrations with one slipped step (noisy teacher, slip(); val-tuned)
-    pddl_plans: str = "procedure"  # pddl teacher: procedure (fixed rule, no search; _procedure_plan) | optimal (BFS)
     rl_domains: str = ""  # domains RL trains on, within `domains` ("" = all); eval covers every domain
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
@@ -662,39 +661,7 @@ def _pddl_trace(kind: str, prompt: str, plan) -> list:
     return out
 
 
-def _procedure_plan(kind: str, prompt: str) -> list:
-    """A plan by a fixed procedure (longer than the planner's optimal one, and valid: the validator accepts any plan
-    that reaches the goal), so every action follows from the state and the goal without search:
-
-      blocksworld  unstack the top of the first tower of two or more blocks and put it down, until every block is
-                   on the table; then, for each goal atom `X on Y` in the prompt's order (bottom-up within a
-                   tower), pick-up X and stack X Y
-      gripper      for each ball not in its goal room, in the prompt's order: move to its room (if the robot is
-                   elsewhere), pick it with the left gripper, move to its goal room, drop it there"""
-    plan = []
-    if kind == "blocksworld":
-        towers = [t.split() for t in prompt.split("bottom first: ", 1)[1].split(".", 1)[0].split(" | ")]
-        while tall := next((t for t in towers if len(t) >= 2), None):
-            x = tall.pop()
-            plan += [("unstack", x, tall[-1]), ("put-down", x)]
-        for atom in prompt.split("Goal: ", 1)[1].split(".", 1)[0].split(", "):
-            x, _, y = atom.split()
-            if y != "table":
-                plan += [("pick-up", x), ("stack", x, y)]
-    else:
-        head, balls = prompt.split("Balls: ", 1)
-        robot = head.split("Robot in ", 1)[1].split(",", 1)[0]
-        where = dict(p.split(" in ") for p in balls.split(". Goal", 1)[0].split(", "))
-        goal = dict(p.split(" in ") for p in balls.split("Goal: ", 1)[1].split(".", 1)[0].split(", "))
-        for b, room in where.items():
-            if goal[b] != room:
-                plan += ([("move", robot, room)] if robot != room else []) + [
-                    ("pick", b, room, "left"), ("move", room, goal[b]), ("drop", b, goal[b], "left")]
-                robot = goal[b]
-    return plan
-
-
-def make_pddl_task(rng: random.Random, plans: str = "procedure") -> Task:
+def make_pddl_task(rng: random.Random) -> Task:
     """Blocksworld (2–4 blocks) or gripper (1–3 balls) plan generation, labelled by proto_verify's BFS planner and
     checked by its validator (`pddl_reward`). Each action line carries the state after it as a `;` comment (which
     the plan parser ignores), so the plan is a chain whose preconditions can be read off the line before.
@@ -706,12 +673,8 @@ def make_pddl_task(rng: random.Random, plans: str = "procedure") -> Task:
     diff = rng.choices([1, 2, 3], weights=[4, 3, 1])[0]  # blocksworld 2-4 blocks, gripper 1-3 balls (smaller
     # instances alone leave only ~300 distinct tasks: the SFT set would hold ~200 of them)
     t = proto_verify.generate_pddl_task(rng, kind=kind, difficulty=diff)
-    plan = t.plan if plans == "optimal" else tuple(_procedure_plan(kind, t.prompt))
-    if plans != "optimal":  # the validator checks the procedure's plan (and the planner's was checked when labelled)
-        verdict = proto_verify.validate_plan(t.domain, t.problem, list(plan))
-        assert verdict.valid, (t.prompt, plan, verdict.message)
-    states = _pddl_trace(kind, t.prompt, plan)
-    target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(plan, states))
+    states = _pddl_trace(kind, t.prompt, t.plan)
+    target = "\n".join(f"{' '.join(a)} ; {s}" for a, s in zip(t.plan, states))
     instance = t.prompt.split("\n")[0]  # the action list line is left out: SFT teaches the actions, and without
     # it the instance sits within the local layers' window of where the plan starts
     return Task("pddl", f"pddl: {instance}\n", target, t, instance)
@@ -767,13 +730,6 @@ def slip(task: Task, rng: random.Random) -> str | None:
 
 
 TASK_MAKERS = {"math": make_math_task, "prolog": make_prolog_task, "pddl": make_pddl_task}
-
-
-def task_maker(cfg: Config, dom: str):
-    """The task generator of domain `dom` under this Config (pddl: the teacher's plans, `pddl_plans`)."""
-    if dom == "pddl":
-        return lambda rng: make_pddl_task(rng, plans=cfg.pddl_plans)
-    return TASK_MAKERS[dom]
 
 
 def _score_value(s) -> float:
@@ -854,9 +810,9 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
     for dom, w in zip(doms, mix):
         n_train = round(cfg.n_train * len(doms) * w / sum(mix))  # this domain's SFT demonstrations
         split = "eval" if cfg.eval_set == "test" else "val"  # val: never the test draw, for tuning without peeking
-        ev = _draw_unique(task_maker(cfg, dom), random.Random(f"{cfg.seed}-{split}-{dom}"), cfg.n_eval)
+        ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-{split}-{dom}"), cfg.n_eval)
         # 10 % headroom for decontamination (it drops < 2 % here); the kept prefix does not depend on the headroom
-        tr = _draw_unique(task_maker(cfg, dom), random.Random(f"{cfg.seed}-train-{dom}"), n_train * 11 // 10 + 20)
+        tr = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-train-{dom}"), n_train * 11 // 10 + 20)
         # threshold 1.0: for synthetic instances a changed number/block is a different problem, so only identical
         # (normalized) problems and identical shingle sets count as contamination
         keep = guru_rewards.decontaminate([t.key for t in tr], [t.key for t in ev], threshold=1.0)
@@ -897,7 +853,7 @@ def build_rl_tasks(cfg: Config, held: list[Task], log=print) -> list[Task]:
     out = []
     for dom in rl_domain_list(cfg):
         ev = [t.key for t in held if t.domain == dom]
-        rl = _draw_unique(task_maker(cfg, dom), random.Random(f"{cfg.seed}-rl-{dom}"), cfg.n_rl)
+        rl = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-rl-{dom}"), cfg.n_rl)
         keep = guru_rewards.decontaminate([t.key for t in rl], ev, threshold=1.0)
         out += [rl[i] for i in keep]
         log(f"tasks: {dom:6s} RL prompts {len(keep):4d} (fresh draws; decontamination dropped {len(rl) - len(keep)})")
@@ -1412,7 +1368,7 @@ def setup(cfg: Config, dist: "Dist | None" = None) -> Run:
             if cfg.eval_set == "val":  # tuning from another run's SFT policy: held-out = a val draw unseen in SFT
                 seen = {t.key for t in run.train_tasks}
                 run.eval_tasks = [t for d in cfg.domains.split(",") for t in [
-                    t for t in _draw_unique(task_maker(cfg, d), random.Random(f"{cfg.seed}-val-{d}"), 2 * cfg.n_eval)
+                    t for t in _draw_unique(TASK_MAKERS[d], random.Random(f"{cfg.seed}-val-{d}"), 2 * cfg.n_eval)
                     if t.key not in seen][: cfg.n_eval]]
         else:
             run.train_tasks, run.eval_tasks = build_tasks(cfg, log=run.log.print)
@@ -2135,7 +2091,7 @@ FLOAT_RANGE = dict(lr=(0.0, None), weight_decay=(0.0, None), grad_clip=(0.0, Non
 POSITIVE = ("lr", "temperature", "rl_lr", "critic_lr")
 CHOICES = dict(preset=tuple(PRESETS), device=("auto", "cpu", "cuda", "mps"), dtype=("auto", "float32", "bfloat16"),
                rl_prompts=("fresh", "sft"), eval_set=("test", "val"), mup=("sp", "mup", "lv"), algo=("tppo", "ppo"),
-               refill=("on", "off"), pddl_plans=("procedure", "optimal"))
+               refill=("on", "off"))
 
 
 def validate_config(cfg: Config) -> None:
