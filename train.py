@@ -141,7 +141,7 @@ class Config:
     rl_prompts: str = "fresh"  # RL prompt source: fresh (new draws, not the SFT set) | sft (the SFT training tasks)
     n_rl: int = 1000  # fresh RL prompt draws per domain (decontaminated against held-out); curation picks from them
     sft_mix: str = ""  # SFT shares per domain in `domains` order, e.g. "1,1,2" ("" = equal: n_train each); total kept
-    teacher_noise: float = 0.5  # fraction of SFT demonstrations with one slipped step (noisy teacher, slip(); val-tuned)
+    teacher_noise: float = 0.7  # fraction of SFT demonstrations with one slipped step (noisy teacher, slip(); val-tuned)
     rl_domains: str = ""  # domains RL trains on, within `domains` ("" = all); eval covers every domain
     # tokenizer
     tokenizer: str = "bpe"  # "bpe" (train on the corpus) or a tiktoken encoding name available offline
