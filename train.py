@@ -35,7 +35,7 @@ The SFT demonstrations come from a deliberately noisy teacher (`teacher_noise`, 
 one wrong step, and the chain goes on from it to a wrong answer. The SFT policy learns to slip about as often when
 it samples; RL, rewarded by the verifiers, is what teaches it not to.
 
-Pipeline of `python train.py` (default preset, 7.7-8.0 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
+Pipeline of `python train.py` (default preset, 8.3-9.2 min on a quiet 2-core CPU; issue 14 asks ≤ 10):
 
   1. tasks: seeded SFT / held-out / RL-prompt sets per domain; held-out decontaminated against the others.
   2. tokenizer: byte-level BPE trained on the training corpus, ranks loaded into `tiktoken.Encoding` (no download).
@@ -68,7 +68,7 @@ Deviations from the papers (composition-level; each concept file lists its own):
 
 Run:
   python train.py --preset smoke          # ≤ 60 s end to end on a 2-core CPU
-  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 7.7-8.0 min on CPU
+  python train.py                         # default: SFT + curation + critic warm-up + T-PPO, 8.3-9.2 min on CPU
   python train.py --algo ppo              # PPO baseline = the same loop with W ≥ L_max
   python train.py --preset bench          # T-PPO vs PPO wall-clock comparison, 3 seeds
   python train.py --help                  # every Config field with its doc line
