@@ -807,8 +807,8 @@ def build_tasks(cfg: Config, log=print) -> tuple[list[Task], list[Task]]:
     threshold 1.0), so no held-out problem appears in training."""
     train, held = [], []
     doms, mix = cfg.domains.split(","), sft_shares(cfg)
-    for dom, w in zip(doms, mix):
-        n_train = round(cfg.n_train * len(doms) * w / sum(mix))  # this domain's SFT demonstrations
+    for dom, share in zip(doms, mix):
+        n_train = round(cfg.n_train * len(doms) * share / sum(mix))  # this domain's SFT demonstrations
         split = "eval" if cfg.eval_set == "test" else "val"  # val: never the test draw, for tuning without peeking
         ev = _draw_unique(TASK_MAKERS[dom], random.Random(f"{cfg.seed}-{split}-{dom}"), cfg.n_eval)
         # 10 % headroom for decontamination (it drops < 2 % here); the kept prefix does not depend on the headroom
